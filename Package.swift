@@ -1,0 +1,78 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Every Parley target: Swift 6 language mode, complete concurrency checking.
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "Parley",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "SocketIO", targets: ["SocketIO"]),
+        .library(name: "SocketIOTesting", targets: ["SocketIOTesting"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // Bottom layer: a small, fast JSON value type shared by both protocol layers.
+        .target(name: "JSON", swiftSettings: strict),
+        // Engine.IO v4: packets, handshake, WebSocket transport, heartbeat.
+        .target(
+            name: "EngineIO",
+            dependencies: [
+                "JSON",
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Socket.IO v5: packets, binary attachments, manager with reconnection, sockets.
+        .target(
+            name: "SocketIO",
+            dependencies: ["JSON", "EngineIO", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        // A scriptable Socket.IO server for tests, on NIO's WebSocket server.
+        .target(
+            name: "SocketIOTesting",
+            dependencies: [
+                "SocketIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        // ncursesw from Debian's libncurses-dev, for the terminal front end.
+        .systemLibrary(
+            name: "CNcursesw",
+            pkgConfig: "ncursesw",
+            providers: [.apt(["libncurses-dev"])]
+        ),
+        .testTarget(name: "JSONTests", dependencies: ["JSON"], swiftSettings: strict),
+        .testTarget(name: "EngineIOTests", dependencies: ["EngineIO", "SocketIOTesting"], swiftSettings: strict),
+        .testTarget(
+            name: "SocketIOTests",
+            dependencies: ["SocketIO", "SocketIOTesting"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "InteropTests",
+            dependencies: ["SocketIO"],
+            exclude: ["server.py"],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "CNcurseswTests", dependencies: ["CNcursesw"], swiftSettings: strict),
+    ]
+)

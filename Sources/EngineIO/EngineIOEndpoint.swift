@@ -1,0 +1,74 @@
+public import Foundation
+
+/// Where an Engine.IO server lives, and the WebSocket URL that reaches it.
+///
+/// `http(s)://` is mapped to `ws(s)://`; the Engine.IO path defaults to
+/// `/socket.io/`; `EIO=4&transport=websocket` and any extra query items are
+/// appended.
+public struct EngineIOEndpoint: Sendable, Hashable {
+    public enum Scheme: String, Sendable {
+        case ws, wss
+        public var isSecure: Bool { self == .wss }
+    }
+
+    public var scheme: Scheme
+    public var host: String
+    public var port: Int
+    public var path: String
+    public var query: [URLQueryItem]
+
+    public static let defaultPath = "/socket.io/"
+
+    /// - Parameters:
+    ///   - url: `http://`, `https://`, `ws://` or `wss://`, with host and optional port.
+    ///     A path in the URL is ignored unless `path` is nil (a URL path is the
+    ///     namespace in socket.io-client, not the Engine.IO path).
+    ///   - path: the Engine.IO path; `/socket.io/` when nil.
+    ///   - query: extra query items sent with the handshake.
+    public init(url: String, path: String? = nil, query: [URLQueryItem] = []) throws(EngineIOEndpointError) {
+        guard let components = URLComponents(string: url), let rawScheme = components.scheme?.lowercased() else {
+            throw .invalidURL(url)
+        }
+        switch rawScheme {
+        case "http", "ws": scheme = .ws
+        case "https", "wss": scheme = .wss
+        default: throw .unsupportedScheme(rawScheme)
+        }
+        guard let host = components.host, !host.isEmpty else { throw .missingHost(url) }
+        self.host = host
+        self.port = components.port ?? (scheme.isSecure ? 443 : 80)
+        guard (1...65535).contains(self.port) else { throw .invalidURL(url) }
+        var enginePath = path ?? Self.defaultPath
+        if !enginePath.hasPrefix("/") { enginePath = "/" + enginePath }
+        if !enginePath.hasSuffix("/") { enginePath += "/" }
+        self.path = enginePath
+        self.query = query
+    }
+
+    /// `ws(s)://host:port/path?EIO=4&transport=websocket[&extra…]`
+    public var webSocketURL: String {
+        var components = URLComponents()
+        components.scheme = scheme.rawValue
+        components.host = host
+        components.port = port
+        components.path = path
+        components.queryItems =
+            [URLQueryItem(name: "EIO", value: "4"), URLQueryItem(name: "transport", value: "websocket")] + query
+        return components.string ?? "\(scheme.rawValue)://\(host):\(port)\(path)?EIO=4&transport=websocket"
+    }
+}
+
+public enum EngineIOEndpointError: Error, Sendable, Equatable, CustomStringConvertible {
+    case invalidURL(String)
+    case unsupportedScheme(String)
+    case missingHost(String)
+
+    public var description: String {
+        switch self {
+        case .invalidURL(let url): return "not a valid server URL: \(url.debugDescription)"
+        case .unsupportedScheme(let scheme):
+            return "unsupported URL scheme \"\(scheme)\" (use http, https, ws or wss)"
+        case .missingHost(let url): return "the server URL has no host: \(url.debugDescription)"
+        }
+    }
+}

@@ -1,0 +1,17 @@
+/// A connected, message-oriented transport under Engine.IO: WebSocket in
+/// production, an in-memory pair in tests.
+public protocol EngineIOTransport: Sendable {
+    /// Frames from the server, in order. Finishes when the peer closes the
+    /// connection; throws when the connection fails.
+    var inbound: AsyncThrowingStream<EngineIOData, any Error> { get }
+    /// Queues a frame for sending. Frames go out in the order they were queued.
+    func send(_ frame: EngineIOData)
+    /// Closes the connection (politely when possible). `inbound` then finishes.
+    func close()
+}
+
+/// Opens transports to an endpoint; injectable so the layers above can be
+/// tested without sockets.
+public protocol EngineIOTransportFactory: Sendable {
+    func connect(to endpoint: EngineIOEndpoint) async throws -> any EngineIOTransport
+}

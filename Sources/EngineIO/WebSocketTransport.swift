@@ -1,0 +1,192 @@
+public import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
+import WSClient
+
+/// The WebSocket transport, on hummingbird-project/swift-websocket (NIO, with TLS).
+public struct WebSocketTransportFactory: EngineIOTransportFactory {
+    public struct Options: Sendable {
+        /// Largest message accepted from the server, in bytes.
+        public var maxIncomingMessageSize: Int
+        /// Skip certificate verification: only for self-signed test servers.
+        public var allowsInsecureTLS: Bool
+        /// Extra HTTP headers for the upgrade request.
+        public var headers: [(name: String, value: String)]
+
+        public init(
+            maxIncomingMessageSize: Int = 16 << 20,
+            allowsInsecureTLS: Bool = false,
+            headers: [(name: String, value: String)] = []
+        ) {
+            self.maxIncomingMessageSize = maxIncomingMessageSize
+            self.allowsInsecureTLS = allowsInsecureTLS
+            self.headers = headers
+        }
+    }
+
+    public var options: Options
+    public var logger: Logger
+
+    public init(options: Options = .init(), logger: Logger = Logger(label: "parley.engineio.websocket")) {
+        self.options = options
+        self.logger = logger
+    }
+
+    public func connect(to endpoint: EngineIOEndpoint) async throws -> any EngineIOTransport {
+        var configuration = WebSocketClientConfiguration(
+            maxFrameSize: options.maxIncomingMessageSize,
+            closeTimeout: .seconds(2)
+        )
+        for header in options.headers {
+            if let name = HTTPField.Name(header.name) {
+                configuration.additionalHeaders.append(HTTPField(name: name, value: header.value))
+            }
+        }
+        var tls: TLSConfiguration?
+        if endpoint.scheme.isSecure {
+            var t = TLSConfiguration.makeClientConfiguration()
+            if options.allowsInsecureTLS { t.certificateVerification = .none }
+            tls = t
+        }
+        return try await WebSocketTransport.connect(
+            url: endpoint.webSocketURL,
+            configuration: configuration,
+            tls: tls,
+            maxMessageSize: options.maxIncomingMessageSize,
+            logger: logger
+        )
+    }
+}
+
+import HTTPTypes
+
+/// Bridges swift-websocket's scoped `connect { inbound, outbound, context in }`
+/// to a long-lived object: a task runs the scope, forwarding inbound messages
+/// to a stream and draining an outbound queue into the socket.
+final class WebSocketTransport: EngineIOTransport {
+    let inbound: AsyncThrowingStream<EngineIOData, any Error>
+    private let outbound: AsyncStream<EngineIOData>.Continuation
+    private let task: Mutex<Task<Void, Never>?>
+
+    private init(inbound: AsyncThrowingStream<EngineIOData, any Error>, outbound: AsyncStream<EngineIOData>.Continuation) {
+        self.inbound = inbound
+        self.outbound = outbound
+        self.task = Mutex(nil)
+    }
+
+    func send(_ frame: EngineIOData) {
+        outbound.yield(frame)
+    }
+
+    func close() {
+        // Ending the outbound queue ends the scope, which sends the close frame.
+        outbound.finish()
+    }
+
+    static func connect(
+        url: String,
+        configuration: WebSocketClientConfiguration,
+        tls: TLSConfiguration?,
+        maxMessageSize: Int,
+        logger: Logger
+    ) async throws -> WebSocketTransport {
+        let (inboundStream, inboundContinuation) = AsyncThrowingStream.makeStream(of: EngineIOData.self)
+        let (outboundStream, outboundContinuation) = AsyncStream.makeStream(of: EngineIOData.self)
+        let transport = WebSocketTransport(inbound: inboundStream, outbound: outboundContinuation)
+        let opened = OneShot<Void>()
+
+        let task = Task {
+            do {
+                try await WebSocketClient.connect(
+                    url: url,
+                    configuration: configuration,
+                    tlsConfiguration: tls,
+                    logger: logger
+                ) { inbound, writer, _ in
+                    opened.resolve(.success(()))
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            for await frame in outboundStream {
+                                switch frame {
+                                case .text(let text): try await writer.write(.text(text))
+                                case .binary(let bytes): try await writer.write(.binary(ByteBuffer(bytes: bytes)))
+                                }
+                            }
+                        }
+                        group.addTask {
+                            for try await message in inbound.messages(maxSize: maxMessageSize) {
+                                switch message {
+                                case .text(let text): inboundContinuation.yield(.text(text))
+                                case .binary(var buffer):
+                                    inboundContinuation.yield(.binary(buffer.readBytes(length: buffer.readableBytes) ?? []))
+                                }
+                            }
+                        }
+                        // Whichever side ends first (peer closed, or close() called) ends the connection.
+                        try await group.next()
+                        group.cancelAll()
+                    }
+                }
+                inboundContinuation.finish()
+            } catch {
+                opened.resolve(.failure(error))
+                inboundContinuation.finish(throwing: error)
+            }
+            outboundContinuation.finish()
+        }
+        transport.task.withLock { $0 = task }
+        do {
+            try await withTaskCancellationHandler {
+                try await opened.value
+            } onCancel: {
+                task.cancel()
+            }
+        } catch {
+            task.cancel()
+            throw error
+        }
+        return transport
+    }
+
+    deinit {
+        outbound.finish()
+    }
+}
+
+/// A value delivered once, awaited by one task.
+final class OneShot<Value: Sendable>: Sendable {
+    private enum State {
+        case waiting(CheckedContinuation<Value, any Error>?)
+        case resolved(Result<Value, any Error>)
+    }
+    private let state = Mutex<State>(.waiting(nil))
+
+    /// The first call wins; later calls are ignored.
+    func resolve(_ result: Result<Value, any Error>) {
+        let waiter: CheckedContinuation<Value, any Error>? = state.withLock { state in
+            guard case .waiting(let waiter) = state else { return nil }
+            state = .resolved(result)
+            return waiter
+        }
+        waiter?.resume(with: result)
+    }
+
+    var value: Value {
+        get async throws {
+            try await withCheckedThrowingContinuation { continuation in
+                let ready: Result<Value, any Error>? = state.withLock { state in
+                    switch state {
+                    case .waiting:
+                        state = .waiting(continuation)
+                        return nil
+                    case .resolved(let result):
+                        return result
+                    }
+                }
+                if let ready { continuation.resume(with: ready) }
+            }
+        }
+    }
+}

@@ -1,0 +1,480 @@
+public import EngineIO
+public import Foundation
+public import JSON
+public import Logging
+
+/// Reads the CONNECT payload; called again before every connection attempt,
+/// so what it returns may change between attempts.
+public typealias AuthProvider = @Sendable () -> JSONValue?
+
+/// One connection to a Socket.IO server, shared by the sockets of every
+/// namespace on it; reconnects with backoff as socket.io-client v4 does
+/// (PROTOCOL.md, "Client defaults").
+///
+/// All connection state lives in this actor, so events, emits and
+/// reconnection never race each other.
+public actor SocketManager {
+    public struct Configuration: Sendable {
+        /// The Engine.IO path; `/socket.io/` when nil.
+        public var path: String?
+        /// Extra query items for the handshake.
+        public var query: [URLQueryItem]
+        public var reconnection: ReconnectPolicy
+        /// Time allowed for one attempt, from opening the transport to the server's CONNECT reply.
+        public var connectTimeout: Duration
+        public var transport: any EngineIOTransportFactory
+        /// The clock for backoff, timeouts and the heartbeat; tests inject a manual one.
+        public var clock: any Clock<Duration>
+        /// Random numbers in 0..<1 for the backoff jitter.
+        public var random: @Sendable () -> Double
+        public var logger: Logger
+
+        public init(
+            path: String? = nil,
+            query: [URLQueryItem] = [],
+            reconnection: ReconnectPolicy = .socketIODefault,
+            connectTimeout: Duration = .seconds(20),
+            transport: any EngineIOTransportFactory = WebSocketTransportFactory(),
+            clock: any Clock<Duration> = ContinuousClock(),
+            random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
+            logger: Logger = Logger(label: "parley.socketio")
+        ) {
+            self.path = path
+            self.query = query
+            self.reconnection = reconnection
+            self.connectTimeout = connectTimeout
+            self.transport = transport
+            self.clock = clock
+            self.random = random
+            self.logger = logger
+        }
+    }
+
+    public nonisolated let endpoint: EngineIOEndpoint
+    public nonisolated let configuration: Configuration
+    private var logger: Logger { configuration.logger }
+
+    private struct Listener {
+        enum Filter {
+            case named(String)
+            case anyEvent
+            case lifecycle
+            case everything
+        }
+        let filter: Filter
+        let handler: @Sendable (SocketEvent) -> Void
+    }
+
+    private struct PendingAck {
+        let continuation: CheckedContinuation<[JSONValue], any Error>
+        var sent: Bool
+        var timer: Task<Void, Never>?
+    }
+
+    private struct Buffered {
+        let frames: [EngineIOData]
+        let ackID: Int?
+    }
+
+    private struct Namespace {
+        var auth: AuthProvider?
+        /// Wants to be connected (connect() called, not refused or disconnected since).
+        var active = false
+        var connected = false
+        var sid: String?
+        var sendBuffer: [Buffered] = []
+        var listeners: [Int: Listener] = [:]
+        var pendingAcks: [Int: PendingAck] = [:]
+        var nextAckID = 0
+    }
+
+    private var namespaces: [String: Namespace] = [:]
+    private var engine: EngineIOConnection?
+    private var decoder = SocketIOPacketDecoder()
+    private var loop: Task<Void, Never>?
+    private var opening: Task<EngineIOConnection, any Error>?
+    private var attemptTimer: Task<Void, Never>?
+    private var attemptTimedOut = false
+    private var attempts = 0
+    private var skipReconnect = false
+    private var nextListenerID = 0
+    /// The server's limit from the last handshake; the v4 default before any.
+    private var maxPayload = EngineIOHandshake.defaultMaxPayload
+
+    /// - Parameter url: the server, `http(s)://` or `ws(s)://`.
+    public init(url: String, configuration: Configuration = .init()) throws(EngineIOEndpointError) {
+        self.endpoint = try EngineIOEndpoint(url: url, path: configuration.path, query: configuration.query)
+        self.configuration = configuration
+    }
+
+    /// The socket for a namespace (created on first use). `auth` is the CONNECT payload.
+    public func socket(namespace: String = "/", auth: AuthProvider? = nil) throws(SocketError) -> Socket {
+        guard namespace.hasPrefix("/"), !namespace.contains(",") else { throw .invalidNamespace(namespace) }
+        if namespaces[namespace] == nil { namespaces[namespace] = Namespace() }
+        if let auth { namespaces[namespace]!.auth = auth }
+        return Socket(manager: self, namespace: namespace)
+    }
+
+    // MARK: Socket operations
+
+    func connect(_ nsp: String) {
+        namespaces[nsp, default: Namespace()].active = true
+        skipReconnect = false
+        if let engine, opening == nil {
+            if !namespaces[nsp]!.connected { sendConnect(nsp, over: engine) }
+        } else if loop == nil {
+            attempts = 0
+            loop = Task { await self.runConnectionLoop() }
+        }
+    }
+
+    func disconnect(_ nsp: String) {
+        guard var state = namespaces[nsp] else { return }
+        let wasConnected = state.connected
+        if wasConnected, let engine {
+            for frame in SocketIOPacket(kind: .disconnect, namespace: nsp).encoded() { try? engine.send(frame) }
+        }
+        state.active = false
+        state.connected = false
+        state.sid = nil
+        namespaces[nsp] = state
+        failSentAcks(nsp)
+        if wasConnected { dispatch(.disconnect(.ioClientDisconnect), to: nsp) }
+        closeIfIdle()
+    }
+
+    func isConnected(_ nsp: String) -> Bool { namespaces[nsp]?.connected ?? false }
+
+    func sid(_ nsp: String) -> String? { namespaces[nsp]?.sid }
+
+    func setAuth(_ nsp: String, _ auth: AuthProvider?) { namespaces[nsp, default: Namespace()].auth = auth }
+
+    func emit(_ nsp: String, _ name: String, _ arguments: [JSONValue]) throws(SocketError) -> EmitResult {
+        try emit(nsp, name, arguments, ackID: nil)
+    }
+
+    private func emit(_ nsp: String, _ name: String, _ arguments: [JSONValue], ackID: Int?) throws(SocketError) -> EmitResult {
+        guard !reservedEventNames.contains(name) else { throw .reservedEventName(name) }
+        let frames = SocketIOPacket.event(name, arguments, namespace: nsp, id: ackID).encoded()
+        for frame in frames {
+            // Engine.IO counts the packet type byte of a text message.
+            let size = frame.byteCount + (frame.isText ? 1 : 0)
+            guard size <= maxPayload else { throw .payloadTooLarge(size: size, limit: maxPayload) }
+        }
+        if let engine, namespaces[nsp]?.connected == true {
+            send(frames, over: engine)
+            return .sent
+        }
+        namespaces[nsp, default: Namespace()].sendBuffer.append(Buffered(frames: frames, ackID: ackID))
+        return .buffered
+    }
+
+    func emitWithAck(
+        _ nsp: String,
+        _ name: String,
+        _ arguments: [JSONValue],
+        timeout: Duration
+    ) async throws -> [JSONValue] {
+        let id = namespaces[nsp, default: Namespace()].nextAckID
+        namespaces[nsp]!.nextAckID += 1
+        let result = try emit(nsp, name, arguments, ackID: id)
+        let clock = configuration.clock
+        return try await withCheckedThrowingContinuation { continuation in
+            let timer = Task {
+                do { try await clock.sleep(for: timeout, tolerance: nil) } catch { return }
+                self.resolveAck(nsp, id, with: .failure(SocketError.ackTimeout))
+            }
+            self.namespaces[nsp]!.pendingAcks[id] = PendingAck(
+                continuation: continuation,
+                sent: result == .sent,
+                timer: timer
+            )
+        }
+    }
+
+    func sendAck(namespace nsp: String, id: Int, arguments: [JSONValue]) {
+        guard let engine, namespaces[nsp]?.connected == true else { return }
+        send(SocketIOPacket.ack(arguments, id: id, namespace: nsp).encoded(), over: engine)
+    }
+
+    private func addListener(_ nsp: String, _ filter: Listener.Filter, _ handler: @escaping @Sendable (SocketEvent) -> Void) -> Int {
+        let id = nextListenerID
+        nextListenerID += 1
+        namespaces[nsp, default: Namespace()].listeners[id] = Listener(filter: filter, handler: handler)
+        return id
+    }
+
+    func addListener(_ nsp: String, named name: String?, _ handler: @escaping @Sendable (SocketEvent) -> Void) -> Int {
+        addListener(nsp, name.map { .named($0) } ?? .anyEvent, handler)
+    }
+
+    func addLifecycleListener(_ nsp: String, _ handler: @escaping @Sendable (SocketEvent) -> Void) -> Int {
+        addListener(nsp, .lifecycle, handler)
+    }
+
+    func addStreamListener(_ nsp: String, _ handler: @escaping @Sendable (SocketEvent) -> Void) -> Int {
+        addListener(nsp, .everything, handler)
+    }
+
+    func removeListener(_ nsp: String, _ id: Int) {
+        namespaces[nsp]?.listeners[id] = nil
+    }
+
+    // MARK: The connection loop
+
+    /// Opens the connection, runs it until it closes, waits the backoff and
+    /// tries again, for as long as some socket wants to be connected.
+    private func runConnectionLoop() async {
+        defer { loop = nil }
+        while hasActiveSockets, !Task.isCancelled {
+            attemptTimedOut = false
+            startAttemptTimer()
+            let factory = configuration.transport
+            let endpoint = self.endpoint
+            let clock = configuration.clock
+            let logger = configuration.logger
+            let opening = Task {
+                try await EngineIOConnection.open(over: try await factory.connect(to: endpoint), clock: clock, logger: logger)
+            }
+            self.opening = opening
+            let connection: EngineIOConnection
+            do {
+                connection = try await opening.value
+                self.opening = nil
+            } catch {
+                self.opening = nil
+                cancelAttemptTimer()
+                let message = attemptTimedOut ? "timeout" : Self.describe(error)
+                logger.info("connection attempt failed: \(message)")
+                for nsp in activeNamespaces { dispatch(.connectError(ConnectError(message: message, source: .transport)), to: nsp) }
+                guard await waitBeforeReconnecting() else { break }
+                continue
+            }
+            engine = connection
+            maxPayload = connection.handshake.maxPayload
+            decoder = SocketIOPacketDecoder()
+            for nsp in activeNamespaces { sendConnect(nsp, over: connection) }
+
+            var reason = EngineIOCloseReason.transportClose
+            for await event in connection.events {
+                switch event {
+                case .message(let frame): receive(frame, from: connection)
+                case .closed(let why): reason = why
+                }
+            }
+            engine = nil
+            cancelAttemptTimer()
+            connectionClosed(reason)
+            guard !skipReconnect, await waitBeforeReconnecting() else { break }
+        }
+    }
+
+    /// Backoff before the next attempt; false when reconnection should stop.
+    private func waitBeforeReconnecting() async -> Bool {
+        guard hasActiveSockets, !skipReconnect, !Task.isCancelled else { return false }
+        attempts += 1
+        guard configuration.reconnection.allowsAttempt(attempts) else {
+            for nsp in activeNamespaces { dispatch(.reconnectFailed, to: nsp) }
+            return false
+        }
+        let delay = configuration.reconnection.delay(forAttempt: attempts, random: configuration.random())
+        for nsp in activeNamespaces { dispatch(.reconnectAttempt(attempt: attempts, delay: delay), to: nsp) }
+        do {
+            try await configuration.clock.sleep(for: delay, tolerance: nil)
+        } catch {
+            return false
+        }
+        return hasActiveSockets && !skipReconnect
+    }
+
+    /// One timer bounds a whole attempt: the transport, the handshake and the CONNECT reply.
+    private func startAttemptTimer() {
+        attemptTimer?.cancel()
+        let clock = configuration.clock
+        let timeout = configuration.connectTimeout
+        attemptTimer = Task {
+            do { try await clock.sleep(for: timeout, tolerance: nil) } catch { return }
+            self.attemptExpired()
+        }
+    }
+
+    private func cancelAttemptTimer() {
+        attemptTimer?.cancel()
+        attemptTimer = nil
+    }
+
+    private func attemptExpired() {
+        attemptTimer = nil
+        attemptTimedOut = true
+        if let opening {
+            opening.cancel()
+        } else if let engine, activeNamespaces.contains(where: { namespaces[$0]?.connected == false }) {
+            logger.info("no CONNECT reply within \(configuration.connectTimeout)")
+            for nsp in activeNamespaces where namespaces[nsp]?.connected == false {
+                dispatch(.connectError(ConnectError(message: "timeout", source: .transport)), to: nsp)
+            }
+            engine.close(reason: .transportError("connect timeout"))
+        }
+    }
+
+    private func connectionClosed(_ reason: EngineIOCloseReason) {
+        let disconnect: DisconnectReason
+        switch reason {
+        case .transportClose, .forcedClose: disconnect = .transportClose
+        case .transportError(let why): disconnect = .transportError(why)
+        case .pingTimeout: disconnect = .pingTimeout
+        case .parseError(let why): disconnect = .parseError(why)
+        }
+        logger.info("connection closed: \(reason)")
+        for (nsp, state) in namespaces where state.connected {
+            namespaces[nsp]!.connected = false
+            namespaces[nsp]!.sid = nil
+            failSentAcks(nsp)
+            dispatch(.disconnect(disconnect), to: nsp)
+        }
+    }
+
+    private var activeNamespaces: [String] { namespaces.filter { $0.value.active }.keys.sorted() }
+    private var hasActiveSockets: Bool { namespaces.values.contains { $0.active } }
+
+    /// With no socket left that wants a connection, close it and stop reconnecting.
+    private func closeIfIdle() {
+        guard !hasActiveSockets else { return }
+        skipReconnect = true
+        opening?.cancel()
+        engine?.close()
+        loop?.cancel()
+        cancelAttemptTimer()
+    }
+
+    // MARK: Packets
+
+    private func sendConnect(_ nsp: String, over engine: EngineIOConnection) {
+        let auth = namespaces[nsp]?.auth?()
+        let data: JSONValue? = auth.flatMap { $0.isNull ? nil : $0 }
+        send(SocketIOPacket(kind: .connect, namespace: nsp, data: data).encoded(), over: engine)
+    }
+
+    private func send(_ frames: [EngineIOData], over engine: EngineIOConnection) {
+        for frame in frames {
+            do {
+                try engine.send(frame)
+            } catch {
+                logger.debug("not sent: \(error)")
+            }
+        }
+    }
+
+    private func receive(_ frame: EngineIOData, from connection: EngineIOConnection) {
+        let packet: SocketIOPacket
+        do {
+            guard let decoded = try decoder.decode(frame) else { return }
+            packet = decoded
+        } catch {
+            // Malformed input from the server: drop this connection and reconnect.
+            logger.warning("closing connection: \(error)")
+            connection.close(reason: .parseError(error.description))
+            return
+        }
+        let nsp = packet.namespace
+        guard let state = namespaces[nsp], state.active else {
+            logger.debug("ignoring a packet for namespace \(nsp) with no active socket")
+            return
+        }
+        switch packet.kind {
+        case .connect:
+            guard let sid = packet.data?["sid"]?.stringValue else {
+                logger.warning("CONNECT without a sid: is this a Socket.IO v2 server?")
+                connection.close(reason: .parseError("CONNECT without a sid"))
+                return
+            }
+            namespaces[nsp]!.connected = true
+            namespaces[nsp]!.sid = sid
+            attempts = 0
+            if !activeNamespaces.contains(where: { namespaces[$0]?.connected == false }) { cancelAttemptTimer() }
+            // Flush what was emitted while offline, in order, before announcing the connection.
+            let buffered = namespaces[nsp]!.sendBuffer
+            namespaces[nsp]!.sendBuffer = []
+            for item in buffered {
+                send(item.frames, over: connection)
+                if let id = item.ackID { namespaces[nsp]!.pendingAcks[id]?.sent = true }
+            }
+            dispatch(.connect, to: nsp)
+
+        case .connectError:
+            let message: String
+            var data: JSONValue?
+            switch packet.data {
+            case .string(let text)?: message = text
+            case let object?:
+                message = object["message"]?.stringValue ?? "connection refused"
+                data = object["data"]
+            case nil: message = "connection refused"
+            }
+            namespaces[nsp]!.active = false
+            namespaces[nsp]!.connected = false
+            dispatch(.connectError(ConnectError(message: message, data: data, source: .server)), to: nsp)
+            closeIfIdle()
+
+        case .disconnect:
+            let wasConnected = state.connected
+            namespaces[nsp]!.active = false
+            namespaces[nsp]!.connected = false
+            namespaces[nsp]!.sid = nil
+            failSentAcks(nsp)
+            if wasConnected { dispatch(.disconnect(.ioServerDisconnect), to: nsp) }
+            closeIfIdle()
+
+        case .event, .binaryEvent:
+            guard state.connected, let (name, arguments) = packet.event else { return }
+            let ack = packet.id.map { Acknowledgement(manager: self, namespace: nsp, id: $0) }
+            dispatch(.event(ReceivedEvent(name: name, arguments: arguments, ack: ack)), to: nsp)
+
+        case .ack, .binaryAck:
+            guard let id = packet.id else { return }
+            resolveAck(nsp, id, with: .success(packet.data?.arrayValue ?? []))
+        }
+    }
+
+    private func resolveAck(_ nsp: String, _ id: Int, with result: Result<[JSONValue], any Error>) {
+        guard let pending = namespaces[nsp]?.pendingAcks.removeValue(forKey: id) else { return }
+        pending.timer?.cancel()
+        namespaces[nsp]!.sendBuffer.removeAll { $0.ackID == id && !pending.sent }
+        pending.continuation.resume(with: result)
+    }
+
+    /// Acks for events already sent can no longer arrive once the connection is gone.
+    private func failSentAcks(_ nsp: String) {
+        guard let pending = namespaces[nsp]?.pendingAcks else { return }
+        for (id, ack) in pending where ack.sent {
+            resolveAck(nsp, id, with: .failure(SocketError.disconnected))
+        }
+    }
+
+    private func dispatch(_ event: SocketEvent, to nsp: String) {
+        guard let listeners = namespaces[nsp]?.listeners, !listeners.isEmpty else { return }
+        for id in listeners.keys.sorted() {
+            let listener = listeners[id]!
+            switch (listener.filter, event) {
+            case (.everything, _): listener.handler(event)
+            case (.anyEvent, .event): listener.handler(event)
+            case (.named(let name), .event(let received)) where received.name == name: listener.handler(event)
+            case (.lifecycle, .event), (.named, _), (.anyEvent, _): break
+            case (.lifecycle, _): listener.handler(event)
+            }
+        }
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        if let error = error as? EngineIOError { return error.description }
+        if error is CancellationError { return "cancelled" }
+        return String(describing: error)
+    }
+}
+
+extension EngineIOData {
+    var isText: Bool {
+        if case .text = self { return true }
+        return false
+    }
+}

@@ -1,0 +1,137 @@
+import Synchronization
+
+/// A clock that moves only when a test calls `advance(by:)`, so backoff,
+/// timeouts and heartbeats are tested without waiting real seconds.
+public final class ManualClock: Clock, Sendable {
+    public struct Instant: InstantProtocol, CustomStringConvertible {
+        public var offset: Duration
+        public init(offset: Duration) { self.offset = offset }
+        public func advanced(by duration: Duration) -> Instant { Instant(offset: offset + duration) }
+        public func duration(to other: Instant) -> Duration { other.offset - offset }
+        public static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.offset < rhs.offset }
+        public var description: String { "t+\(offset)" }
+    }
+
+    private struct Sleeper {
+        let deadline: Instant
+        var continuation: CheckedContinuation<Void, any Error>?
+    }
+
+    private struct State {
+        var now = Instant(offset: .zero)
+        var sleepers: [Int: Sleeper] = [:]
+        var cancelled: Set<Int> = []
+        var nextID = 0
+        var watchers: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public var now: Instant { state.withLock { $0.now } }
+    public var minimumResolution: Duration { .zero }
+
+    public func sleep(until deadline: Instant, tolerance: Duration? = nil) async throws {
+        let id = state.withLock { state in
+            state.nextID += 1
+            return state.nextID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                enum Outcome { case due, cancelled, waiting([CheckedContinuation<Void, Never>]) }
+                let outcome: Outcome = state.withLock { state in
+                    if state.cancelled.remove(id) != nil { return .cancelled }
+                    if deadline <= state.now { return .due }
+                    state.sleepers[id] = Sleeper(deadline: deadline, continuation: continuation)
+                    let count = state.sleepers.count
+                    let ready = state.watchers.filter { count >= $0.count }.map(\.continuation)
+                    state.watchers.removeAll { count >= $0.count }
+                    return .waiting(ready)
+                }
+                switch outcome {
+                case .due: continuation.resume()
+                case .cancelled: continuation.resume(throwing: CancellationError())
+                case .waiting(let ready): ready.forEach { $0.resume() }
+                }
+            }
+        } onCancel: {
+            let continuation: CheckedContinuation<Void, any Error>?? = state.withLock { state in
+                guard let sleeper = state.sleepers.removeValue(forKey: id) else {
+                    state.cancelled.insert(id)
+                    return nil
+                }
+                return sleeper.continuation
+            }
+            continuation??.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Moves time forward, waking every sleeper whose deadline has come.
+    public func advance(by duration: Duration) {
+        let due: [CheckedContinuation<Void, any Error>] = state.withLock { state in
+            state.now = state.now.advanced(by: duration)
+            let now = state.now
+            let ids = state.sleepers.filter { $0.value.deadline <= now }.keys
+            return ids.compactMap { state.sleepers.removeValue(forKey: $0)?.continuation }
+        }
+        due.forEach { $0.resume() }
+    }
+
+    /// How long each current sleeper still has to sleep, shortest first.
+    public var pendingSleeps: [Duration] {
+        state.withLock { state in state.sleepers.values.map { state.now.duration(to: $0.deadline) }.sorted() }
+    }
+
+    /// Waits (for real, up to `timeout`) until at least `count` tasks sleep on this clock.
+    public func waitForSleepers(_ count: Int = 1, timeout: Duration = .seconds(10)) async throws {
+        let registered = OneShotFlag()
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            registered.set()
+        }
+        defer { timer.cancel() }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { state in
+                if state.sleepers.count >= count { return true }
+                state.watchers.append((count, continuation))
+                return false
+            }
+            if ready { continuation.resume() }
+            registered.onSet { [weak self] in self?.releaseWatchers() }
+        }
+        let have = state.withLock { $0.sleepers.count }
+        if have < count { throw TimeoutError(what: "\(count) sleepers on the manual clock (have \(have))", after: timeout) }
+    }
+
+    private func releaseWatchers() {
+        let watchers = state.withLock { state in
+            defer { state.watchers = [] }
+            return state.watchers.map(\.continuation)
+        }
+        watchers.forEach { $0.resume() }
+    }
+}
+
+/// Set once; runs its callback when set (or at once if already set).
+private final class OneShotFlag: Sendable {
+    private let state = Mutex<(set: Bool, callback: (@Sendable () -> Void)?)>((false, nil))
+
+    func set() {
+        let callback = state.withLock { state -> (@Sendable () -> Void)? in
+            state.set = true
+            defer { state.callback = nil }
+            return state.callback
+        }
+        callback?()
+    }
+
+    func onSet(_ callback: @escaping @Sendable () -> Void) {
+        let fire = state.withLock { state -> Bool in
+            if state.set { return true }
+            state.callback = callback
+            return false
+        }
+        if fire { callback() }
+    }
+}
