@@ -120,7 +120,6 @@ public final class FakeSocketIOServer: Sendable {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in })
                     )
-                    try channel.pipeline.syncOperations.addHandler(NotAWebSocketHandler())
                 }
             }
         let channel = try await bootstrap.bind(host: "127.0.0.1", port: port).get()
@@ -175,6 +174,7 @@ public final class FakeConnection: Sendable {
     private let options: FakeSocketIOServer.Options
     private let packets = AsyncQueue<SocketIOPacket>(what: "a packet from the client")
     private let closed = AsyncQueue<Void>(what: "the connection to close")
+    private let pongs = AsyncQueue<Void>(what: "a pong")
     private let heartbeat = Mutex<RepeatedTask?>(nil)
     private let counters = Mutex((pongs: 0, invalidFrames: 0))
 
@@ -256,6 +256,11 @@ public final class FakeConnection: Sendable {
     }
 
     public var isClosed: Bool { closed.isFinished }
+
+    /// Waits for the client's next pong.
+    public func waitForPong(timeout: Duration = .seconds(10)) async throws {
+        try await pongs.next(timeout: timeout)
+    }
 
     // MARK: Playing the server
 
@@ -339,12 +344,16 @@ public final class FakeConnection: Sendable {
     // MARK: Called by the channel handler
 
     func received(_ packet: SocketIOPacket) { packets.push(packet) }
-    func receivedPong() { counters.withLock { $0.pongs += 1 } }
+    func receivedPong() {
+        counters.withLock { $0.pongs += 1 }
+        pongs.push(())
+    }
     func receivedInvalidFrame() { counters.withLock { $0.invalidFrames += 1 } }
 
     func channelClosed() {
         stopPinging()
         packets.finish()
+        pongs.finish()
         closed.finish()
     }
 
@@ -421,25 +430,6 @@ private final class FakeWebSocketHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         connection.channelClosed()
         context.fireChannelInactive()
-    }
-}
-
-/// Answers plain HTTP requests (not a WebSocket upgrade) with 400.
-private final class NotAWebSocketHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard case .end = unwrapInboundIn(data) else { return }
-        let body = "this test server speaks Socket.IO over WebSocket only\n"
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Length", value: String(body.utf8.count))
-        headers.add(name: "Connection", value: "close")
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [channel = context.channel] _ in
-            channel.close(promise: nil)
-        }
     }
 }
 

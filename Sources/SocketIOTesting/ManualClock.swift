@@ -22,7 +22,9 @@ public final class ManualClock: Clock, Sendable {
         var sleepers: [Int: Sleeper] = [:]
         var cancelled: Set<Int> = []
         var nextID = 0
-        var watchers: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var watchers: [(ready: @Sendable ([Duration]) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
+
+        var pending: [Duration] { sleepers.values.map { now.duration(to: $0.deadline) }.sorted() }
     }
 
     private let state = Mutex(State())
@@ -44,9 +46,9 @@ public final class ManualClock: Clock, Sendable {
                     if state.cancelled.remove(id) != nil { return .cancelled }
                     if deadline <= state.now { return .due }
                     state.sleepers[id] = Sleeper(deadline: deadline, continuation: continuation)
-                    let count = state.sleepers.count
-                    let ready = state.watchers.filter { count >= $0.count }.map(\.continuation)
-                    state.watchers.removeAll { count >= $0.count }
+                    let pending = state.pending
+                    let ready = state.watchers.filter { $0.ready(pending) }.map(\.continuation)
+                    state.watchers.removeAll { $0.ready(pending) }
                     return .waiting(ready)
                 }
                 switch outcome {
@@ -80,28 +82,42 @@ public final class ManualClock: Clock, Sendable {
 
     /// How long each current sleeper still has to sleep, shortest first.
     public var pendingSleeps: [Duration] {
-        state.withLock { state in state.sleepers.values.map { state.now.duration(to: $0.deadline) }.sorted() }
+        state.withLock { $0.pending }
     }
 
     /// Waits (for real, up to `timeout`) until at least `count` tasks sleep on this clock.
     public func waitForSleepers(_ count: Int = 1, timeout: Duration = .seconds(10)) async throws {
-        let registered = OneShotFlag()
+        try await waitUntilSleeping(timeout: timeout, "\(count) sleepers on the manual clock") { $0.count >= count }
+    }
+
+    /// Waits (for real, up to `timeout`) until some task sleeps for exactly `duration` from now.
+    public func waitForSleep(of duration: Duration, timeout: Duration = .seconds(10)) async throws {
+        try await waitUntilSleeping(timeout: timeout, "a sleep of \(duration) on the manual clock") { $0.contains(duration) }
+    }
+
+    /// Waits until the pending sleeps (time left, shortest first) satisfy `ready`.
+    public func waitUntilSleeping(
+        timeout: Duration = .seconds(10),
+        _ what: String = "sleepers on the manual clock",
+        _ ready: @escaping @Sendable ([Duration]) -> Bool
+    ) async throws {
+        let expired = OneShotFlag()
         let timer = Task {
             try? await Task.sleep(for: timeout)
-            registered.set()
+            expired.set()
         }
         defer { timer.cancel() }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = state.withLock { state in
-                if state.sleepers.count >= count { return true }
-                state.watchers.append((count, continuation))
+            let now = state.withLock { state in
+                if ready(state.pending) { return true }
+                state.watchers.append((ready, continuation))
                 return false
             }
-            if ready { continuation.resume() }
-            registered.onSet { [weak self] in self?.releaseWatchers() }
+            if now { continuation.resume() }
+            expired.onSet { [weak self] in self?.releaseWatchers() }
         }
-        let have = state.withLock { $0.sleepers.count }
-        if have < count { throw TimeoutError(what: "\(count) sleepers on the manual clock (have \(have))", after: timeout) }
+        let pending = self.pendingSleeps
+        if !ready(pending) { throw TimeoutError(what: "\(what) (pending: \(pending))", after: timeout) }
     }
 
     private func releaseWatchers() {
