@@ -69,7 +69,7 @@ let package = Package(
         ),
         .testTarget(
             name: "InteropTests",
-            dependencies: ["SocketIO"],
+            dependencies: ["SocketIO", "SocketIOTesting"],
             exclude: ["server.py"],
             swiftSettings: strict
         ),

@@ -83,6 +83,9 @@ public actor SocketManager {
         var connected = false
         var sid: String?
         var sendBuffer: [Buffered] = []
+        /// Events that arrived before the server's CONNECT reply (python-socketio emits from
+        /// its connect handler first); delivered right after `connect`, as socket.io-client does.
+        var receiveBuffer: [ReceivedEvent] = []
         var listeners: [Int: Listener] = [:]
         var pendingAcks: [Int: PendingAck] = [:]
         var nextAckID = 0
@@ -98,6 +101,8 @@ public actor SocketManager {
     private var attempts = 0
     private var skipReconnect = false
     private var nextListenerID = 0
+    /// Most events held for a namespace whose CONNECT reply has not come yet.
+    static let receiveBufferLimit = 10_000
     /// The server's limit from the last handshake; the v4 default before any.
     private var maxPayload = EngineIOHandshake.defaultMaxPayload
 
@@ -326,6 +331,7 @@ public actor SocketManager {
         case .parseError(let why): disconnect = .parseError(why)
         }
         logger.info("connection closed: \(reason)")
+        for nsp in namespaces.keys { namespaces[nsp]!.receiveBuffer = [] }
         for (nsp, state) in namespaces where state.connected {
             namespaces[nsp]!.connected = false
             namespaces[nsp]!.sid = nil
@@ -400,6 +406,9 @@ public actor SocketManager {
                 if let id = item.ackID { namespaces[nsp]!.pendingAcks[id]?.sent = true }
             }
             dispatch(.connect, to: nsp)
+            let early = namespaces[nsp]!.receiveBuffer
+            namespaces[nsp]!.receiveBuffer = []
+            for event in early { dispatch(.event(event), to: nsp) }
 
         case .connectError:
             let message: String
@@ -426,9 +435,17 @@ public actor SocketManager {
             closeIfIdle()
 
         case .event, .binaryEvent:
-            guard state.connected, let (name, arguments) = packet.event else { return }
+            guard let (name, arguments) = packet.event else { return }
             let ack = packet.id.map { Acknowledgement(manager: self, namespace: nsp, id: $0) }
-            dispatch(.event(ReceivedEvent(name: name, arguments: arguments, ack: ack)), to: nsp)
+            let event = ReceivedEvent(name: name, arguments: arguments, ack: ack)
+            if state.connected {
+                dispatch(.event(event), to: nsp)
+            } else if state.receiveBuffer.count < Self.receiveBufferLimit {
+                namespaces[nsp]!.receiveBuffer.append(event)
+            } else {
+                logger.warning("closing connection: too many events before the CONNECT reply")
+                connection.close(reason: .parseError("too many events before the CONNECT reply"))
+            }
 
         case .ack, .binaryAck:
             guard let id = packet.id else { return }

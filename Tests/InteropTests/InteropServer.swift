@@ -1,0 +1,80 @@
+import Foundation
+import Synchronization
+
+/// The python-socketio port of the part II server (`server.py` beside this
+/// file), started on a free port for one test and stopped after it.
+///
+/// Blocking reads and waits run on threads of their own: on the cooperative
+/// pool (two threads on a two-core machine) they would stall every other test.
+final class InteropServer: Sendable {
+    let url: String
+    private let process: Process
+    private let stdin: Pipe
+    private let exited: AsyncStream<Void>
+
+    struct StartError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    private init(url: String, process: Process, stdin: Pipe, exited: AsyncStream<Void>) {
+        self.url = url
+        self.process = process
+        self.stdin = stdin
+        self.exited = exited
+    }
+
+    static func start() async throws -> InteropServer {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("server.py")
+        let python = ProcessInfo.processInfo.environment["PARLEY_PYTHON"] ?? "python3"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [python, script.path, "--port", "0"]
+        let stdin = Pipe()
+        let stdout = Pipe()
+        let stderr = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stderr
+        let (exited, exit) = AsyncStream.makeStream(of: Void.self)
+        process.terminationHandler = { _ in
+            exit.yield()
+            exit.finish()
+        }
+        try process.run()
+
+        let line = await onOwnThread { () -> String? in
+            var buffer = Data()
+            while true {
+                let chunk = stdout.fileHandleForReading.availableData
+                if chunk.isEmpty { return nil }
+                buffer.append(chunk)
+                if let newline = buffer.firstIndex(of: 0x0A) {
+                    return String(decoding: buffer[..<newline], as: UTF8.self)
+                }
+            }
+        }
+        guard let line, line.hasPrefix("LISTENING "), let port = Int(line.dropFirst("LISTENING ".count)) else {
+            process.terminate()
+            let errors = await onOwnThread { String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
+            throw StartError(
+                description: "the python-socketio interop server did not start (run `make deps` to install "
+                    + "python-socketio and aiohttp):\n\(errors)"
+            )
+        }
+        return InteropServer(url: "http://127.0.0.1:\(port)", process: process, stdin: stdin, exited: exited)
+    }
+
+    /// Stops the server and waits for it to exit.
+    func stop() async {
+        try? stdin.fileHandleForWriting.close()
+        if process.isRunning { process.terminate() }
+        for await _ in exited {}
+    }
+}
+
+/// Runs blocking work on a fresh thread and awaits its result.
+private func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: work()) }.start()
+    }
+}

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""The private-messaging server of the Socket.IO guide, part II (persistent
+user ID), ported onto python-socketio + aiohttp: a real, independent
+Socket.IO v4 implementation for Parley's interop tests (see PROTOCOL.md).
+
+Prints "LISTENING <port>" once it accepts connections. Exits when its stdin
+closes, so it never outlives the test process that started it.
+"""
+
+import argparse
+import asyncio
+import secrets
+import sys
+
+import socketio
+from aiohttp import web
+
+
+def random_id():
+    # crypto.randomBytes(8).toString("hex") in the guide.
+    return secrets.token_hex(8)
+
+
+class SessionStore:
+    def __init__(self):
+        self.sessions = {}
+
+    def find(self, session_id):
+        return self.sessions.get(session_id)
+
+    def save(self, session_id, session):
+        self.sessions[session_id] = session
+
+    def all(self):
+        return list(self.sessions.values())
+
+
+def create_app(ping_interval, ping_timeout):
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        cors_allowed_origins="*",
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+    )
+    app = web.Application()
+    sio.attach(app)
+    store = SessionStore()
+
+    @sio.event
+    async def connect(sid, environ, auth):
+        # The middleware: adopt a known session, else create one for a username.
+        auth = auth if isinstance(auth, dict) else {}
+        session_id = auth.get("sessionID")
+        session = store.find(session_id) if isinstance(session_id, str) else None
+        if session is not None:
+            state = {"sessionID": session_id, "userID": session["userID"], "username": session["username"]}
+        else:
+            username = auth.get("username")
+            if not isinstance(username, str) or not username:
+                raise socketio.exceptions.ConnectionRefusedError("invalid username")
+            state = {"sessionID": random_id(), "userID": random_id(), "username": username}
+        await sio.save_session(sid, state)
+
+        # On connection, in the guide's order.
+        store.save(state["sessionID"], {"userID": state["userID"], "username": state["username"], "connected": True})
+        await sio.emit("session", {"sessionID": state["sessionID"], "userID": state["userID"]}, to=sid)
+        await sio.enter_room(sid, state["userID"])
+        users = [
+            {"userID": s["userID"], "username": s["username"], "connected": s["connected"]}
+            for s in store.all()
+        ]
+        await sio.emit("users", users, to=sid)
+        await sio.emit(
+            "user connected",
+            {"userID": state["userID"], "username": state["username"], "connected": True},
+            skip_sid=sid,
+        )
+
+    @sio.on("private message")
+    async def private_message(sid, data):
+        state = await sio.get_session(sid)
+        if not isinstance(data, dict) or not isinstance(data.get("to"), str):
+            return
+        message = {"content": data.get("content"), "from": state["userID"], "to": data["to"]}
+        await sio.emit("private message", message, to=[data["to"], state["userID"]], skip_sid=sid)
+
+    @sio.event
+    async def disconnect(sid, *args):
+        state = await sio.get_session(sid)
+        others = [s for s, _ in sio.manager.get_participants("/", state["userID"]) if s != sid]
+        if not others:
+            await sio.emit("user disconnected", state["userID"], skip_sid=sid)
+            store.save(state["sessionID"], {"userID": state["userID"], "username": state["username"], "connected": False})
+
+    return app
+
+
+async def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--ping-interval", type=float, default=25)
+    parser.add_argument("--ping-timeout", type=float, default=20)
+    args = parser.parse_args()
+
+    runner = web.AppRunner(create_app(args.ping_interval, args.ping_timeout))
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    print(f"LISTENING {port}", flush=True)
+
+    # Run until stdin closes (the parent is gone) or the process is signalled.
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)
+    await runner.cleanup()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
