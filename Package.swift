@@ -48,6 +48,7 @@ let package = Package(
             dependencies: [
                 "SocketIO",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -64,7 +65,9 @@ let package = Package(
         .testTarget(name: "EngineIOTests", dependencies: ["EngineIO", "SocketIOTesting"], swiftSettings: strict),
         .testTarget(
             name: "SocketIOTests",
-            dependencies: ["SocketIO", "SocketIOTesting"],
+            dependencies: ["SocketIO", "SocketIOTesting", .product(name: "NIOSSL", package: "swift-nio-ssl")],
+            exclude: ["Fixtures/README.md"],
+            resources: [.copy("Fixtures/test-cert.pem"), .copy("Fixtures/test-key.pem")],
             swiftSettings: strict
         ),
         .testTarget(

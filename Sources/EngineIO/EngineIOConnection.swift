@@ -26,6 +26,12 @@ public enum EngineIOCloseReason: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+extension Logger {
+    /// The default of every Parley library type: silent. A library must not write to
+    /// stdout on its own (it would corrupt a terminal UI); pass a logger to see its logs.
+    public static let disabled = Logger(label: "parley", factory: { _ in SwiftLogNoOpLogHandler() })
+}
+
 public enum EngineIOError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The connection ended, or sent something else, before a valid open packet.
     case handshakeFailed(String)
@@ -70,7 +76,7 @@ public final class EngineIOConnection: Sendable {
     public static func open(
         over transport: any EngineIOTransport,
         clock: any Clock<Duration> = ContinuousClock(),
-        logger: Logger = Logger(label: "parley.engineio")
+        logger: Logger = .disabled
     ) async throws -> EngineIOConnection {
         let (events, continuation) = AsyncStream.makeStream(of: Event.self)
         let session = Session(transport: transport, events: continuation, clock: clock, logger: logger)
@@ -196,6 +202,11 @@ private final class Session: Sendable {
             }
             if !opened { handshake.resolve(.failure(EngineIOError.handshakeFailed("connection closed"))) }
             finish(.transportClose)
+        } catch WebSocketTransportError.messageTooLarge(let limit) {
+            // Oversize input is malformed input, not a network failure.
+            let why = WebSocketTransportError.messageTooLarge(limit: limit).description
+            if !opened { handshake.resolve(.failure(EngineIOError.handshakeFailed(why))) }
+            finish(.parseError(why))
         } catch {
             if !opened { handshake.resolve(.failure(EngineIOError.handshakeFailed("\(error)"))) }
             finish(.transportError("\(error)"))

@@ -45,6 +45,14 @@ public struct EngineIOEndpoint: Sendable, Hashable {
         self.query = query
     }
 
+    /// Whether `host` is an IPv4 or IPv6 address rather than a name.
+    public var hostIsIPAddress: Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        let bare = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+        return inet_pton(AF_INET, bare, &v4) == 1 || inet_pton(AF_INET6, bare, &v6) == 1
+    }
+
     /// `ws(s)://host:port/path?EIO=4&transport=websocket[&extra…]`
     public var webSocketURL: String {
         var components = URLComponents()

@@ -12,16 +12,20 @@ public struct WebSocketTransportFactory: EngineIOTransportFactory {
         public var maxIncomingMessageSize: Int
         /// Skip certificate verification: only for self-signed test servers.
         public var allowsInsecureTLS: Bool
+        /// A PEM file of certificates to trust instead of the system's (a private CA).
+        public var trustedCertificatesFile: String?
         /// Extra HTTP headers for the upgrade request.
         public var headers: [(name: String, value: String)]
 
         public init(
             maxIncomingMessageSize: Int = 16 << 20,
             allowsInsecureTLS: Bool = false,
+            trustedCertificatesFile: String? = nil,
             headers: [(name: String, value: String)] = []
         ) {
             self.maxIncomingMessageSize = maxIncomingMessageSize
             self.allowsInsecureTLS = allowsInsecureTLS
+            self.trustedCertificatesFile = trustedCertificatesFile
             self.headers = headers
         }
     }
@@ -29,14 +33,16 @@ public struct WebSocketTransportFactory: EngineIOTransportFactory {
     public var options: Options
     public var logger: Logger
 
-    public init(options: Options = .init(), logger: Logger = Logger(label: "parley.engineio.websocket")) {
+    public init(options: Options = .init(), logger: Logger = .disabled) {
         self.options = options
         self.logger = logger
     }
 
     public func connect(to endpoint: EngineIOEndpoint) async throws -> any EngineIOTransport {
         var configuration = WebSocketClientConfiguration(
-            maxFrameSize: options.maxIncomingMessageSize,
+            // Headroom over the message limit, so that an oversize message is reported as
+            // such by `messages(maxSize:)` instead of the frame decoder dropping the connection.
+            maxFrameSize: min(max(options.maxIncomingMessageSize, 1 << 16) * 4, Int(UInt32.max)),
             closeTimeout: .seconds(2)
         )
         for header in options.headers {
@@ -46,7 +52,10 @@ public struct WebSocketTransportFactory: EngineIOTransportFactory {
         }
         var tls: TLSConfiguration?
         if endpoint.scheme.isSecure {
+            // swift-websocket always sends the host as the TLS server name, and SNI cannot carry an address.
+            guard !endpoint.hostIsIPAddress else { throw WebSocketTransportError.tlsNeedsHostName(endpoint.host) }
             var t = TLSConfiguration.makeClientConfiguration()
+            if let file = options.trustedCertificatesFile { t.trustRoots = .file(file) }
             if options.allowsInsecureTLS { t.certificateVerification = .none }
             tls = t
         }
@@ -61,6 +70,21 @@ public struct WebSocketTransportFactory: EngineIOTransportFactory {
 }
 
 import HTTPTypes
+
+public enum WebSocketTransportError: Error, Sendable, Equatable, CustomStringConvertible {
+    case tlsNeedsHostName(String)
+    /// The server sent a message larger than `maxIncomingMessageSize`.
+    case messageTooLarge(limit: Int)
+
+    public var description: String {
+        switch self {
+        case .tlsNeedsHostName(let address):
+            return "wss:// needs the server's host name, not an IP address (\(address)): TLS names the server by host name"
+        case .messageTooLarge(let limit):
+            return "the server sent a message larger than \(limit) bytes"
+        }
+    }
+}
 
 /// Bridges swift-websocket's scoped `connect { inbound, outbound, context in }`
 /// to a long-lived object: a task runs the scope, forwarding inbound messages
@@ -117,6 +141,10 @@ final class WebSocketTransport: EngineIOTransport {
                         }
                         group.addTask {
                             for try await message in inbound.messages(maxSize: maxMessageSize) {
+                                // messages(maxSize:) bounds fragmented messages only; bound single frames too.
+                                guard message.byteCount <= maxMessageSize else {
+                                    throw WebSocketTransportError.messageTooLarge(limit: maxMessageSize)
+                                }
                                 switch message {
                                 case .text(let text): inboundContinuation.yield(.text(text))
                                 case .binary(var buffer):
@@ -130,6 +158,10 @@ final class WebSocketTransport: EngineIOTransport {
                     }
                 }
                 inboundContinuation.finish()
+            } catch let error as WebSocketTransportError {
+                inboundContinuation.finish(throwing: error)
+            } catch let error as WebSocketClientError where error == .serverSentMessageTooLarge {
+                inboundContinuation.finish(throwing: WebSocketTransportError.messageTooLarge(limit: maxMessageSize))
             } catch {
                 opened.resolve(.failure(error))
                 inboundContinuation.finish(throwing: error)
@@ -152,6 +184,15 @@ final class WebSocketTransport: EngineIOTransport {
 
     deinit {
         outbound.finish()
+    }
+}
+
+extension WebSocketMessage {
+    var byteCount: Int {
+        switch self {
+        case .text(let text): return text.utf8.count
+        case .binary(let buffer): return buffer.readableBytes
+        }
     }
 }
 

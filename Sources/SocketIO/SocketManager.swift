@@ -37,7 +37,7 @@ public actor SocketManager {
             transport: any EngineIOTransportFactory = WebSocketTransportFactory(),
             clock: any Clock<Duration> = ContinuousClock(),
             random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
-            logger: Logger = Logger(label: "parley.socketio")
+            logger: Logger = .disabled
         ) {
             self.path = path
             self.query = query

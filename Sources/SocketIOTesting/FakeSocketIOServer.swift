@@ -3,6 +3,7 @@ public import JSON
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import NIOWebSocket
 public import SocketIO
 import Synchronization
@@ -23,6 +24,8 @@ public final class FakeSocketIOServer: Sendable {
         public var sendsHandshake: Bool
         /// Send exactly this text as the open packet (e.g. a socket.io 3.x handshake).
         public var openPacket: String?
+        /// Serve TLS (`wss://`) with this PEM certificate chain and private key.
+        public var tls: (certificateFile: String, privateKeyFile: String)?
 
         public init(
             pingInterval: Duration = .seconds(25),
@@ -30,8 +33,10 @@ public final class FakeSocketIOServer: Sendable {
             maxPayload: Int = 1_000_000,
             sendsPings: Bool = true,
             sendsHandshake: Bool = true,
-            openPacket: String? = nil
+            openPacket: String? = nil,
+            tls: (certificateFile: String, privateKeyFile: String)? = nil
         ) {
+            self.tls = tls
             self.pingInterval = pingInterval
             self.pingTimeout = pingTimeout
             self.maxPayload = maxPayload
@@ -63,8 +68,8 @@ public final class FakeSocketIOServer: Sendable {
     }
 
     public var port: Int { state.withLock { $0.port } }
-    /// `http://127.0.0.1:PORT`, as a client is given it.
-    public var url: String { "http://127.0.0.1:\(port)" }
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` with TLS (a certificate names a host), as a client is given it.
+    public var url: String { options.tls == nil ? "http://127.0.0.1:\(port)" : "https://localhost:\(port)" }
 
     public var options: Options {
         get { state.withLock { $0.options } }
@@ -101,6 +106,13 @@ public final class FakeSocketIOServer: Sendable {
 
     private func bind() async throws {
         let port = self.port
+        let tlsContext: NIOSSLContext? = try options.tls.map { tls in
+            let configuration = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(tls.certificateFile).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.privateKeyFile, format: .pem))
+            )
+            return try NIOSSLContext(configuration: configuration)
+        }
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -117,6 +129,9 @@ public final class FakeSocketIOServer: Sendable {
                     }
                 )
                 return channel.eventLoop.makeCompletedFuture {
+                    if let tlsContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext))
+                    }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in })
                     )

@@ -112,6 +112,14 @@ import Testing
         #expect(endpoint.webSocketURL == "ws://h:1/chat/io/?EIO=4&transport=websocket&token=a%20b%26c")
     }
 
+    @Test(arguments: [
+        ("http://127.0.0.1:1", true), ("http://[::1]:1", true), ("http://localhost:1", false),
+        ("https://chat.example.org", false), ("http://10.0.0.5", true),
+    ])
+    func ipAddressHostsAreRecognised(url: String, isAddress: Bool) throws {
+        #expect(try EngineIOEndpoint(url: url).hostIsIPAddress == isAddress)
+    }
+
     @Test func badURLsSayWhatIsWrong() {
         #expect(throws: EngineIOEndpointError.unsupportedScheme("ftp")) { try EngineIOEndpoint(url: "ftp://h") }
         #expect(throws: EngineIOEndpointError.self) { try EngineIOEndpoint(url: "localhost:3000") }

@@ -474,3 +474,56 @@ import Foundation
         await h.shutDown()
     }
 }
+
+@Suite(.timeLimit(.minutes(1))) struct OversizeInboundTests {
+    /// A client that only takes 4096-byte messages.
+    func connectedClient() async throws -> (FakeSocketIOServer, FakeConnection, Socket, SocketEventRecorder) {
+        let server = try await FakeSocketIOServer.start()
+        let manager = try SocketManager(
+            url: server.url,
+            configuration: .init(
+                transport: WebSocketTransportFactory(options: .init(maxIncomingMessageSize: 4096)),
+                clock: ManualClock(),
+                random: { 0.5 }
+            )
+        )
+        let socket = try await manager.socket()
+        let events = await SocketEventRecorder(socket)
+        await socket.connect()
+        let connection = try await server.nextConnection()
+        _ = try await connection.expectConnect()
+        connection.accept()
+        try await events.connected()
+        connection.emit("fits", .string(String(repeating: "x", count: 4000)))
+        _ = try await events.event(named: "fits")
+        return (server, connection, socket, events)
+    }
+
+    @Test func aMessageOverTheClientsLimitIsAParseErrorAndReconnects() async throws {
+        let (server, connection, socket, events) = try await connectedClient()
+        connection.emit("too big", .string(String(repeating: "x", count: 5000)))
+        let reason = try await events.disconnected()
+        guard case .parseError(let why) = reason else {
+            Issue.record("expected a parse error, got \(reason)")
+            return
+        }
+        #expect(why.contains("larger than 4096 bytes"))
+        let event = try await events.next { if case .reconnectAttempt = $0 { true } else { false } }
+        guard case .reconnectAttempt(let attempt, _) = event else { throw Unexpected(event) }
+        #expect(attempt == 1)
+        await socket.disconnect()
+        await server.stop()
+    }
+
+    @Test func aFrameFarOverTheLimitIsDroppedBeforeItIsBuffered() async throws {
+        // Beyond 4 × max(limit, 64 KiB) the WebSocket frame decoder closes the connection
+        // before buffering the frame: a hostile server cannot make the client hold it.
+        let (server, connection, socket, events) = try await connectedClient()
+        connection.emit("huge", .string(String(repeating: "x", count: 300_000)))
+        let reason = try await events.disconnected()
+        #expect(reason.reconnectsAutomatically)
+        _ = try await events.next { if case .reconnectAttempt = $0 { true } else { false } }
+        await socket.disconnect()
+        await server.stop()
+    }
+}

@@ -1,0 +1,68 @@
+import EngineIO
+import Foundation
+import SocketIO
+import SocketIOTesting
+import Testing
+
+/// `wss://`: certificates are verified unless the caller explicitly opts out.
+@Suite(.timeLimit(.minutes(1))) struct TLSTests {
+    static let certificate = Bundle.module.path(forResource: "test-cert", ofType: "pem")!
+    static let key = Bundle.module.path(forResource: "test-key", ofType: "pem")!
+
+    func connect(_ options: WebSocketTransportFactory.Options) async throws -> (FakeSocketIOServer, Socket, SocketEventRecorder) {
+        let server = try await FakeSocketIOServer.start(options: .init(tls: (Self.certificate, Self.key)))
+        #expect(server.url.hasPrefix("https://"))
+        let manager = try SocketManager(
+            url: server.url,
+            configuration: .init(
+                reconnection: ReconnectPolicy(isEnabled: false),
+                transport: WebSocketTransportFactory(options: options)
+            )
+        )
+        let socket = try await manager.socket(auth: { ["username": "tls"] })
+        let events = await SocketEventRecorder(socket)
+        await socket.connect()
+        return (server, socket, events)
+    }
+
+    @Test func aSelfSignedCertificateIsRefusedByDefault() async throws {
+        let (server, socket, events) = try await connect(.init())
+        let event = try await events.next()
+        guard case .connectError(let error) = event else { throw Unexpected(event) }
+        #expect(error.source == .transport)
+        #expect(!(await socket.isConnected))
+        await server.stop()
+    }
+
+    @Test func theExplicitOptOutAcceptsIt() async throws {
+        let (server, socket, events) = try await connect(.init(allowsInsecureTLS: true))
+        let connection = try await server.nextConnection()
+        _ = try await connection.expectConnect()
+        connection.accept()
+        try await events.connected()
+        try await socket.emit("over tls", "é中😀")
+        #expect(try await connection.nextEvent().arguments == ["é中😀"])
+        await socket.disconnect()
+        await server.stop()
+    }
+
+    @Test func anIPAddressWithTLSIsAClearError() async throws {
+        let manager = try SocketManager(url: "https://127.0.0.1:1", configuration: .init(reconnection: .init(isEnabled: false)))
+        let socket = try await manager.socket()
+        let events = await SocketEventRecorder(socket)
+        await socket.connect()
+        let event = try await events.next()
+        guard case .connectError(let error) = event else { throw Unexpected(event) }
+        #expect(error.message.contains("needs the server's host name"))
+    }
+
+    @Test func aTrustedPrivateCAIsVerifiedAndAccepted() async throws {
+        let (server, socket, events) = try await connect(.init(trustedCertificatesFile: Self.certificate))
+        let connection = try await server.nextConnection()
+        _ = try await connection.expectConnect()
+        connection.accept()
+        try await events.connected()
+        await socket.disconnect()
+        await server.stop()
+    }
+}
