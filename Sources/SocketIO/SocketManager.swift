@@ -95,6 +95,9 @@ public actor SocketManager {
     private var engine: EngineIOConnection?
     private var decoder = SocketIOPacketDecoder()
     private var loop: Task<Void, Never>?
+    /// Which loop is current: a superseded loop (cancelled by `disconnect()`, then replaced
+    /// by a `connect()`) must not touch state after its awaits.
+    private var generation = 0
     private var opening: Task<EngineIOConnection, any Error>?
     private var attemptTimer: Task<Void, Never>?
     private var attemptTimedOut = false
@@ -129,7 +132,9 @@ public actor SocketManager {
             if !namespaces[nsp]!.connected { sendConnect(nsp, over: engine) }
         } else if loop == nil {
             attempts = 0
-            loop = Task { await self.runConnectionLoop() }
+            generation += 1
+            let current = generation
+            loop = Task { await self.runConnectionLoop(generation: current) }
         }
     }
 
@@ -229,9 +234,10 @@ public actor SocketManager {
 
     /// Opens the connection, runs it until it closes, waits the backoff and
     /// tries again, for as long as some socket wants to be connected.
-    private func runConnectionLoop() async {
-        defer { loop = nil }
-        while hasActiveSockets, !Task.isCancelled {
+    private func runConnectionLoop(generation current: Int) async {
+        defer { if generation == current { loop = nil } }
+        var isCurrent: Bool { generation == current && !Task.isCancelled }
+        while hasActiveSockets, isCurrent {
             attemptTimedOut = false
             startAttemptTimer()
             let factory = configuration.transport
@@ -245,14 +251,19 @@ public actor SocketManager {
             let connection: EngineIOConnection
             do {
                 connection = try await opening.value
+                guard isCurrent else {
+                    connection.close()
+                    return
+                }
                 self.opening = nil
             } catch {
+                guard isCurrent else { return }
                 self.opening = nil
                 cancelAttemptTimer()
                 let message = attemptTimedOut ? "timeout" : Self.describe(error)
                 logger.info("connection attempt failed: \(message)")
                 for nsp in activeNamespaces { dispatch(.connectError(ConnectError(message: message, source: .transport)), to: nsp) }
-                guard await waitBeforeReconnecting() else { break }
+                guard await waitBeforeReconnecting(), isCurrent else { break }
                 continue
             }
             engine = connection
@@ -267,10 +278,11 @@ public actor SocketManager {
                 case .closed(let why): reason = why
                 }
             }
+            guard isCurrent else { return }
             engine = nil
             cancelAttemptTimer()
             connectionClosed(reason)
-            guard !skipReconnect, await waitBeforeReconnecting() else { break }
+            guard !skipReconnect, await waitBeforeReconnecting(), isCurrent else { break }
         }
     }
 
@@ -348,8 +360,11 @@ public actor SocketManager {
         guard !hasActiveSockets else { return }
         skipReconnect = true
         opening?.cancel()
+        opening = nil
         engine?.close()
+        engine = nil
         loop?.cancel()
+        loop = nil
         cancelAttemptTimer()
     }
 

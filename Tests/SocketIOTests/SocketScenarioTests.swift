@@ -47,11 +47,23 @@ struct Harness {
     /// Connects and accepts: returns the server side of the connection.
     func connectAndAccept() async throws -> FakeConnection {
         await socket.connect()
+        return try await acceptNextConnection()
+    }
+
+    /// Accepts the next connection's CONNECT and waits for the client to report it.
+    func acceptNextConnection() async throws -> FakeConnection {
         let connection = try await server.nextConnection()
         _ = try await connection.expectConnect()
         connection.accept()
         try await events.connected()
         return connection
+    }
+
+    /// Lets the first backoff run out on the manual clock, then accepts the reconnection.
+    func reconnectAndAccept() async throws -> FakeConnection {
+        let (_, delay) = try await reconnectAttempt()
+        try await elapseBackoff(delay)
+        return try await acceptNextConnection()
     }
 
     /// Waits for the next reconnectAttempt and returns its attempt number and delay.
@@ -129,10 +141,7 @@ extension SocketEvent {
 
         // A manual connect() works again.
         await h.socket.connect()
-        let again = try await h.server.nextConnection()
-        _ = try await again.expectConnect()
-        again.accept()
-        try await h.events.connected()
+        _ = try await h.acceptNextConnection()
         await h.shutDown()
     }
 
@@ -181,10 +190,7 @@ extension SocketEvent {
         let (attempt, delay) = try await h.reconnectAttempt()
         #expect(attempt == 6)
         try await h.elapseBackoff(delay)
-        let back = try await h.server.nextConnection()
-        _ = try await back.expectConnect()
-        back.accept()
-        try await h.events.connected()
+        let back = try await h.acceptNextConnection()
 
         // The counter starts over after a successful connection.
         back.drop()
@@ -210,10 +216,7 @@ extension SocketEvent {
         #expect(connection.pongCount >= 2)
         connection.stopPinging()
         #expect(try await h.events.disconnected(timeout: .seconds(5)) == .pingTimeout)
-        let again = try await h.server.nextConnection()
-        _ = try await again.expectConnect()
-        again.accept()
-        try await h.events.connected()
+        _ = try await h.acceptNextConnection()
         await h.shutDown()
     }
 
@@ -285,12 +288,7 @@ extension SocketEvent {
             return
         }
         try await connection.waitUntilClosed()
-        let (_, delay) = try await h.reconnectAttempt()
-        try await h.elapseBackoff(delay)
-        let again = try await h.server.nextConnection()
-        _ = try await again.expectConnect()
-        again.accept()
-        try await h.events.connected()
+        _ = try await h.reconnectAndAccept()
         await h.shutDown()
     }
 
@@ -525,5 +523,34 @@ import Foundation
         _ = try await events.next { if case .reconnectAttempt = $0 { true } else { false } }
         await socket.disconnect()
         await server.stop()
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct ManualReconnectTests {
+    @Test func disconnectThenConnectAtOnceConnectsAgain() async throws {
+        // As a logout followed by a new login does.
+        let h = try await Harness.make()
+        _ = try await h.connectAndAccept()
+        for _ in 0..<3 {
+            await h.socket.disconnect()
+            await h.socket.connect()
+            let connection = try await h.acceptNextConnection()
+            try await h.socket.emit("still works")
+            #expect(try await connection.nextEvent().name == "still works")
+        }
+        await h.shutDown()
+    }
+
+    @Test func disconnectDuringTheBackoffStopsIt() async throws {
+        let h = try await Harness.make()
+        let connection = try await h.connectAndAccept()
+        connection.drop()
+        _ = try await h.events.disconnected()
+        _ = try await h.reconnectAttempt()
+        await h.socket.disconnect()
+        #expect(h.clock!.pendingSleeps.isEmpty)
+        await h.socket.connect()
+        _ = try await h.acceptNextConnection()
+        await h.shutDown()
     }
 }
