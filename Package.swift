@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         // Bottom layer: a small, fast JSON value type shared by both protocol layers.
@@ -55,6 +57,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The chat domain: state, reducer, username rule, server payloads. Pure values.
+        .target(
+            name: "Chat",
+            dependencies: ["JSON", .product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: strict
+        ),
         // ncursesw from Debian's libncurses-dev, for the terminal front end.
         .systemLibrary(
             name: "CNcursesw",
@@ -76,6 +84,7 @@ let package = Package(
             exclude: ["server.py"],
             swiftSettings: strict
         ),
+        .testTarget(name: "ChatTests", dependencies: ["Chat"], swiftSettings: strict),
         .testTarget(name: "CNcurseswTests", dependencies: ["CNcursesw"], swiftSettings: strict),
     ]
 )

@@ -1,0 +1,258 @@
+public import DequeModule
+public import Foundation
+
+/// One message of a conversation.
+public struct ChatMessage: Sendable, Hashable {
+    public enum Delivery: UInt8, Sendable, Hashable {
+        /// From the peer (or from this user's other client).
+        case received
+        /// Typed while offline: held until the connection is back.
+        case queued
+        /// Handed to the server.
+        case sent
+    }
+
+    public var content: String
+    public var fromSelf: Bool
+    public var delivery: Delivery
+    /// When this client received (or sent) it.
+    public var at: Date
+
+    public init(content: String, fromSelf: Bool, delivery: Delivery, at: Date) {
+        self.content = content
+        self.fromSelf = fromSelf
+        self.delivery = delivery
+        self.at = at
+    }
+}
+
+/// A user and the conversation with them.
+public struct ChatUser: Sendable, Hashable, Identifiable {
+    public let id: String
+    public var username: String
+    public var isSelf: Bool
+    public var isConnected: Bool
+    /// Oldest first. A deque, so a history cap drops the oldest in O(1).
+    public var messages: Deque<ChatMessage>
+    /// Messages that arrived while the conversation was not selected.
+    public var unreadCount: Int
+    /// Messages of ours still waiting for the connection.
+    public var queuedCount: Int
+
+    public init(id: String, username: String, isSelf: Bool, isConnected: Bool) {
+        self.id = id
+        self.username = username
+        self.isSelf = isSelf
+        self.isConnected = isConnected
+        self.messages = []
+        self.unreadCount = 0
+        self.queuedCount = 0
+    }
+}
+
+/// The state of the connection, as the person sees it.
+public enum ConnectionStatus: Sendable, Hashable {
+    case connecting
+    case connected
+    case reconnecting(attempt: Int, delay: Duration)
+    case offline(reason: String)
+}
+
+/// Everything that changes the chat state, from the network or from the person.
+public enum ChatEvent: Sendable, Hashable {
+    case connecting
+    /// Connected; anything queued has been handed to the server.
+    case connected
+    case reconnecting(attempt: Int, delay: Duration)
+    case offline(reason: String)
+    /// The server's `session`: who "self" is.
+    case session(userID: String, username: String)
+    case users([UserEntry])
+    case userConnected(UserEntry)
+    case userDisconnected(userID: String)
+    case messageReceived(PrivateMessage, at: Date)
+    /// This user sent a message (emitted, or queued while offline).
+    case messageSent(content: String, to: String, at: Date, queued: Bool)
+    case select(userID: String?)
+    /// Forget the session: back to no identity, no users.
+    case logout
+}
+
+/// The chat as the reference client keeps it (PROTOCOL.md, "client side"), plus
+/// unread counts, receive times, queued messages and an optional history cap.
+///
+/// A plain value: `apply(_:)` is the only way it changes, and it is tested
+/// event by event without sockets or a terminal.
+public struct ChatState: Sendable {
+    public private(set) var selfID: String?
+    public private(set) var selfUsername: String?
+    public private(set) var connection: ConnectionStatus = .connecting
+    public private(set) var selectedUserID: String?
+    /// Most messages kept per conversation; nil keeps everything.
+    public let historyLimit: Int?
+
+    private var usersByID: [String: ChatUser] = [:]
+    /// Self first, then by username.
+    public private(set) var order: [String] = []
+
+    public init(historyLimit: Int? = nil) {
+        self.historyLimit = historyLimit.map { max($0, 1) }
+    }
+
+    /// Users in display order: self first, then by username.
+    public var users: [ChatUser] { order.compactMap { usersByID[$0] } }
+
+    public func user(_ id: String) -> ChatUser? { usersByID[id] }
+
+    public var selectedUser: ChatUser? { selectedUserID.flatMap { usersByID[$0] } }
+
+    /// The user with this name, preferring one who is online.
+    public func user(named name: String) -> ChatUser? {
+        let matches = order.compactMap { usersByID[$0] }.filter { $0.username == name }
+        return matches.first(where: \.isConnected) ?? matches.first
+    }
+
+    public var totalUnread: Int { usersByID.values.reduce(0) { $0 + $1.unreadCount } }
+
+    // MARK: The reducer
+
+    public mutating func apply(_ event: ChatEvent) {
+        switch event {
+        case .connecting:
+            connection = .connecting
+        case .connected:
+            connection = .connected
+            setSelfConnected(true)
+            markQueuedAsSent()
+        case .reconnecting(let attempt, let delay):
+            connection = .reconnecting(attempt: attempt, delay: delay)
+            setSelfConnected(false)
+        case .offline(let reason):
+            connection = .offline(reason: reason)
+            setSelfConnected(false)
+        case .session(let userID, let username):
+            selfID = userID
+            selfUsername = username
+            for id in usersByID.keys { usersByID[id]!.isSelf = (id == userID) }
+            upsert(UserEntry(userID: userID, username: username, connected: connection == .connected))
+            sort()
+        case .users(let entries):
+            for entry in entries { upsert(entry) }
+            sort()
+        case .userConnected(let entry):
+            upsert(UserEntry(userID: entry.userID, username: entry.username, connected: true, messages: entry.messages))
+            sort()
+        case .userDisconnected(let userID):
+            usersByID[userID]?.isConnected = false
+        case .messageReceived(let message, let at):
+            receive(message, at: at)
+        case .messageSent(let content, let to, let at, let queued):
+            ensureUser(to)
+            append(ChatMessage(content: content, fromSelf: true, delivery: queued ? .queued : .sent, at: at), to: to)
+            if queued { usersByID[to]!.queuedCount += 1 }
+        case .select(let userID):
+            guard let userID, usersByID[userID] != nil else {
+                selectedUserID = nil
+                return
+            }
+            selectedUserID = userID
+            usersByID[userID]!.unreadCount = 0
+        case .logout:
+            self = ChatState(historyLimit: historyLimit)
+        }
+    }
+
+    // MARK: Helpers
+
+    /// `users` / `user connected`: update a known user, add an unknown one.
+    private mutating func upsert(_ entry: UserEntry) {
+        if var user = usersByID[entry.userID] {
+            user.isConnected = entry.connected
+            if !entry.username.isEmpty { user.username = entry.username }
+            usersByID[entry.userID] = user
+        } else {
+            usersByID[entry.userID] = ChatUser(
+                id: entry.userID,
+                username: entry.username,
+                isSelf: entry.userID == selfID,
+                isConnected: entry.connected
+            )
+            order.append(entry.userID)
+        }
+        if let history = entry.messages {
+            replaceHistory(of: entry.userID, with: history)
+        }
+    }
+
+    /// Part III: the server's history replaces ours, with fromSelf computed.
+    private mutating func replaceHistory(of userID: String, with history: [PrivateMessage]) {
+        var messages = Deque<ChatMessage>()
+        let now = Date()
+        for message in history.suffix(historyLimit ?? Int.max) {
+            messages.append(ChatMessage(content: message.content, fromSelf: message.from == selfID, delivery: message.from == selfID ? .sent : .received, at: now))
+        }
+        // Keep what is still waiting to be sent.
+        if let user = usersByID[userID], user.queuedCount > 0 {
+            messages.append(contentsOf: user.messages.filter { $0.delivery == .queued })
+        }
+        usersByID[userID]!.messages = messages
+    }
+
+    private mutating func receive(_ message: PrivateMessage, at: Date) {
+        let fromSelf = message.from == selfID
+        let peer = fromSelf ? message.to : message.from
+        ensureUser(peer)
+        append(ChatMessage(content: message.content, fromSelf: fromSelf, delivery: fromSelf ? .sent : .received, at: at), to: peer)
+        if peer != selectedUserID { usersByID[peer]!.unreadCount += 1 }
+    }
+
+    /// A message from (or to) a user not in the list creates that user, named by
+    /// its userID until the server tells more, rather than vanishing.
+    private mutating func ensureUser(_ userID: String) {
+        guard usersByID[userID] == nil else { return }
+        upsert(UserEntry(userID: userID, username: userID, connected: true))
+        sort()
+    }
+
+    private mutating func append(_ message: ChatMessage, to userID: String) {
+        usersByID[userID]!.messages.append(message)
+        if let limit = historyLimit {
+            while usersByID[userID]!.messages.count > limit {
+                let dropped = usersByID[userID]!.messages.removeFirst()
+                if dropped.delivery == .queued { usersByID[userID]!.queuedCount -= 1 }
+            }
+        }
+    }
+
+    private mutating func setSelfConnected(_ connected: Bool) {
+        guard let selfID, usersByID[selfID] != nil else { return }
+        usersByID[selfID]!.isConnected = connected
+    }
+
+    /// The socket flushes its buffer before reporting the connection: every queued message is now sent.
+    private mutating func markQueuedAsSent() {
+        for id in usersByID.keys where usersByID[id]!.queuedCount > 0 {
+            var user = usersByID.removeValue(forKey: id)!
+            var index = user.messages.endIndex
+            while user.queuedCount > 0, index > user.messages.startIndex {
+                index -= 1
+                if user.messages[index].delivery == .queued {
+                    user.messages[index].delivery = .sent
+                    user.queuedCount -= 1
+                }
+            }
+            user.queuedCount = 0
+            usersByID[id] = user
+        }
+    }
+
+    private mutating func sort() {
+        order.sort { a, b in
+            let ua = usersByID[a]!
+            let ub = usersByID[b]!
+            if ua.isSelf != ub.isSelf { return ua.isSelf }
+            if ua.username != ub.username { return ua.username < ub.username }
+            return a < b
+        }
+    }
+}

@@ -1,0 +1,125 @@
+public import JSON
+
+/// A user as the server describes it in `users` and `user connected`.
+public struct UserEntry: Sendable, Hashable {
+    public var userID: String
+    public var username: String
+    public var connected: Bool
+    /// Part III servers: the whole conversation between this user and the receiver.
+    public var messages: [PrivateMessage]?
+
+    public init(userID: String, username: String, connected: Bool, messages: [PrivateMessage]? = nil) {
+        self.userID = userID
+        self.username = username
+        self.connected = connected
+        self.messages = messages
+    }
+}
+
+/// `private message` as the server sends it: `from` is set by the server.
+public struct PrivateMessage: Sendable, Hashable {
+    public var content: String
+    public var from: String
+    public var to: String
+
+    public init(content: String, from: String, to: String) {
+        self.content = content
+        self.from = from
+        self.to = to
+    }
+}
+
+/// Why a payload from the server was not used.
+public struct PayloadProblem: Error, Sendable, Hashable, CustomStringConvertible {
+    public let event: String
+    public let why: String
+    public var description: String { "ignored a malformed \"\(event)\" payload: \(why)" }
+}
+
+/// Turns the JSON arguments of the application's events into typed values.
+/// Every byte from the network is untrusted: wrong shapes are reported, never trusted.
+public enum ServerPayload {
+    /// `session` `{sessionID, userID}`.
+    public static func session(_ arguments: [JSONValue]) -> Result<(sessionID: String, userID: String), PayloadProblem> {
+        guard let payload = arguments.first, let sessionID = payload["sessionID"]?.stringValue, !sessionID.isEmpty,
+            let userID = payload["userID"]?.stringValue, !userID.isEmpty
+        else { return .failure(PayloadProblem(event: "session", why: "needs string sessionID and userID")) }
+        return .success((sessionID, userID))
+    }
+
+    /// `users` `[{userID, username, connected, messages?}]`: good entries, and a problem per skipped one.
+    public static func users(_ arguments: [JSONValue]) -> (entries: [UserEntry], problems: [PayloadProblem]) {
+        guard let list = arguments.first?.arrayValue else {
+            return ([], [PayloadProblem(event: "users", why: "not an array")])
+        }
+        var entries: [UserEntry] = []
+        var problems: [PayloadProblem] = []
+        entries.reserveCapacity(list.count)
+        for (index, item) in list.enumerated() {
+            switch userEntry(item, event: "users") {
+            case .success(let entry): entries.append(entry)
+            case .failure(let problem):
+                problems.append(PayloadProblem(event: "users", why: "entry \(index): \(problem.why)"))
+            }
+        }
+        return (entries, problems)
+    }
+
+    /// `user connected` `{userID, username, connected?, messages?}`.
+    public static func userConnected(_ arguments: [JSONValue]) -> Result<UserEntry, PayloadProblem> {
+        guard let payload = arguments.first else {
+            return .failure(PayloadProblem(event: "user connected", why: "no payload"))
+        }
+        return userEntry(payload, event: "user connected", connectedByDefault: true)
+    }
+
+    /// `user disconnected` with the bare userID.
+    public static func userDisconnected(_ arguments: [JSONValue]) -> Result<String, PayloadProblem> {
+        guard let userID = arguments.first?.stringValue, !userID.isEmpty else {
+            return .failure(PayloadProblem(event: "user disconnected", why: "needs a userID string"))
+        }
+        return .success(userID)
+    }
+
+    /// `private message` `{content, from, to}`.
+    public static func privateMessage(_ arguments: [JSONValue]) -> Result<PrivateMessage, PayloadProblem> {
+        guard let payload = arguments.first else {
+            return .failure(PayloadProblem(event: "private message", why: "no payload"))
+        }
+        return message(payload, event: "private message")
+    }
+
+    static func message(_ value: JSONValue, event: String) -> Result<PrivateMessage, PayloadProblem> {
+        guard let content = value["content"]?.stringValue else {
+            return .failure(PayloadProblem(event: event, why: "content is not a string"))
+        }
+        guard let from = value["from"]?.stringValue, !from.isEmpty, let to = value["to"]?.stringValue, !to.isEmpty else {
+            return .failure(PayloadProblem(event: event, why: "needs from and to userIDs"))
+        }
+        return .success(PrivateMessage(content: content, from: from, to: to))
+    }
+
+    static func userEntry(_ value: JSONValue, event: String, connectedByDefault: Bool = false) -> Result<UserEntry, PayloadProblem> {
+        guard let userID = value["userID"]?.stringValue, !userID.isEmpty else {
+            return .failure(PayloadProblem(event: event, why: "no userID string"))
+        }
+        guard let username = value["username"]?.stringValue else {
+            return .failure(PayloadProblem(event: event, why: "no username string"))
+        }
+        let connected: Bool
+        switch value["connected"] {
+        case .bool(let flag)?: connected = flag
+        case nil, .null?: connected = connectedByDefault
+        default: return .failure(PayloadProblem(event: event, why: "connected is not a boolean"))
+        }
+        var messages: [PrivateMessage]?
+        if let history = value["messages"], !history.isNull {
+            guard let list = history.arrayValue else {
+                return .failure(PayloadProblem(event: event, why: "messages is not an array"))
+            }
+            // A bad message inside an otherwise good history is dropped, not the whole user.
+            messages = list.compactMap { try? message($0, event: event).get() }
+        }
+        return .success(UserEntry(userID: userID, username: username, connected: connected, messages: messages))
+    }
+}

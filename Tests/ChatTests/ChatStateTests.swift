@@ -1,0 +1,248 @@
+import Chat
+import Foundation
+import JSON
+import Testing
+
+let t0 = Date(timeIntervalSince1970: 1_700_000_000)
+
+/// A state logged in as alice ("a"), with bob ("b") and carol ("c") known.
+func loggedIn(historyLimit: Int? = nil) -> ChatState {
+    var state = ChatState(historyLimit: historyLimit)
+    state.apply(.connected)
+    state.apply(.session(userID: "a", username: "alice"))
+    state.apply(.users([
+        UserEntry(userID: "c", username: "carol", connected: false),
+        UserEntry(userID: "a", username: "alice", connected: true),
+        UserEntry(userID: "b", username: "bob", connected: true),
+    ]))
+    return state
+}
+
+@Suite struct ChatStateTests {
+    @Test func usersAreSortedSelfFirstThenByName() {
+        let state = loggedIn()
+        #expect(state.users.map(\.username) == ["alice", "bob", "carol"])
+        #expect(state.users.map(\.isSelf) == [true, false, false])
+        #expect(state.users.map(\.isConnected) == [true, true, false])
+        #expect(state.users.allSatisfy { $0.messages.isEmpty && $0.unreadCount == 0 })
+    }
+
+    @Test func selfSortsFirstWhateverItsName() {
+        var state = ChatState()
+        state.apply(.session(userID: "z", username: "zed"))
+        state.apply(.users([UserEntry(userID: "a", username: "aaron", connected: true), UserEntry(userID: "z", username: "zed", connected: true)]))
+        #expect(state.users.map(\.username) == ["zed", "aaron"])
+    }
+
+    @Test func usersOfAKnownUserOnlyUpdatesConnected() {
+        var state = loggedIn()
+        state.apply(.messageReceived(PrivateMessage(content: "hi", from: "b", to: "a"), at: t0))
+        state.apply(.users([UserEntry(userID: "b", username: "bob", connected: false)]))
+        let bob = state.user("b")!
+        #expect(!bob.isConnected)
+        #expect(bob.messages.count == 1)
+        #expect(bob.unreadCount == 1)
+    }
+
+    @Test func userConnectedMarksOnlineOrAdds() {
+        var state = loggedIn()
+        state.apply(.userConnected(UserEntry(userID: "c", username: "carol", connected: true)))
+        #expect(state.user("c")!.isConnected)
+        state.apply(.userConnected(UserEntry(userID: "d", username: "aardvark", connected: true)))
+        #expect(state.users.map(\.username) == ["alice", "aardvark", "bob", "carol"])
+        #expect(state.user("d")!.unreadCount == 0)
+    }
+
+    @Test func userDisconnectedMarksOffline() {
+        var state = loggedIn()
+        state.apply(.userDisconnected(userID: "b"))
+        #expect(!state.user("b")!.isConnected)
+        state.apply(.userDisconnected(userID: "nobody"))  // unknown: nothing happens
+        #expect(state.users.count == 3)
+    }
+
+    @Test func aMessageGoesToTheSendersConversationAndCountsAsUnread() {
+        var state = loggedIn()
+        state.apply(.messageReceived(PrivateMessage(content: "one", from: "b", to: "a"), at: t0))
+        state.apply(.messageReceived(PrivateMessage(content: "two", from: "b", to: "a"), at: t0 + 1))
+        let bob = state.user("b")!
+        #expect(bob.messages.map(\.content) == ["one", "two"])
+        #expect(bob.messages.map(\.fromSelf) == [false, false])
+        #expect(bob.messages.map(\.at) == [t0, t0 + 1])
+        #expect(bob.unreadCount == 2)
+        #expect(state.totalUnread == 2)
+    }
+
+    @Test func theSelectedConversationDoesNotCountUnreadAndSelectingClearsIt() {
+        var state = loggedIn()
+        state.apply(.messageReceived(PrivateMessage(content: "one", from: "c", to: "a"), at: t0))
+        state.apply(.select(userID: "b"))
+        state.apply(.messageReceived(PrivateMessage(content: "hey", from: "b", to: "a"), at: t0))
+        #expect(state.user("b")!.unreadCount == 0)
+        #expect(state.user("c")!.unreadCount == 1)
+        state.apply(.select(userID: "c"))
+        #expect(state.user("c")!.unreadCount == 0)
+        #expect(state.selectedUser?.username == "carol")
+        state.apply(.select(userID: "ghost"))
+        #expect(state.selectedUserID == nil)
+    }
+
+    @Test func ownMessagesFromAnotherClientGoToTheRecipientsConversation() {
+        // The server forwards what this user sends from another tab.
+        var state = loggedIn()
+        state.apply(.messageReceived(PrivateMessage(content: "from my phone", from: "a", to: "b"), at: t0))
+        let bob = state.user("b")!
+        #expect(bob.messages.first?.fromSelf == true)
+        #expect(bob.messages.first?.delivery == .sent)
+        #expect(state.user("a")!.messages.isEmpty)
+    }
+
+    @Test func messagesToOneselfLandInTheSelfConversation() {
+        var state = loggedIn()
+        state.apply(.messageSent(content: "note", to: "a", at: t0, queued: false))
+        state.apply(.messageReceived(PrivateMessage(content: "note", from: "a", to: "a"), at: t0))
+        #expect(state.user("a")!.messages.map(\.content) == ["note", "note"])
+    }
+
+    @Test func aMessageFromAnUnknownUserCreatesThatUser() {
+        var state = loggedIn()
+        state.apply(.messageReceived(PrivateMessage(content: "psst", from: "x", to: "a"), at: t0))
+        let stranger = state.user("x")!
+        #expect(stranger.username == "x")
+        #expect(stranger.messages.count == 1)
+        state.apply(.userConnected(UserEntry(userID: "x", username: "xavier", connected: true)))
+        #expect(state.user("x")!.username == "xavier")
+        #expect(state.user("x")!.messages.count == 1)
+    }
+
+    @Test func sendingAppendsLocallyAsSentOrQueued() {
+        var state = loggedIn()
+        state.apply(.messageSent(content: "hi bob", to: "b", at: t0, queued: false))
+        #expect(state.user("b")!.messages.last == ChatMessage(content: "hi bob", fromSelf: true, delivery: .sent, at: t0))
+        #expect(state.user("b")!.unreadCount == 0)
+    }
+
+    @Test func queuedMessagesBecomeSentOnReconnectionInOrder() {
+        var state = loggedIn()
+        state.apply(.offline(reason: "transport close"))
+        #expect(state.connection == .offline(reason: "transport close"))
+        #expect(!state.user("a")!.isConnected)
+        state.apply(.messageSent(content: "1", to: "b", at: t0, queued: true))
+        state.apply(.messageSent(content: "2", to: "c", at: t0, queued: true))
+        state.apply(.messageSent(content: "3", to: "b", at: t0, queued: true))
+        #expect(state.user("b")!.messages.map(\.delivery) == [.queued, .queued])
+        #expect(state.user("b")!.queuedCount == 2)
+        state.apply(.reconnecting(attempt: 1, delay: .seconds(1)))
+        #expect(state.connection == .reconnecting(attempt: 1, delay: .seconds(1)))
+        state.apply(.connected)
+        #expect(state.user("a")!.isConnected)
+        #expect(state.user("b")!.messages.map(\.content) == ["1", "3"])
+        #expect(state.user("b")!.messages.map(\.delivery) == [.sent, .sent])
+        #expect(state.user("c")!.messages.map(\.delivery) == [.sent])
+        #expect(state.users.allSatisfy { $0.queuedCount == 0 })
+    }
+
+    @Test func partIIIHistoryReplacesTheConversation() {
+        var state = loggedIn()
+        state.apply(.messageReceived(PrivateMessage(content: "stale", from: "b", to: "a"), at: t0))
+        state.apply(.users([UserEntry(userID: "b", username: "bob", connected: true, messages: [
+            PrivateMessage(content: "hi", from: "a", to: "b"),
+            PrivateMessage(content: "hello", from: "b", to: "a"),
+        ])]))
+        let bob = state.user("b")!
+        #expect(bob.messages.map(\.content) == ["hi", "hello"])
+        #expect(bob.messages.map(\.fromSelf) == [true, false])
+        // An empty history (user connected of part III) clears nothing that was not there.
+        state.apply(.userConnected(UserEntry(userID: "d", username: "dan", connected: true, messages: [])))
+        #expect(state.user("d")!.messages.isEmpty)
+    }
+
+    @Test func historyReplacementKeepsQueuedMessages() {
+        var state = loggedIn()
+        state.apply(.offline(reason: "x"))
+        state.apply(.messageSent(content: "pending", to: "b", at: t0, queued: true))
+        state.apply(.users([UserEntry(userID: "b", username: "bob", connected: true, messages: [PrivateMessage(content: "old", from: "b", to: "a")])]))
+        #expect(state.user("b")!.messages.map(\.content) == ["old", "pending"])
+        state.apply(.connected)
+        #expect(state.user("b")!.messages.last?.delivery == .sent)
+    }
+
+    @Test func theHistoryCapDropsTheOldest() {
+        var state = loggedIn(historyLimit: 3)
+        for i in 1...5 { state.apply(.messageReceived(PrivateMessage(content: "\(i)", from: "b", to: "a"), at: t0)) }
+        #expect(state.user("b")!.messages.map(\.content) == ["3", "4", "5"])
+        #expect(state.user("b")!.unreadCount == 5)
+    }
+
+    @Test func logoutForgetsEverything() {
+        var state = loggedIn(historyLimit: 7)
+        state.apply(.select(userID: "b"))
+        state.apply(.logout)
+        #expect(state.selfID == nil)
+        #expect(state.users.isEmpty)
+        #expect(state.selectedUserID == nil)
+        #expect(state.historyLimit == 7)
+    }
+
+    @Test func findingUsersByName() {
+        var state = loggedIn()
+        state.apply(.userConnected(UserEntry(userID: "b2", username: "bob", connected: true)))
+        state.apply(.userDisconnected(userID: "b"))
+        #expect(state.user(named: "bob")?.id == "b2")
+        #expect(state.user(named: "nobody") == nil)
+    }
+}
+
+@Suite struct UsernameTests {
+    @Test(arguments: ["alice", "  bob  ", "zoë", "中文名", "a b c", String(repeating: "x", count: 32)])
+    func goodNames(name: String) throws {
+        #expect(try Username.validate(name).get() == name.trimmingCharacters(in: .whitespaces))
+    }
+
+    @Test(arguments: [
+        ("", Username.Problem.tooShort), ("ab", .tooShort), ("   ab  ", .tooShort),
+        (String(repeating: "x", count: 33), .tooLong), ("bad\u{1B}[31m", .controlCharacter),
+        ("tab\there", .controlCharacter), ("rtl\u{202E}lo", .controlCharacter), ("nl\nx", .controlCharacter),
+    ])
+    func badNames(name: String, problem: Username.Problem) {
+        #expect(throws: problem) { try Username.validate(name).get() }
+    }
+
+    @Test func problemsReadAsSentences() {
+        #expect(Username.Problem.tooShort.description == "a username needs at least 3 characters")
+    }
+}
+
+@Suite struct ServerPayloadTests {
+    @Test func usersSkipsBadEntriesAndSaysWhy() {
+        let (entries, problems) = ServerPayload.users([[
+            ["userID": "a", "username": "alice", "connected": true],
+            ["userID": 5, "username": "x", "connected": true],
+            ["userID": "b", "connected": true],
+            ["userID": "c", "username": "carol", "connected": "yes"],
+            "garbage",
+            ["userID": "d", "username": "dan", "connected": false, "messages": [
+                ["content": "hi", "from": "d", "to": "a"], ["content": 1, "from": "d", "to": "a"],
+            ]],
+        ]])
+        #expect(entries.map(\.userID) == ["a", "d"])
+        #expect(entries[1].messages == [PrivateMessage(content: "hi", from: "d", to: "a")])
+        #expect(problems.count == 4)
+        #expect(problems[0].description.contains("entry 1"))
+        #expect(ServerPayload.users(["nope"]).problems.count == 1)
+        #expect(ServerPayload.users([]).entries.isEmpty)
+    }
+
+    @Test func sessionAndMessages() throws {
+        let session = try ServerPayload.session([["sessionID": "s", "userID": "u"]]).get()
+        #expect(session.sessionID == "s" && session.userID == "u")
+        #expect(throws: PayloadProblem.self) { try ServerPayload.session([["sessionID": "s"]]).get() }
+        #expect(try ServerPayload.privateMessage([["content": "x", "from": "a", "to": "b"]]).get()
+            == PrivateMessage(content: "x", from: "a", to: "b"))
+        #expect(throws: PayloadProblem.self) { try ServerPayload.privateMessage([["content": ["x"], "from": "a", "to": "b"]]).get() }
+        #expect(throws: PayloadProblem.self) { try ServerPayload.privateMessage([]).get() }
+        #expect(try ServerPayload.userDisconnected(["u"]).get() == "u")
+        #expect(throws: PayloadProblem.self) { try ServerPayload.userDisconnected([["userID": "u"]]).get() }
+        #expect(try ServerPayload.userConnected([["userID": "u", "username": "n"]]).get().connected)
+    }
+}
