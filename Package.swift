@@ -63,6 +63,12 @@ let package = Package(
             dependencies: ["JSON", .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strict
         ),
+        // The client: session file, and the chat state driven by a Socket.IO connection.
+        .target(
+            name: "ChatClient",
+            dependencies: ["Chat", "SocketIO", "EngineIO", "JSON", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         // ncursesw from Debian's libncurses-dev, for the terminal front end.
         .systemLibrary(
             name: "CNcursesw",
@@ -85,6 +91,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "ChatTests", dependencies: ["Chat"], swiftSettings: strict),
+        .testTarget(name: "ChatClientTests", dependencies: ["ChatClient", "SocketIOTesting"], swiftSettings: strict),
         .testTarget(name: "CNcurseswTests", dependencies: ["CNcursesw"], swiftSettings: strict),
     ]
 )
