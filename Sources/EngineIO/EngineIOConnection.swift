@@ -105,6 +105,11 @@ public final class EngineIOConnection: Sendable {
         session.finish(.forcedClose)
     }
 
+    /// Returns once the transport is fully closed (after `close()`: everything sent was written).
+    public func waitUntilClosed() async {
+        await session.transport.waitUntilClosed()
+    }
+
     /// Ends the connection with a given reason, as when the layer above
     /// found the server's data malformed.
     public func close(reason: EngineIOCloseReason) {
@@ -129,7 +134,7 @@ private final class Session: Sendable {
         var reader: Task<Void, Never>?
     }
 
-    private let transport: any EngineIOTransport
+    let transport: any EngineIOTransport
     private let continuation: AsyncStream<EngineIOConnection.Event>.Continuation
     private let clock: any Clock<Duration>
     private let logger: Logger

@@ -8,6 +8,8 @@ public protocol EngineIOTransport: Sendable {
     func send(_ frame: EngineIOData)
     /// Closes the connection (politely when possible). `inbound` then finishes.
     func close()
+    /// Returns once the connection is fully closed: every frame queued before `close()` was written.
+    func waitUntilClosed() async
 }
 
 /// Opens transports to an endpoint; injectable so the layers above can be

@@ -105,8 +105,12 @@ final class WebSocketTransport: EngineIOTransport {
     }
 
     func close() {
-        // Ending the outbound queue ends the scope, which sends the close frame.
+        // Ending the outbound queue ends the scope (after writing what was queued), which sends the close frame.
         outbound.finish()
+    }
+
+    func waitUntilClosed() async {
+        await task.withLock { $0 }?.value
     }
 
     static func connect(

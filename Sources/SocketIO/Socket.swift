@@ -45,6 +45,18 @@ public struct Socket: Sendable {
         try await manager.emit(namespace, event, arguments)
     }
 
+    /// Sends (or buffers) an event and calls `record` with the outcome on the manager's
+    /// executor, before any later event is delivered: a caller that keeps state from both
+    /// sees a buffered emit before the `connect` that flushes it.
+    @discardableResult
+    public func emit(
+        _ event: String,
+        arguments: [JSONValue],
+        then record: @escaping @Sendable (EmitResult) -> Void
+    ) async throws(SocketError) -> EmitResult {
+        try await manager.emit(namespace, event, arguments, then: record)
+    }
+
     /// Sends an event and waits for the server's acknowledgement.
     /// Throws `SocketError.ackTimeout` when none comes in time.
     public func emitWithAck(

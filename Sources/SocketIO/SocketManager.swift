@@ -153,6 +153,16 @@ public actor SocketManager {
         closeIfIdle()
     }
 
+    /// Leaves every namespace and returns once the connection is fully closed, so what was
+    /// emitted before has been written (for a process about to exit).
+    public func close() async {
+        let engine = self.engine
+        for nsp in namespaces.keys.sorted() where namespaces[nsp]!.active || namespaces[nsp]!.connected {
+            disconnect(nsp)
+        }
+        await engine?.waitUntilClosed()
+    }
+
     func isConnected(_ nsp: String) -> Bool { namespaces[nsp]?.connected ?? false }
 
     func sid(_ nsp: String) -> String? { namespaces[nsp]?.sid }
@@ -161,6 +171,17 @@ public actor SocketManager {
 
     func emit(_ nsp: String, _ name: String, _ arguments: [JSONValue]) throws(SocketError) -> EmitResult {
         try emit(nsp, name, arguments, ackID: nil)
+    }
+
+    func emit(
+        _ nsp: String,
+        _ name: String,
+        _ arguments: [JSONValue],
+        then record: @Sendable (EmitResult) -> Void
+    ) throws(SocketError) -> EmitResult {
+        let result = try emit(nsp, name, arguments, ackID: nil)
+        record(result)
+        return result
     }
 
     private func emit(_ nsp: String, _ name: String, _ arguments: [JSONValue], ackID: Int?) throws(SocketError) -> EmitResult {

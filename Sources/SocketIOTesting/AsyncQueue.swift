@@ -4,6 +4,10 @@ import Synchronization
 public struct TimeoutError: Error, CustomStringConvertible, Sendable {
     public let what: String
     public let after: Duration
+    public init(what: String, after: Duration) {
+        self.what = what
+        self.after = after
+    }
     public var description: String { "timed out after \(after) waiting for \(what)" }
 }
 
@@ -16,7 +20,7 @@ public struct QueueFinishedError: Error, CustomStringConvertible, Sendable {
 /// An unbounded FIFO that producers on any thread push into and one consumer
 /// awaits, with a timeout, so a test that waits for something that never
 /// comes fails instead of hanging.
-final class AsyncQueue<Element: Sendable>: Sendable {
+public final class AsyncQueue<Element: Sendable>: Sendable {
     private enum Outcome {
         case element(Element)
         case finished
@@ -34,9 +38,9 @@ final class AsyncQueue<Element: Sendable>: Sendable {
     private let state = Mutex(State())
     private let what: String
 
-    init(what: String) { self.what = what }
+    public init(what: String) { self.what = what }
 
-    func push(_ element: Element) {
+    public func push(_ element: Element) {
         let waiter: CheckedContinuation<Element, any Error>? = state.withLock { state in
             guard !state.finished else { return nil }
             if let waiter = state.waiter {
@@ -51,7 +55,7 @@ final class AsyncQueue<Element: Sendable>: Sendable {
     }
 
     /// No more elements; a waiting consumer gets `QueueFinishedError` once the buffer is empty.
-    func finish() {
+    public func finish() {
         let waiter: CheckedContinuation<Element, any Error>? = state.withLock { state in
             state.finished = true
             defer { state.waiter = nil }
@@ -61,7 +65,7 @@ final class AsyncQueue<Element: Sendable>: Sendable {
         waiter?.resume(throwing: QueueFinishedError(what: what))
     }
 
-    var isFinished: Bool { state.withLock { $0.finished } }
+    public var isFinished: Bool { state.withLock { $0.finished } }
 
     private func expire(waiter id: Int, after timeout: Duration) {
         let waiter: CheckedContinuation<Element, any Error>? = state.withLock { state in
@@ -72,7 +76,7 @@ final class AsyncQueue<Element: Sendable>: Sendable {
         waiter?.resume(throwing: TimeoutError(what: what, after: timeout))
     }
 
-    func next(timeout: Duration) async throws -> Element {
+    public func next(timeout: Duration) async throws -> Element {
         let id = state.withLock { state in
             state.nextWaiterID += 1
             return state.nextWaiterID

@@ -72,7 +72,7 @@ let secret = "SECRET-session-9f8e7d"
     func aCorruptFileIsKeptAsideAndIgnored(content: String) throws {
         let store = SessionStore(directory: temporaryDirectory())
         _ = try store.prepare()
-        FileManager.default.createFile(atPath: store.filePath, contents: Data(content.utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: store.filePath, contents: Data(content.utf8), attributes: [.posixPermissions: 0o600])
         let (session, warnings) = store.load(serverA)
         #expect(session == nil)
         #expect(warnings.count == 1)
@@ -80,7 +80,7 @@ let secret = "SECRET-session-9f8e7d"
         #expect(FileManager.default.contents(atPath: store.filePath + ".bad") == Data(content.utf8))
         #expect(!FileManager.default.fileExists(atPath: store.filePath))
         // A second corrupt file does not overwrite the first one kept aside.
-        FileManager.default.createFile(atPath: store.filePath, contents: Data("again".utf8))
+        _ = FileManager.default.createFile(atPath: store.filePath, contents: Data("again".utf8))
         #expect(store.load(serverA).warnings.contains { $0.contains(".bad.2") })
         // And the store works again.
         try store.save(StoredSession(sessionID: "s", userID: "u", username: "n"), for: serverA)
@@ -89,7 +89,7 @@ let secret = "SECRET-session-9f8e7d"
 
     @Test func anUnusableDirectoryIsAClearError() throws {
         let file = temporaryDirectory()
-        FileManager.default.createFile(atPath: file, contents: Data())
+        _ = FileManager.default.createFile(atPath: file, contents: Data())
         let store = SessionStore(directory: file + "/parley")
         #expect {
             try store.prepare()

@@ -19,6 +19,8 @@ final class MemoryTransport: EngineIOTransport {
         server.finish()
     }
 
+    func waitUntilClosed() async {}
+
     var sent: [EngineIOData] { state.withLock { $0.sent } }
     var isClosed: Bool { state.withLock { $0.closed } }
 

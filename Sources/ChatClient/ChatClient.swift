@@ -1,0 +1,407 @@
+public import Chat
+public import EngineIO
+public import Foundation
+import JSON
+public import Logging
+public import SocketIO
+import Synchronization
+
+/// What changed, for a front end to show (the terminal UI) or print (headless mode).
+public enum ChatUpdate: Sendable, Hashable {
+    case status(ConnectionStatus)
+    /// Logged in: who "self" is. Never carries the session ID.
+    case session(userID: String, username: String)
+    case users([UserSummary])
+    case userConnected(UserSummary)
+    case userDisconnected(userID: String)
+    case message(MessageRecord)
+    /// No usable session: a username is needed (with the server's reason after a refusal).
+    case needsUsername(reason: String?)
+    /// Something the person should know that did not stop the client.
+    case warning(String)
+}
+
+public struct UserSummary: Sendable, Hashable {
+    public let userID: String
+    public let username: String
+    public let connected: Bool
+    public let isSelf: Bool
+    public let unread: Int
+
+    init(_ user: ChatUser) {
+        userID = user.id
+        username = user.username
+        connected = user.isConnected
+        isSelf = user.isSelf
+        unread = user.unreadCount
+    }
+}
+
+/// A message as a front end reports it. Own messages carry a local `id`, so a
+/// queued one can be matched when it is reported again as sent.
+public struct MessageRecord: Sendable, Hashable {
+    public let id: Int?
+    public let from: String
+    public let to: String
+    public let content: String
+    public let fromSelf: Bool
+    public let at: Date
+    public let delivery: ChatMessage.Delivery
+}
+
+public enum SendError: Error, Sendable, Hashable, CustomStringConvertible {
+    case empty
+    case notLoggedIn
+    case unknownRecipient(String)
+    case tooLong(size: Int, limit: Int)
+
+    public var description: String {
+        switch self {
+        case .empty: return "nothing to send"
+        case .notLoggedIn: return "not logged in yet"
+        case .unknownRecipient(let who): return "no user called \(who.debugDescription)"
+        case .tooLong(let size, let limit):
+            return "message too long: \(size) bytes, the server accepts \(limit)"
+        }
+    }
+}
+
+/// The chat core: drives a `ChatState` from a Socket.IO connection, keeps the
+/// session in the session file, and reports every change as a `ChatUpdate`.
+///
+/// Network events are applied on the Socket.IO manager's executor, in order,
+/// under one lock; front ends read snapshots and updates, never the socket.
+public final class ChatClient: Sendable {
+    public struct Options: Sendable {
+        public var url: String
+        /// Where `sessions.json` lives; `$XDG_CONFIG_HOME/parley` when nil.
+        public var configDirectory: String?
+        /// Most messages kept per conversation; nil keeps everything.
+        public var historyLimit: Int?
+        /// Publish `updates` (turn off when nothing reads them, as a benchmark).
+        public var publishesUpdates: Bool
+        public var socket: SocketManager.Configuration
+        public var logger: Logger
+
+        public init(
+            url: String,
+            configDirectory: String? = nil,
+            historyLimit: Int? = nil,
+            publishesUpdates: Bool = true,
+            socket: SocketManager.Configuration = .init(),
+            logger: Logger = .disabled
+        ) {
+            self.url = url
+            self.configDirectory = configDirectory
+            self.historyLimit = historyLimit
+            self.publishesUpdates = publishesUpdates
+            self.socket = socket
+            self.logger = logger
+        }
+    }
+
+    private struct Inner: Sendable {
+        var chat: ChatState
+        var session: StoredSession?
+        /// The name to log in with when there is no session yet.
+        var username: String?
+        var nextMessageID = 0
+        var queued: [MessageRecord] = []
+    }
+
+    public let server: ServerKey
+    public let store: SessionStore
+    public let updates: AsyncStream<ChatUpdate>
+    private let continuation: AsyncStream<ChatUpdate>.Continuation
+    private let publishes: Bool
+    private let manager: SocketManager
+    private let socket: Socket
+    private let inner: Locked<Inner>
+    private let logger: Logger
+
+    /// Opens the session store (creating the directory) and sets up the socket.
+    /// Throws for a bad URL or an unusable config directory.
+    public init(options: Options) async throws {
+        let endpoint = try EngineIOEndpoint(url: options.url, path: options.socket.path, query: options.socket.query)
+        server = ServerKey(endpoint)
+        store = SessionStore(directory: options.configDirectory ?? SessionStore.defaultDirectory())
+        logger = options.logger
+        publishes = options.publishesUpdates
+        (updates, continuation) = AsyncStream.makeStream(of: ChatUpdate.self)
+        inner = Locked(Inner(chat: ChatState(historyLimit: options.historyLimit)))
+        let warnings = try store.prepare()
+        manager = try SocketManager(url: options.url, configuration: options.socket)
+        let inner = self.inner
+        socket = try await manager.socket(auth: {
+            // Read at every attempt: {sessionID, username} once there is a session, so a
+            // server that forgot it (a restart) makes a new one under the same name.
+            inner.withLock { state in
+                if let session = state.session {
+                    return ["sessionID": .string(session.sessionID), "username": .string(session.username)]
+                }
+                return state.username.map { ["username": .string($0)] }
+            }
+        })
+        for warning in warnings { publish(.warning(warning)) }
+        await socket.onLifecycle { [weak self] event in self?.handle(event) }
+        await socket.onAny { [weak self] event in self?.handle(event) }
+    }
+
+    // MARK: What a front end calls
+
+    /// The current state, to draw from.
+    public func snapshot() -> ChatState { inner.withLock { $0.chat } }
+
+    /// Connects with the stored session, or with `username` for a first login.
+    /// Without either, reports `.needsUsername` and waits for `login(username:)`.
+    public func start(username: String? = nil) async throws(Username.Problem) {
+        let (session, warnings) = store.load(server)
+        for warning in warnings {
+            logger.warning("\(warning)")
+            publish(.warning(warning))
+        }
+        if let session {
+            inner.withLock {
+                $0.session = session
+                $0.username = session.username
+            }
+            await connect()
+        } else if let username {
+            try await login(username: username)
+        } else {
+            publish(.needsUsername(reason: nil))
+        }
+    }
+
+    /// A first login (or a new one after a refusal or logout).
+    public func login(username raw: String) async throws(Username.Problem) {
+        let username = try Username.validate(raw).get()
+        inner.withLock {
+            $0.session = nil
+            $0.username = username
+        }
+        await connect()
+    }
+
+    private func connect() async {
+        apply(.connecting)
+        publish(.status(.connecting))
+        await socket.connect()
+    }
+
+    /// Sends to a user (by userID, or by username when no userID matches).
+    /// Offline, the message is queued and sent after the reconnection.
+    @discardableResult
+    public func send(_ text: String, to recipient: String) async throws(SendError) -> MessageRecord {
+        guard !text.isBlank else { throw .empty }
+        let (selfID, to) = inner.withLock { state -> (String?, String?) in
+            let chat = state.chat
+            return (chat.selfID, chat.user(recipient)?.id ?? chat.user(named: recipient)?.id)
+        }
+        guard let selfID else { throw .notLoggedIn }
+        guard let to else { throw .unknownRecipient(recipient) }
+        let at = Date()
+        let record = Mutex<MessageRecord?>(nil)
+        do {
+            try await socket.emit("private message", arguments: [["content": .string(text), "to": .string(to)]]) {
+                [inner] result in
+                // On the manager's executor: ordered before the connect that would flush it.
+                let queued = result == .buffered
+                let message = inner.withLock { state -> MessageRecord in
+                    state.chat.apply(.messageSent(content: text, to: to, at: at, queued: queued))
+                    let message = MessageRecord(
+                        id: state.nextMessageID, from: selfID, to: to, content: text, fromSelf: true, at: at,
+                        delivery: queued ? .queued : .sent
+                    )
+                    state.nextMessageID += 1
+                    if queued { state.queued.append(message) }
+                    return message
+                }
+                record.withLock { $0 = message }
+            }
+        } catch {
+            if case .payloadTooLarge(let size, let limit) = error { throw .tooLong(size: size, limit: limit) }
+            throw .empty
+        }
+        let message = record.withLock { $0 }!
+        publish(.message(message))
+        return message
+    }
+
+    public func select(_ userID: String?) { apply(.select(userID: userID)) }
+
+    /// Forgets the session (here and in the session file) and disconnects.
+    public func logout() async {
+        await socket.disconnect()
+        inner.withLock {
+            $0.session = nil
+            $0.username = nil
+            $0.queued = []
+            $0.chat.apply(.logout)
+        }
+        do {
+            try store.remove(server)
+        } catch {
+            publish(.warning(error.description))
+        }
+        publish(.needsUsername(reason: nil))
+    }
+
+    /// Disconnects, waits until everything sent has been written, and ends `updates`.
+    public func close() async {
+        await manager.close()
+        continuation.finish()
+    }
+
+    public var isConnected: Bool { inner.withLock { $0.chat.connection == .connected } }
+
+    /// Whether messages are waiting for the connection.
+    public var hasQueuedMessages: Bool { inner.withLock { !$0.queued.isEmpty } }
+
+    // MARK: Network events (on the manager's executor, in order)
+
+    private func handle(_ event: SocketEvent) {
+        switch event {
+        case .connect:
+            let flushed = inner.withLock { state -> [MessageRecord] in
+                state.chat.apply(.connected)
+                defer { state.queued = [] }
+                return state.queued
+            }
+            publish(.status(.connected))
+            for message in flushed {
+                publish(.message(MessageRecord(
+                    id: message.id, from: message.from, to: message.to, content: message.content,
+                    fromSelf: true, at: message.at, delivery: .sent
+                )))
+            }
+        case .disconnect(let reason):
+            goOffline(reason.description)
+        case .connectError(let error):
+            if error.source == .server {
+                refused(error.message)
+            } else {
+                goOffline(error.message)
+            }
+        case .reconnectAttempt(let attempt, let delay):
+            apply(.reconnecting(attempt: attempt, delay: delay))
+            publish(.status(.reconnecting(attempt: attempt, delay: delay)))
+        case .reconnectFailed:
+            goOffline("gave up reconnecting")
+        case .event(let received):
+            handle(received)
+        }
+    }
+
+    private func goOffline(_ reason: String) {
+        apply(.offline(reason: reason))
+        publish(.status(.offline(reason: reason)))
+    }
+
+    /// CONNECT_ERROR: the server will not have us. "invalid username" means the stored
+    /// session is useless: forget it and ask for a name again.
+    private func refused(_ message: String) {
+        logger.notice("server refused the connection: \(message)")
+        inner.withLock {
+            $0.session = nil
+            $0.queued = []
+            $0.chat.apply(.logout)
+        }
+        do {
+            try store.remove(server)
+        } catch {
+            publish(.warning(error.description))
+        }
+        apply(.offline(reason: message))
+        publish(.status(.offline(reason: message)))
+        publish(.needsUsername(reason: message))
+    }
+
+    private func handle(_ event: ReceivedEvent) {
+        switch event.name {
+        case "session":
+            switch ServerPayload.session(event.arguments) {
+            case .success(let (sessionID, userID)):
+                let username = inner.withLock { $0.username } ?? userID
+                let session = StoredSession(sessionID: sessionID, userID: userID, username: username)
+                inner.withLock {
+                    $0.session = session
+                    $0.chat.apply(.session(userID: userID, username: username))
+                }
+                do {
+                    try store.save(session, for: server)
+                } catch {
+                    logger.error("\(error)")
+                    publish(.warning(error.description))
+                }
+                publish(.session(userID: userID, username: username))
+            case .failure(let problem):
+                logger.warning("\(problem)")
+            }
+        case "users":
+            let (entries, problems) = ServerPayload.users(event.arguments)
+            for problem in problems { logger.warning("\(problem)") }
+            let users = inner.withLock { state in
+                state.chat.apply(.users(entries))
+                return state.chat.users.map(UserSummary.init)
+            }
+            publish(.users(users))
+        case "user connected":
+            switch ServerPayload.userConnected(event.arguments) {
+            case .success(let entry):
+                let user = inner.withLock { state in
+                    state.chat.apply(.userConnected(entry))
+                    return state.chat.user(entry.userID).map(UserSummary.init)
+                }
+                if let user { publish(.userConnected(user)) }
+            case .failure(let problem):
+                logger.warning("\(problem)")
+            }
+        case "user disconnected":
+            switch ServerPayload.userDisconnected(event.arguments) {
+            case .success(let userID):
+                apply(.userDisconnected(userID: userID))
+                publish(.userDisconnected(userID: userID))
+            case .failure(let problem):
+                logger.warning("\(problem)")
+            }
+        case "private message":
+            switch ServerPayload.privateMessage(event.arguments) {
+            case .success(let message):
+                let at = Date()
+                let fromSelf = inner.withLock { state in
+                    state.chat.apply(.messageReceived(message, at: at))
+                    return message.from == state.chat.selfID
+                }
+                if publishes {
+                    publish(.message(MessageRecord(
+                        id: nil, from: message.from, to: message.to, content: message.content,
+                        fromSelf: fromSelf, at: at, delivery: fromSelf ? .sent : .received
+                    )))
+                }
+            case .failure(let problem):
+                logger.warning("\(problem)")
+            }
+        default:
+            logger.debug("ignoring event \(event.name)")
+        }
+    }
+
+    private func apply(_ event: ChatEvent) {
+        inner.withLock { $0.chat.apply(event) }
+    }
+
+    private func publish(_ update: ChatUpdate) {
+        guard publishes else { return }
+        continuation.yield(update)
+    }
+}
+
+/// A value behind a lock, shareable by reference (a `Mutex` itself cannot be captured).
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
+        try mutex.withLock { try body(&$0) }
+    }
+}

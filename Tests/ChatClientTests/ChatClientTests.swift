@@ -1,0 +1,200 @@
+import Chat
+import ChatClient
+import EngineIO
+import Foundation
+import JSON
+import SocketIO
+import SocketIOTesting
+import Testing
+
+/// Collects a client's updates so a test can wait for one.
+final class UpdateLog: Sendable {
+    private let queue = AsyncQueue<ChatUpdate>(what: "a chat update")
+    private let task: Task<Void, Never>
+
+    init(_ client: ChatClient) {
+        let queue = self.queue
+        task = Task { for await update in client.updates { queue.push(update) } }
+    }
+
+    /// Skips updates until one matches (within 10 s) and returns what `match` made of it.
+    func next<T: Sendable>(_ match: (ChatUpdate) -> T?) async throws -> T {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            let left = ContinuousClock.now.duration(to: deadline)
+            guard left > .zero else { throw TimeoutError(what: "a matching chat update", after: .seconds(10)) }
+            if let found = match(try await queue.next(timeout: left)) { return found }
+        }
+    }
+}
+
+struct ChatHarness {
+    let server: FakeSocketIOServer
+    let clock: ManualClock
+    let directory: String
+
+    static func make() async throws -> ChatHarness {
+        ChatHarness(server: try await FakeSocketIOServer.start(), clock: ManualClock(), directory: temporaryDirectory())
+    }
+
+    func client() async throws -> (ChatClient, UpdateLog) {
+        let client = try await ChatClient(options: .init(
+            url: server.url,
+            configDirectory: directory,
+            socket: .init(clock: clock, random: { 0.5 })
+        ))
+        return (client, UpdateLog(client))
+    }
+
+    /// Plays the part II server's login: session, users.
+    func serve(_ connection: FakeConnection, userID: String, sessionID: String, username: String) {
+        connection.accept()
+        connection.emit("session", ["sessionID": .string(sessionID), "userID": .string(userID)])
+        connection.emit("users", [
+            ["userID": .string(userID), "username": .string(username), "connected": true],
+            ["userID": "b", "username": "bob", "connected": true],
+        ])
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct ChatClientTests {
+    @Test func firstLoginStoresTheSessionAndARestartUsesIt() async throws {
+        let h = try await ChatHarness.make()
+        let (client, log) = try await h.client()
+        try await client.start(username: "  alice ")
+        let connection = try await h.server.nextConnection()
+        #expect(try await connection.expectConnect().auth == ["username": "alice"])
+        h.serve(connection, userID: "u1", sessionID: secret, username: "alice")
+        let session = try await log.next { if case .session(let id, let name) = $0 { (id, name) } else { nil } }
+        #expect(session == ("u1", "alice"))
+        let users = try await log.next { if case .users(let list) = $0 { list } else { nil } }
+        #expect(users.map(\.username) == ["alice", "bob"])
+        #expect(users.first?.isSelf == true)
+        #expect(client.snapshot().selfID == "u1")
+        let stored = client.store.load(client.server).session
+        #expect(stored == StoredSession(sessionID: secret, userID: "u1", username: "alice"))
+        await client.close()
+
+        // A restart: no prompt, the stored session and the name go out together.
+        let (again, againLog) = try await h.client()
+        try await again.start()
+        let second = try await h.server.nextConnection()
+        #expect(try await second.expectConnect().auth == ["sessionID": .string(secret), "username": "alice"])
+        h.serve(second, userID: "u1", sessionID: secret, username: "alice")
+        _ = try await againLog.next { if case .session = $0 { true } else { nil } }
+        await again.close()
+        await h.server.stop()
+    }
+
+    @Test func withoutSessionOrNameItAsksForAName() async throws {
+        let h = try await ChatHarness.make()
+        let (client, log) = try await h.client()
+        try await client.start()
+        // Wrapped: the payload itself is nil here, which must not read as "no match".
+        let reason = try await log.next { if case .needsUsername(let reason) = $0 { [reason] } else { nil } }
+        #expect(reason == [nil])
+        await #expect(throws: Username.Problem.tooShort) { try await client.login(username: "al") }
+        try await client.login(username: "alice")
+        let connection = try await h.server.nextConnection()
+        #expect(try await connection.expectConnect().auth == ["username": "alice"])
+        await client.close()
+        await h.server.stop()
+    }
+
+    @Test func invalidUsernameForgetsTheStoredSession() async throws {
+        let h = try await ChatHarness.make()
+        _ = try SessionStore(directory: h.directory).prepare()
+        try SessionStore(directory: h.directory).save(
+            StoredSession(sessionID: secret, userID: "u1", username: "alice"),
+            for: ServerKey(try EngineIOEndpoint(url: h.server.url))
+        )
+        let (client, log) = try await h.client()
+        try await client.start()
+        let connection = try await h.server.nextConnection()
+        _ = try await connection.expectConnect()
+        connection.reject(message: "invalid username")
+        let reason = try await log.next { if case .needsUsername(let reason) = $0 { reason } else { nil } }
+        #expect(reason == "invalid username")
+        #expect(client.store.load(client.server).session == nil)
+        #expect(client.snapshot().selfID == nil)
+        await client.close()
+        await h.server.stop()
+    }
+
+    @Test func messagesTypedOfflineAreQueuedThenSentInOrder() async throws {
+        let h = try await ChatHarness.make()
+        let (client, log) = try await h.client()
+        try await client.start(username: "alice")
+        let connection = try await h.server.nextConnection()
+        _ = try await connection.expectConnect()
+        h.serve(connection, userID: "u1", sessionID: "s1", username: "alice")
+        _ = try await log.next { if case .users = $0 { true } else { nil } }
+
+        let live = try await client.send("hello", to: "bob")
+        #expect(live.delivery == .sent)
+        #expect(live.to == "b")
+        #expect(try await connection.nextEvent().arguments == [["content": "hello", "to": "b"]])
+
+        connection.drop()
+        _ = try await log.next { if case .status(.offline) = $0 { true } else { nil } }
+        let first = try await client.send("one", to: "b")
+        let second = try await client.send("two", to: "b")
+        #expect(first.delivery == .queued && second.delivery == .queued)
+        #expect(client.snapshot().user("b")!.messages.map(\.delivery) == [.sent, .queued, .queued])
+
+        let delay = try await log.next { if case .status(.reconnecting(_, let delay)) = $0 { delay } else { nil } }
+        try await h.clock.waitForSleep(of: delay)
+        h.clock.advance(by: delay)
+        let back = try await h.server.nextConnection()
+        #expect(try await back.expectConnect().auth == ["sessionID": "s1", "username": "alice"])
+        h.serve(back, userID: "u1", sessionID: "s1", username: "alice")
+        #expect(try await back.nextEvent().arguments == [["content": "one", "to": "b"]])
+        #expect(try await back.nextEvent().arguments == [["content": "two", "to": "b"]])
+        let sent = try await log.next { if case .message(let m) = $0, m.delivery == .sent, m.id == first.id { m } else { nil } }
+        #expect(sent.content == "one")
+        #expect(client.snapshot().user("b")!.messages.map(\.delivery) == [.sent, .sent, .sent])
+        await client.close()
+        await h.server.stop()
+    }
+
+    @Test func badSendsAreRefusedWithAReason() async throws {
+        let h = try await ChatHarness.make()
+        let (client, log) = try await h.client()
+        await #expect(throws: SendError.notLoggedIn) { try await client.send("hi", to: "b") }
+        try await client.start(username: "alice")
+        let connection = try await h.server.nextConnection()
+        _ = try await connection.expectConnect()
+        h.serve(connection, userID: "u1", sessionID: "s1", username: "alice")
+        _ = try await log.next { if case .users = $0 { true } else { nil } }
+        await #expect(throws: SendError.empty) { try await client.send("  \n\t ", to: "b") }
+        await #expect(throws: SendError.unknownRecipient("zed")) { try await client.send("hi", to: "zed") }
+        await #expect {
+            try await client.send(String(repeating: "x", count: 1_000_000), to: "b")
+        } throws: { error in
+            if case .tooLong(_, 1_000_000) = error as? SendError { return true }
+            return false
+        }
+        #expect(SendError.tooLong(size: 1_000_050, limit: 1_000_000).description
+            == "message too long: 1000050 bytes, the server accepts 1000000")
+        await client.close()
+        await h.server.stop()
+    }
+
+    @Test func malformedPayloadsAreSkippedNotFatal() async throws {
+        let h = try await ChatHarness.make()
+        let (client, log) = try await h.client()
+        try await client.start(username: "alice")
+        let connection = try await h.server.nextConnection()
+        _ = try await connection.expectConnect()
+        h.serve(connection, userID: "u1", sessionID: "s1", username: "alice")
+        connection.emit("private message", ["content": 42, "from": "b", "to": "u1"])
+        connection.emit("user connected", "garbage")
+        connection.emit("users", ["userID": "x"])
+        connection.emit("private message", ["content": "ok", "from": "b", "to": "u1"])
+        let message = try await log.next { if case .message(let m) = $0 { m } else { nil } }
+        #expect(message.content == "ok")
+        #expect(client.snapshot().user("b")!.messages.count == 1)
+        await client.close()
+        await h.server.stop()
+    }
+}
