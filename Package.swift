@@ -11,6 +11,7 @@ let package = Package(
     name: "Parley",
     platforms: [.macOS(.v14)],
     products: [
+        .executable(name: "parley", targets: ["parley"]),
         .library(name: "SocketIO", targets: ["SocketIO"]),
         .library(name: "SocketIOTesting", targets: ["SocketIOTesting"]),
     ],
@@ -69,6 +70,18 @@ let package = Package(
             dependencies: ["Chat", "SocketIO", "EngineIO", "JSON", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
+        // Headless mode: JSON lines in and out.
+        .target(name: "Headless", dependencies: ["ChatClient", "Chat", "JSON"], swiftSettings: strict),
+        // The program.
+        .executableTarget(
+            name: "parley",
+            dependencies: [
+                "Headless", "ChatClient", "Chat", "SocketIO", "EngineIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // ncursesw from Debian's libncurses-dev, for the terminal front end.
         .systemLibrary(
             name: "CNcursesw",
@@ -86,7 +99,7 @@ let package = Package(
         ),
         .testTarget(
             name: "InteropTests",
-            dependencies: ["SocketIO", "SocketIOTesting"],
+            dependencies: ["SocketIO", "SocketIOTesting", "JSON", "parley"],
             exclude: ["server.py"],
             swiftSettings: strict
         ),

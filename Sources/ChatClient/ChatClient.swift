@@ -15,6 +15,8 @@ public enum ChatUpdate: Sendable, Hashable {
     case userConnected(UserSummary)
     case userDisconnected(userID: String)
     case message(MessageRecord)
+    /// Part III servers: the stored conversation with a user, sent on (re)connection.
+    case history(userID: String, messages: [MessageRecord])
     /// No usable session: a username is needed (with the server's reason after a refusal).
     case needsUsername(reason: String?)
     /// Something the person should know that did not stop the client.
@@ -107,6 +109,14 @@ public final class ChatClient: Sendable {
         var username: String?
         var nextMessageID = 0
         var queued: [MessageRecord] = []
+        /// Woken when nothing is queued any more.
+        var flushWaiters: [CheckedContinuation<Void, Never>] = []
+
+        mutating func takeFlushWaitersIfEmpty() -> [CheckedContinuation<Void, Never>] {
+            guard queued.isEmpty else { return [] }
+            defer { flushWaiters = [] }
+            return flushWaiters
+        }
     }
 
     public let server: ServerKey
@@ -258,16 +268,42 @@ public final class ChatClient: Sendable {
     /// Whether messages are waiting for the connection.
     public var hasQueuedMessages: Bool { inner.withLock { !$0.queued.isEmpty } }
 
+    /// Waits until no message is queued (they were sent after a reconnection), or
+    /// until `timeout`; returns whether the queue is empty.
+    public func waitUntilQueueFlushed(timeout: Duration) async -> Bool {
+        guard hasQueuedMessages else { return true }
+        let timer = Task { [inner] in
+            try? await Task.sleep(for: timeout)
+            let waiters = inner.withLock { state in
+                defer { state.flushWaiters = [] }
+                return state.flushWaiters
+            }
+            waiters.forEach { $0.resume() }
+        }
+        defer { timer.cancel() }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = inner.withLock { state in
+                if state.queued.isEmpty { return true }
+                state.flushWaiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+        return !hasQueuedMessages
+    }
+
     // MARK: Network events (on the manager's executor, in order)
 
     private func handle(_ event: SocketEvent) {
         switch event {
         case .connect:
-            let flushed = inner.withLock { state -> [MessageRecord] in
+            let (flushed, waiters) = inner.withLock { state in
                 state.chat.apply(.connected)
-                defer { state.queued = [] }
-                return state.queued
+                let flushed = state.queued
+                state.queued = []
+                return (flushed, state.takeFlushWaitersIfEmpty())
             }
+            waiters.forEach { $0.resume() }
             publish(.status(.connected))
             for message in flushed {
                 publish(.message(MessageRecord(
@@ -341,11 +377,22 @@ public final class ChatClient: Sendable {
         case "users":
             let (entries, problems) = ServerPayload.users(event.arguments)
             for problem in problems { logger.warning("\(problem)") }
-            let users = inner.withLock { state in
+            let (users, selfID) = inner.withLock { state in
                 state.chat.apply(.users(entries))
-                return state.chat.users.map(UserSummary.init)
+                return (state.chat.users.map(UserSummary.init), state.chat.selfID)
             }
             publish(.users(users))
+            let at = Date()
+            for entry in entries {
+                guard let history = entry.messages, !history.isEmpty else { continue }
+                publish(.history(userID: entry.userID, messages: history.map { message in
+                    let fromSelf = message.from == selfID
+                    return MessageRecord(
+                        id: nil, from: message.from, to: message.to, content: message.content,
+                        fromSelf: fromSelf, at: at, delivery: fromSelf ? .sent : .received
+                    )
+                }))
+            }
         case "user connected":
             switch ServerPayload.userConnected(event.arguments) {
             case .success(let entry):

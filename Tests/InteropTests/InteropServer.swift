@@ -8,6 +8,7 @@ import Synchronization
 /// pool (two threads on a two-core machine) they would stall every other test.
 final class InteropServer: Sendable {
     let url: String
+    let port: Int
     private let process: Process
     private let stdin: Pipe
     private let exited: AsyncStream<Void>
@@ -16,19 +17,24 @@ final class InteropServer: Sendable {
         let description: String
     }
 
-    private init(url: String, process: Process, stdin: Pipe, exited: AsyncStream<Void>) {
+    private init(url: String, port: Int, process: Process, stdin: Pipe, exited: AsyncStream<Void>) {
         self.url = url
+        self.port = port
         self.process = process
         self.stdin = stdin
         self.exited = exited
     }
 
-    static func start() async throws -> InteropServer {
+    /// - Parameters:
+    ///   - port: 0 for a free one; a given one to restart on the same port.
+    ///   - sessionsFile: keep sessions across restarts.
+    ///   - storeMessages: part III: keep messages and send them in `users`.
+    static func start(port: Int = 0, sessionsFile: String? = nil, storeMessages: Bool = false) async throws -> InteropServer {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("server.py")
         let python = ProcessInfo.processInfo.environment["PARLEY_PYTHON"] ?? "python3"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [python, script.path, "--port", "0"]
+        process.arguments = [python, script.path, "--port", String(port)] + (sessionsFile.map { ["--sessions-file", $0] } ?? []) + (storeMessages ? ["--store-messages"] : [])
         let stdin = Pipe()
         let stdout = Pipe()
         let stderr = Pipe()
@@ -53,7 +59,7 @@ final class InteropServer: Sendable {
                 }
             }
         }
-        guard let line, line.hasPrefix("LISTENING "), let port = Int(line.dropFirst("LISTENING ".count)) else {
+        guard let line, line.hasPrefix("LISTENING "), let listening = Int(line.dropFirst("LISTENING ".count)) else {
             process.terminate()
             let errors = await onOwnThread { String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
             throw StartError(
@@ -61,13 +67,14 @@ final class InteropServer: Sendable {
                     + "python-socketio and aiohttp):\n\(errors)"
             )
         }
-        return InteropServer(url: "http://127.0.0.1:\(port)", process: process, stdin: stdin, exited: exited)
+        return InteropServer(url: "http://127.0.0.1:\(listening)", port: listening, process: process, stdin: stdin, exited: exited)
     }
 
-    /// Stops the server and waits for it to exit.
+    /// Kills the server (as a crash would: connections drop at once) and waits for it to exit.
+    /// SIGKILL, because a child of the test process may inherit a mask that blocks SIGTERM.
     func stop() async {
         try? stdin.fileHandleForWriting.close()
-        if process.isRunning { process.terminate() }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         for await _ in exited {}
     }
 }

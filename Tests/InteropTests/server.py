@@ -9,6 +9,8 @@ closes, so it never outlives the test process that started it.
 
 import argparse
 import asyncio
+import json
+import os
 import secrets
 import sys
 
@@ -22,20 +24,47 @@ def random_id():
 
 
 class SessionStore:
-    def __init__(self):
+    """In memory, as in the guide; with a file, sessions survive a restart
+    (as a server with a persistent store does)."""
+
+    def __init__(self, path=None):
+        self.path = path
         self.sessions = {}
+        if path and os.path.exists(path):
+            with open(path) as f:
+                self.sessions = json.load(f)
+            for session in self.sessions.values():
+                session["connected"] = False
 
     def find(self, session_id):
         return self.sessions.get(session_id)
 
     def save(self, session_id, session):
         self.sessions[session_id] = session
+        if self.path:
+            with open(self.path + ".tmp", "w") as f:
+                json.dump(self.sessions, f)
+            os.replace(self.path + ".tmp", self.path)
 
     def all(self):
         return list(self.sessions.values())
 
 
-def create_app(ping_interval, ping_timeout):
+class MessageStore:
+    """Part III of the guide: every private message is kept, so a message to a
+    user who is offline is shown when they come back."""
+
+    def __init__(self):
+        self.messages = []
+
+    def save(self, message):
+        self.messages.append(message)
+
+    def for_user(self, user_id):
+        return [m for m in self.messages if m["from"] == user_id or m["to"] == user_id]
+
+
+def create_app(ping_interval, ping_timeout, sessions_file=None, store_messages=False):
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         cors_allowed_origins="*",
@@ -44,7 +73,8 @@ def create_app(ping_interval, ping_timeout):
     )
     app = web.Application()
     sio.attach(app)
-    store = SessionStore()
+    store = SessionStore(sessions_file)
+    messages = MessageStore() if store_messages else None
 
     @sio.event
     async def connect(sid, environ, auth):
@@ -69,12 +99,20 @@ def create_app(ping_interval, ping_timeout):
             {"userID": s["userID"], "username": s["username"], "connected": s["connected"]}
             for s in store.all()
         ]
+        if messages is not None:
+            # Part III: each entry carries the conversation between it and the receiver.
+            mine = messages.for_user(state["userID"])
+            for user in users:
+                user["messages"] = [
+                    m for m in mine
+                    if (m["from"] == user["userID"] and m["to"] == state["userID"])
+                    or (m["to"] == user["userID"] and m["from"] == state["userID"])
+                ]
         await sio.emit("users", users, to=sid)
-        await sio.emit(
-            "user connected",
-            {"userID": state["userID"], "username": state["username"], "connected": True},
-            skip_sid=sid,
-        )
+        connected = {"userID": state["userID"], "username": state["username"], "connected": True}
+        if messages is not None:
+            connected["messages"] = []
+        await sio.emit("user connected", connected, skip_sid=sid)
 
     @sio.on("private message")
     async def private_message(sid, data):
@@ -82,6 +120,8 @@ def create_app(ping_interval, ping_timeout):
         if not isinstance(data, dict) or not isinstance(data.get("to"), str):
             return
         message = {"content": data.get("content"), "from": state["userID"], "to": data["to"]}
+        if messages is not None:
+            messages.save(message)
         await sio.emit("private message", message, to=[data["to"], state["userID"]], skip_sid=sid)
 
     @sio.event
@@ -101,9 +141,11 @@ async def main():
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--ping-interval", type=float, default=25)
     parser.add_argument("--ping-timeout", type=float, default=20)
+    parser.add_argument("--sessions-file", help="keep sessions in this JSON file across restarts")
+    parser.add_argument("--store-messages", action="store_true", help="part III: keep messages, send them in users")
     args = parser.parse_args()
 
-    runner = web.AppRunner(create_app(args.ping_interval, args.ping_timeout))
+    runner = web.AppRunner(create_app(args.ping_interval, args.ping_timeout, args.sessions_file, args.store_messages))
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()

@@ -1,0 +1,144 @@
+public import ChatClient
+import Foundation
+import Synchronization
+
+/// `parley --headless`: commands from standard input, one JSON object per line;
+/// every change to standard output, one JSON object per line. For scripts, bots and tests.
+public actor HeadlessRunner {
+    private let client: ChatClient
+    private let username: String?
+    private let write: @Sendable (String) -> Void
+    private var finished: CheckedContinuation<Int32, Never>?
+    private var exitCode: Int32?
+    /// A refusal is answered by logging in with the given name once; a second one ends the run.
+    private var retriedAfterRefusal = false
+    /// How long standard input's end may wait for queued messages to go out.
+    private let flushGrace: Duration
+
+    /// - Parameters:
+    ///   - username: `--username`: the name for a first login (and after a refusal).
+    ///   - write: where output lines go (standard output, flushed per line).
+    public init(
+        client: ChatClient,
+        username: String?,
+        flushGrace: Duration = .seconds(10),
+        write: @escaping @Sendable (String) -> Void
+    ) {
+        self.client = client
+        self.username = username
+        self.flushGrace = flushGrace
+        self.write = write
+    }
+
+    /// Runs until `quit`, the end of `lines`, or a fatal refusal; returns the exit code.
+    public func run(lines: AsyncStream<String>) async -> Int32 {
+        let updates = Task { await self.forwardUpdates() }
+        let commands = Task { await self.readCommands(lines) }
+        do {
+            try await client.start(username: username)
+        } catch {
+            write(HeadlessOutput.error("invalid --username: \(error)"))
+            end(2)
+        }
+        let code = await withCheckedContinuation { continuation in
+            if let exitCode {
+                continuation.resume(returning: exitCode)
+            } else {
+                finished = continuation
+            }
+        }
+        commands.cancel()
+        await client.close()
+        await updates.value
+        return code
+    }
+
+    private func end(_ code: Int32) {
+        guard exitCode == nil else { return }
+        exitCode = code
+        finished?.resume(returning: code)
+        finished = nil
+    }
+
+    private func forwardUpdates() async {
+        for await update in client.updates {
+            write(HeadlessOutput.line(for: update))
+            if case .needsUsername(let reason) = update { await needsUsername(reason: reason) }
+        }
+    }
+
+    /// No usable session. With `--username`: log in with it (after a refusal, once).
+    /// Without: an explicit logout ends the run cleanly; anything else is an error.
+    private func needsUsername(reason: String?) async {
+        guard exitCode == nil else { return }
+        let mayLogIn = username != nil && (reason == nil || !retriedAfterRefusal)
+        if let username, mayLogIn {
+            if reason != nil { retriedAfterRefusal = true }
+            do {
+                try await client.login(username: username)
+            } catch {
+                write(HeadlessOutput.error("invalid --username: \(error)"))
+                end(2)
+            }
+        } else if reason == nil, loggedOut {
+            end(0)
+        } else if let reason {
+            write(HeadlessOutput.error("the server refused the login: \(reason)"))
+            end(2)
+        } else {
+            write(HeadlessOutput.error("no stored session for this server: give --username"))
+            end(2)
+        }
+    }
+
+    private var loggedOut = false
+
+    private func readCommands(_ lines: AsyncStream<String>) async {
+        for await line in lines {
+            guard exitCode == nil else { return }
+            if line.allSatisfy(\.isWhitespace) { continue }
+            let command: HeadlessCommand
+            do {
+                command = try HeadlessCommand(line: line)
+            } catch {
+                write(HeadlessOutput.error("bad command: \(error)"))
+                continue
+            }
+            switch command {
+            case .send(let to, let content):
+                do {
+                    try await client.send(content, to: to)
+                } catch {
+                    write(HeadlessOutput.error("not sent: \(error)"))
+                }
+            case .logout:
+                loggedOut = true
+                await client.logout()
+            case .quit:
+                end(0)
+                return
+            }
+        }
+        await endOfInput()
+    }
+
+    /// Standard input ended: flush what is queued (waiting a little for the connection), then exit.
+    private func endOfInput() async {
+        if !(await client.waitUntilQueueFlushed(timeout: flushGrace)) {
+            write(HeadlessOutput.error("input ended while offline: queued messages were not sent"))
+            end(1)
+        } else {
+            end(0)
+        }
+    }
+}
+
+/// Lines of standard input, read on a thread of their own (the read blocks).
+public func standardInputLines() -> AsyncStream<String> {
+    let (stream, continuation) = AsyncStream.makeStream(of: String.self)
+    Thread {
+        while let line = readLine(strippingNewline: true) { continuation.yield(line) }
+        continuation.finish()
+    }.start()
+    return stream
+}

@@ -1,0 +1,143 @@
+import ArgumentParser
+import Chat
+import ChatClient
+import EngineIO
+import Foundation
+import Headless
+import Logging
+import SocketIO
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Parley: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parley",
+        abstract: "A terminal chat client for Socket.IO private-messaging servers.",
+        discussion: """
+            Your session is kept in sessions.json in the config directory ($XDG_CONFIG_HOME/parley, \
+            or ~/.config/parley), one per server, so a restart keeps your identity. Two config \
+            directories are two users.
+
+            --headless reads commands from standard input, one JSON object per line:
+              {"send":{"to":"<username or userID>","content":"…"}}   {"logout":true}   {"quit":true}
+            and writes every change to standard output, one JSON object per line, its kind in "event": \
+            status, session, users, user_connected, user_disconnected, message, warning, error. \
+            At the end of input, queued messages are flushed (waiting up to 10 s for the connection), \
+            then parley exits 0; 1 if messages could not be sent, 2 if the login failed.
+            """
+    )
+
+    @Flag(help: "Run without the terminal UI: JSON lines on standard input and output.")
+    var headless = false
+
+    @Option(help: "The server: http(s):// or ws(s)://.")
+    var url = "http://localhost:3000"
+
+    @Option(help: "The username for a first login (without a stored session).")
+    var username: String?
+
+    @Option(name: .customLong("config-dir"), help: ArgumentHelp("Where the session file lives.", valueName: "dir"))
+    var configDirectory: String?
+
+    @Option(name: .customLong("log-file"), help: ArgumentHelp("Where logs go ($XDG_STATE_HOME/parley/parley.log).", valueName: "path"))
+    var logFile: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    @Option(name: .customLong("history-limit"), help: ArgumentHelp("Most messages kept per conversation (default: all).", valueName: "n"))
+    var historyLimit: Int?
+
+    @Option(name: .customLong("ca-file"), help: ArgumentHelp("PEM certificates to trust for wss:// (a private CA).", valueName: "path"))
+    var caFile: String?
+
+    @Flag(name: .customLong("insecure-tls"), help: "Do not verify the server's certificate (self-signed test servers only).")
+    var insecureTLS = false
+
+    func validate() throws {
+        do {
+            _ = try EngineIOEndpoint(url: url)
+        } catch {
+            throw ValidationError("--url: \(error)")
+        }
+        if let username, case .failure(let problem) = Username.validate(username) {
+            throw ValidationError("--username: \(problem)")
+        }
+        if let historyLimit, historyLimit < 1 {
+            throw ValidationError("--history-limit must be at least 1")
+        }
+        if Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        if let caFile, !FileManager.default.isReadableFile(atPath: caFile) {
+            throw ValidationError("--ca-file: cannot read \(caFile)")
+        }
+    }
+
+    func run() async throws {
+        signal(SIGPIPE, SIG_IGN)  // a closed standard output is an error to handle, not a crash
+        let logPath = logFile ?? defaultLogFile()
+        let sink: FileLogHandler.Sink
+        do {
+            sink = try FileLogHandler.Sink(path: logPath)
+        } catch {
+            throw fail("cannot write the log file \(logPath) (choose another with --log-file)")
+        }
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in FileLogHandler(label: label, sink: sink, logLevel: level) }
+        let logger = Logger(label: "parley")
+
+        guard headless else {
+            throw fail("the terminal interface is not available yet: run with --headless")
+        }
+
+        var socket = SocketManager.Configuration(logger: Logger(label: "parley.socketio"))
+        socket.transport = WebSocketTransportFactory(
+            options: .init(allowsInsecureTLS: insecureTLS, trustedCertificatesFile: caFile),
+            logger: Logger(label: "parley.websocket")
+        )
+        let client: ChatClient
+        do {
+            client = try await ChatClient(options: .init(
+                url: url, configDirectory: configDirectory, historyLimit: historyLimit, socket: socket, logger: logger
+            ))
+        } catch {
+            throw fail("\(error)")
+        }
+        logger.info("headless start", metadata: ["server": "\(client.server)"])
+        let output = StandardOutput()
+        let code = await HeadlessRunner(client: client, username: username) { output.write($0) }
+            .run(lines: standardInputLines())
+        logger.info("headless exit", metadata: ["code": "\(code)"])
+        throw ExitCode(code)
+    }
+
+    /// Prints `message` to standard error and makes the exit code 2.
+    private func fail(_ message: String) -> ExitCode {
+        FileHandle.standardError.write(Data("parley: \(message)\n".utf8))
+        return ExitCode(2)
+    }
+}
+
+/// Whole lines to standard output, flushed one by one, from any thread.
+final class StandardOutput: Sendable {
+    private let lock = Mutex(())
+
+    func write(_ line: String) {
+        lock.withLock { _ in
+            var bytes = Array(line.utf8)
+            bytes.append(0x0A)
+            var offset = 0
+            while offset < bytes.count {
+                let n = bytes.withUnsafeBufferPointer { Glibc.write(1, $0.baseAddress! + offset, $0.count - offset) }
+                if n < 0, errno == EINTR { continue }
+                guard n > 0 else { return }  // standard output closed: nothing more to say
+                offset += n
+            }
+        }
+    }
+}
