@@ -12,6 +12,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "parley", targets: ["parley"]),
+        .executable(name: "parley-bench", targets: ["parley-bench"]),
         .library(name: "SocketIO", targets: ["SocketIO"]),
         .library(name: "SocketIOTesting", targets: ["SocketIOTesting"]),
     ],
@@ -82,6 +83,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Benchmarks (build with -c release).
+        .executableTarget(
+            name: "parley-bench",
+            dependencies: [
+                "ChatClient", "Chat", "JSON", "CHeapStats",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        // glibc's heap statistics, for the memory benchmark.
+        .systemLibrary(name: "CHeapStats"),
         // ncursesw from Debian's libncurses-dev, for the terminal front end.
         .systemLibrary(
             name: "CNcursesw",

@@ -80,8 +80,11 @@ public final class ChatClient: Sendable {
         public var configDirectory: String?
         /// Most messages kept per conversation; nil keeps everything.
         public var historyLimit: Int?
-        /// Publish `updates` (turn off when nothing reads them, as a benchmark).
+        /// Publish `updates` (turn off when nothing reads them).
         public var publishesUpdates: Bool
+        /// Called with every update, synchronously, on the network executor, in order: for a
+        /// front end that only needs a wake-up (a terminal UI's self-pipe) or a benchmark. Keep it short.
+        public var observer: (@Sendable (ChatUpdate) -> Void)?
         public var socket: SocketManager.Configuration
         public var logger: Logger
 
@@ -90,6 +93,7 @@ public final class ChatClient: Sendable {
             configDirectory: String? = nil,
             historyLimit: Int? = nil,
             publishesUpdates: Bool = true,
+            observer: (@Sendable (ChatUpdate) -> Void)? = nil,
             socket: SocketManager.Configuration = .init(),
             logger: Logger = .disabled
         ) {
@@ -97,6 +101,7 @@ public final class ChatClient: Sendable {
             self.configDirectory = configDirectory
             self.historyLimit = historyLimit
             self.publishesUpdates = publishesUpdates
+            self.observer = observer
             self.socket = socket
             self.logger = logger
         }
@@ -124,6 +129,7 @@ public final class ChatClient: Sendable {
     public let updates: AsyncStream<ChatUpdate>
     private let continuation: AsyncStream<ChatUpdate>.Continuation
     private let publishes: Bool
+    private let observer: (@Sendable (ChatUpdate) -> Void)?
     private let manager: SocketManager
     private let socket: Socket
     private let inner: Locked<Inner>
@@ -137,6 +143,7 @@ public final class ChatClient: Sendable {
         store = SessionStore(directory: options.configDirectory ?? SessionStore.defaultDirectory())
         logger = options.logger
         publishes = options.publishesUpdates
+        observer = options.observer
         (updates, continuation) = AsyncStream.makeStream(of: ChatUpdate.self)
         inner = Locked(Inner(chat: ChatState(historyLimit: options.historyLimit)))
         let warnings = try store.prepare()
@@ -420,7 +427,7 @@ public final class ChatClient: Sendable {
                     state.chat.apply(.messageReceived(message, at: at))
                     return message.from == state.chat.selfID
                 }
-                if publishes {
+                if publishes || observer != nil {
                     publish(.message(MessageRecord(
                         id: nil, from: message.from, to: message.to, content: message.content,
                         fromSelf: fromSelf, at: at, delivery: fromSelf ? .sent : .received
@@ -439,8 +446,8 @@ public final class ChatClient: Sendable {
     }
 
     private func publish(_ update: ChatUpdate) {
-        guard publishes else { return }
-        continuation.yield(update)
+        observer?(update)
+        if publishes { continuation.yield(update) }
     }
 }
 

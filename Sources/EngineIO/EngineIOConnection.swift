@@ -53,6 +53,10 @@ public enum EngineIOError: Error, Sendable, Equatable, CustomStringConvertible {
 /// One open Engine.IO v4 session over a transport: waits for the handshake,
 /// answers every ping with a pong, watches for the server going silent, and
 /// hands messages up in order.
+///
+/// Frames are decoded inside the consumer's `next()` on `events`, not in a task
+/// of their own: one less hand-off between threads for every message (see the
+/// ingest benchmark in README.md). The consumer must keep reading `events`.
 public final class EngineIOConnection: Sendable {
     public enum Event: Sendable, Hashable {
         case message(EngineIOData)
@@ -61,15 +65,15 @@ public final class EngineIOConnection: Sendable {
     }
 
     public let handshake: EngineIOHandshake
-    /// Messages in arrival order, then exactly one `closed`.
-    public let events: AsyncStream<Event>
     private let session: Session
 
-    private init(handshake: EngineIOHandshake, events: AsyncStream<Event>, session: Session) {
+    private init(handshake: EngineIOHandshake, session: Session) {
         self.handshake = handshake
-        self.events = events
         self.session = session
     }
+
+    /// Messages in arrival order, then exactly one `closed`. One consumer only.
+    public var events: Events { Events(session: session) }
 
     /// Waits for the server's open packet on a fresh transport, then starts the heartbeat.
     /// Cancelling the caller closes the transport.
@@ -78,17 +82,13 @@ public final class EngineIOConnection: Sendable {
         clock: any Clock<Duration> = ContinuousClock(),
         logger: Logger = .disabled
     ) async throws -> EngineIOConnection {
-        let (events, continuation) = AsyncStream.makeStream(of: Event.self)
-        let session = Session(transport: transport, events: continuation, clock: clock, logger: logger)
-        let handshake = OneShot<EngineIOHandshake>()
-        let reader = Task { await session.run(handshake: handshake) }
-        session.setReader(reader)
+        let session = Session(transport: transport, clock: clock, logger: logger)
         let opened = try await withTaskCancellationHandler {
-            try await handshake.value
+            try await session.readHandshake()
         } onCancel: {
-            session.finish(.forcedClose, notify: false)
+            session.finish(.forcedClose)
         }
-        return EngineIOConnection(handshake: opened, events: events, session: session)
+        return EngineIOConnection(handshake: opened, session: session)
     }
 
     /// Sends a message packet. Refuses, without sending, a message larger than
@@ -115,6 +115,31 @@ public final class EngineIOConnection: Sendable {
     public func close(reason: EngineIOCloseReason) {
         session.finish(reason)
     }
+
+    /// The connection's events; decoding happens as they are read.
+    public struct Events: AsyncSequence, Sendable {
+        public typealias Element = Event
+        let session: Session
+
+        public struct AsyncIterator: AsyncIteratorProtocol {
+            let session: Session
+            var done = false
+
+            public mutating func next() async -> Event? {
+                await next(isolation: nil)
+            }
+
+            /// Runs on the caller's actor (SE-0421), so reading does not hop executors.
+            public mutating func next(isolation actor: isolated (any Actor)?) async -> Event? {
+                guard !done else { return nil }
+                if let event = await session.nextEvent(isolation: actor) { return event }
+                done = true
+                return nil
+            }
+        }
+
+        public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(session: session) }
+    }
 }
 
 extension EngineIOData {
@@ -124,105 +149,135 @@ extension EngineIOData {
     }
 }
 
-/// The mutable side of a connection, shared by the reader task, the watchdog
+/// Holds the transport's iterator for the single consumer of a connection.
+private final class InboundCursor: @unchecked Sendable {
+    // Only the connection's one consumer touches this (the handshake, then `events`).
+    var iterator: AsyncThrowingStream<EngineIOData, any Error>.AsyncIterator
+
+    init(_ stream: AsyncThrowingStream<EngineIOData, any Error>) {
+        iterator = stream.makeAsyncIterator()
+    }
+}
+
+/// The mutable side of a connection, shared by its consumer, the watchdog
 /// and callers of `send`/`close`.
-private final class Session: Sendable {
+final class Session: Sendable {
     private struct State {
-        var closed = false
+        var closeReason: EngineIOCloseReason?
+        var reportedClose = false
         var heartbeat: Duration?
         var watchdog: Task<Void, Never>?
-        var reader: Task<Void, Never>?
     }
 
     let transport: any EngineIOTransport
-    private let continuation: AsyncStream<EngineIOConnection.Event>.Continuation
+    private let cursor: InboundCursor
     private let clock: any Clock<Duration>
     private let logger: Logger
     private let state = Mutex(State())
 
-    init(
-        transport: any EngineIOTransport,
-        events: AsyncStream<EngineIOConnection.Event>.Continuation,
-        clock: any Clock<Duration>,
-        logger: Logger
-    ) {
+    init(transport: any EngineIOTransport, clock: any Clock<Duration>, logger: Logger) {
         self.transport = transport
-        self.continuation = events
+        self.cursor = InboundCursor(transport.inbound)
         self.clock = clock
         self.logger = logger
     }
 
-    func setReader(_ task: Task<Void, Never>) {
-        let alreadyClosed = state.withLock { state in
-            state.reader = task
-            return state.closed
-        }
-        if alreadyClosed { task.cancel() }
-    }
-
     func send(_ packet: EngineIOPacket) throws(EngineIOError) {
-        guard !state.withLock({ $0.closed }) else { throw .closed }
+        guard state.withLock({ $0.closeReason == nil }) else { throw .closed }
         transport.send(packet.encoded())
     }
 
-    /// Reads frames until the transport ends: the first must be `open`.
-    func run(handshake: OneShot<EngineIOHandshake>) async {
-        var opened = false
+    /// The first frame must be a valid open packet.
+    func readHandshake() async throws -> EngineIOHandshake {
+        let frame: EngineIOData?
         do {
-            for try await frame in transport.inbound {
-                let packet: EngineIOPacket
-                do {
-                    packet = try EngineIOPacket(decoding: frame)
-                } catch {
-                    logger.warning("closing connection: \(error)")
-                    if !opened { handshake.resolve(.failure(EngineIOError.handshakeFailed(error.description))) }
-                    finish(.parseError(error.description))
-                    return
-                }
-                if !opened {
-                    guard case .open(let info) = packet else {
-                        handshake.resolve(.failure(EngineIOError.handshakeFailed("expected an open packet first")))
-                        finish(.parseError("expected an open packet first"))
-                        return
-                    }
-                    opened = true
-                    state.withLock { $0.heartbeat = info.pingInterval + info.pingTimeout }
-                    resetWatchdog()
-                    handshake.resolve(.success(info))
-                    continue
-                }
-                switch packet {
-                case .ping(let data):
-                    // engine.io-protocol v4, "Heartbeat": the server pings, the client answers.
-                    try? send(.pong(data))
-                    resetWatchdog()
-                case .message(let data):
-                    continuation.yield(.message(data))
-                case .close:
-                    finish(.transportClose)
-                    return
-                case .open, .pong, .upgrade, .noop:
-                    break
-                }
-            }
-            if !opened { handshake.resolve(.failure(EngineIOError.handshakeFailed("connection closed"))) }
-            finish(.transportClose)
+            frame = try await cursor.iterator.next()
         } catch WebSocketTransportError.messageTooLarge(let limit) {
-            // Oversize input is malformed input, not a network failure.
             let why = WebSocketTransportError.messageTooLarge(limit: limit).description
-            if !opened { handshake.resolve(.failure(EngineIOError.handshakeFailed(why))) }
             finish(.parseError(why))
+            throw EngineIOError.handshakeFailed(why)
         } catch {
-            if !opened { handshake.resolve(.failure(EngineIOError.handshakeFailed("\(error)"))) }
             finish(.transportError("\(error)"))
+            throw EngineIOError.handshakeFailed("\(error)")
         }
+        guard let frame else {
+            finish(.transportClose)
+            throw EngineIOError.handshakeFailed("connection closed")
+        }
+        let packet: EngineIOPacket
+        do {
+            packet = try EngineIOPacket(decoding: frame)
+        } catch {
+            finish(.parseError(error.description))
+            throw EngineIOError.handshakeFailed(error.description)
+        }
+        guard case .open(let info) = packet else {
+            finish(.parseError("expected an open packet first"))
+            throw EngineIOError.handshakeFailed("expected an open packet first")
+        }
+        state.withLock { $0.heartbeat = info.pingInterval + info.pingTimeout }
+        resetWatchdog()
+        return info
+    }
+
+    /// Reads frames until a message (returned), the end (`.closed` once, then nil).
+    func nextEvent(isolation actor: isolated (any Actor)?) async -> EngineIOConnection.Event? {
+        while true {
+            if let reason = state.withLock({ $0.closeReason }) {
+                return reportClose(reason)
+            }
+            let frame: EngineIOData?
+            do {
+                frame = try await cursor.iterator.next(isolation: actor)
+            } catch WebSocketTransportError.messageTooLarge(let limit) {
+                // Oversize input is malformed input, not a network failure.
+                finish(.parseError(WebSocketTransportError.messageTooLarge(limit: limit).description))
+                continue
+            } catch {
+                finish(.transportError("\(error)"))
+                continue
+            }
+            guard let frame else {
+                finish(.transportClose)
+                continue
+            }
+            let packet: EngineIOPacket
+            do {
+                packet = try EngineIOPacket(decoding: frame)
+            } catch {
+                logger.warning("closing connection: \(error)")
+                finish(.parseError(error.description))
+                continue
+            }
+            switch packet {
+            case .ping(let data):
+                // engine.io-protocol v4, "Heartbeat": the server pings, the client answers.
+                try? send(.pong(data))
+                resetWatchdog()
+            case .message(let data):
+                if state.withLock({ $0.closeReason }) == nil { return .message(data) }
+            case .close:
+                finish(.transportClose)
+            case .open, .pong, .upgrade, .noop:
+                break
+            }
+        }
+    }
+
+    /// `.closed(reason)` the first time, nil after.
+    private func reportClose(_ reason: EngineIOCloseReason) -> EngineIOConnection.Event? {
+        let first = state.withLock { state in
+            defer { state.reportedClose = true }
+            return !state.reportedClose
+        }
+        return first ? .closed(reason) : nil
     }
 
     /// Restarts the "no ping within pingInterval + pingTimeout" timer.
     private func resetWatchdog() {
         state.withLock { state in
             state.watchdog?.cancel()
-            guard !state.closed, let limit = state.heartbeat else { return }
+            guard state.closeReason == nil, let limit = state.heartbeat else { return }
             let clock = self.clock
             state.watchdog = Task { [weak self] in
                 do {
@@ -235,22 +290,17 @@ private final class Session: Sendable {
         }
     }
 
-    /// Ends the connection once; later calls do nothing.
-    func finish(_ reason: EngineIOCloseReason, notify: Bool = true) {
-        let tasks: (Task<Void, Never>?, Task<Void, Never>?)? = state.withLock { state in
-            guard !state.closed else { return nil }
-            state.closed = true
-            defer {
-                state.watchdog = nil
-                state.reader = nil
-            }
-            return (state.watchdog, state.reader)
+    /// Ends the connection once, with the first reason given; closing the transport
+    /// ends the consumer's reading, which then reports `.closed(reason)`.
+    func finish(_ reason: EngineIOCloseReason) {
+        let watchdog: Task<Void, Never>?? = state.withLock { state in
+            guard state.closeReason == nil else { return nil }
+            state.closeReason = reason
+            defer { state.watchdog = nil }
+            return .some(state.watchdog)
         }
-        guard let (watchdog, reader) = tasks else { return }
+        guard let watchdog else { return }
         watchdog?.cancel()
         transport.close()
-        if notify { continuation.yield(.closed(reason)) }
-        continuation.finish()
-        reader?.cancel()
     }
 }

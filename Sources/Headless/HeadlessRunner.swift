@@ -115,10 +115,16 @@ public actor HeadlessRunner {
                 loggedOut = true
                 await client.logout()
             case .quit:
-                end(0)
+                if client.hasQueuedMessages {
+                    write(HeadlessOutput.error("quit while offline: queued messages were not sent"))
+                    end(1)
+                } else {
+                    end(0)
+                }
                 return
             }
         }
+        guard !Task.isCancelled, exitCode == nil else { return }
         await endOfInput()
     }
 

@@ -1,0 +1,196 @@
+import ArgumentParser
+import CHeapStats
+import Chat
+import ChatClient
+import Foundation
+import JSON
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parley-bench",
+        abstract: "Parley's benchmarks. Build with -c release; figures are printed as JSON lines.",
+        subcommands: [Ingest.self, Memory.self]
+    )
+}
+
+/// Events per second through the whole client stack.
+struct Ingest: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Events per second through WebSocket → Engine.IO → Socket.IO → conversation state.",
+        discussion: """
+            Starts its own flood peer (unless --url names one that follows the same script: after \
+            the CONNECT, session, users, then --count private messages for the client), and measures \
+            from the session event until the last message is applied.
+            """
+    )
+
+    @Option(help: "Messages in the flood.")
+    var count = 500_000
+
+    @Option(help: "An external flood peer instead of the built-in one.")
+    var url: String?
+
+    @Flag(help: "Also run python-socketio's AsyncClient on the same flood and print the ratio.")
+    var compare = false
+
+    @Option(help: "The Python interpreter for --compare.")
+    var python = "python3"
+
+    func validate() throws {
+        guard count > 0 else { throw ValidationError("--count must be positive") }
+    }
+
+    func run() async throws {
+        let peer = url == nil ? try await FloodPeer.start(count: count) : nil
+        let target = url ?? "http://127.0.0.1:\(peer!.port)"
+        let parley = try await measureParley(url: target)
+        print(line(client: "parley", received: count, seconds: parley))
+        if compare {
+            let python = try runPython(url: target)
+            print(python.line)
+            print(JSONValue.object([
+                "benchmark": "ingest", "comparison": "parley/python-socketio",
+                "ratio": .double((Double(count) / parley / python.perSecond * 10).rounded() / 10),
+            ]).serialized())
+        }
+        await peer?.stop()
+    }
+
+    func line(client: String, received: Int, seconds: Double) -> String {
+        JSONValue.object([
+            "benchmark": "ingest", "client": .string(client), "received": .int(received),
+            "seconds": .double((seconds * 1000).rounded() / 1000), "per_second": .int(Int(Double(received) / seconds)),
+        ]).serialized()
+    }
+
+    /// From `session` until the count-th message has been applied to the chat state.
+    /// Counted by the client's synchronous observer, so no extra stream is measured.
+    func measureParley(url: String) async throws -> Double {
+        let directory = NSTemporaryDirectory() + "parley-bench-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let count = self.count
+        let progress = Progress(count: count)
+        let client = try await ChatClient(options: .init(
+            url: url, configDirectory: directory, publishesUpdates: false,
+            observer: { progress.observe($0) }
+        ))
+        try await client.start(username: "bench")
+        let outcome = await progress.result()
+        await client.close()
+        switch outcome {
+        case .failure(let reason): throw ValidationError(reason)
+        case .success(let elapsed):
+            let applied = client.snapshot().user(FloodPeer.peerID)?.messages.count ?? 0
+            guard applied == count else { throw ValidationError("only \(applied) messages reached the state") }
+            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        }
+    }
+
+    func runPython(url: String) throws -> (line: String, perSecond: Double) {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Benchmarks/ingest_client.py")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [python, script.path, "--url", url, "--count", String(count)]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard process.terminationStatus == 0, let json = try? JSONValue(parsing: text),
+            let perSecond = json["per_second"]?.doubleValue
+        else { throw ValidationError("the python-socketio client failed (is python-socketio installed?): \(text)") }
+        return (text, perSecond)
+    }
+}
+
+/// Heap bytes per message held in the chat state.
+struct Memory: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Heap bytes per message in a conversation of --count messages.")
+
+    @Option(help: "Messages in the conversation.")
+    var count = 1_000_000
+
+    func run() throws {
+        let content = "message number 123456 of the flood"  // 34 bytes, as in the ingest flood
+        var state = ChatState()
+        state.apply(.session(userID: "self", username: "bench"))
+        state.apply(.users([UserEntry(userID: "peer", username: "peer", connected: true)]))
+        let before = parley_heap_in_use()
+        for i in 0..<count {
+            // A fresh string each time, as from the network (no shared storage).
+            var text = content
+            text.withUTF8 { _ in }
+            text.append(String(i % 10))
+            state.apply(.messageReceived(PrivateMessage(content: text, from: "peer", to: "self"), at: Date()))
+        }
+        let after = parley_heap_in_use()
+        let perMessage = Double(after - before) / Double(count)
+        print(JSONValue.object([
+            "benchmark": "memory", "messages": .int(state.user("peer")?.messages.count ?? 0),
+            "content_bytes": .int(content.utf8.count + 1), "bytes_per_message": .int(Int(perMessage.rounded())),
+        ]).serialized())
+    }
+}
+
+/// Counts applied messages from the observer (on the network executor) and
+/// reports the time from `session` to the last one.
+final class Progress: Sendable {
+    enum Outcome: Sendable {
+        case success(Duration)
+        case failure(String)
+    }
+
+    private struct State {
+        var start: ContinuousClock.Instant?
+        var received = 0
+        var outcome: Outcome?
+        var waiter: CheckedContinuation<Outcome, Never>?
+    }
+
+    private let count: Int
+    private let state = Mutex(State())
+
+    init(count: Int) { self.count = count }
+
+    func observe(_ update: ChatUpdate) {
+        let done: (CheckedContinuation<Outcome, Never>?, Outcome)? = state.withLock { state in
+            guard state.outcome == nil else { return nil }
+            switch update {
+            case .session:
+                state.start = .now
+                return nil
+            case .message:
+                state.received += 1
+                guard state.received == count else { return nil }
+                state.outcome = .success(ContinuousClock.now - (state.start ?? .now))
+            case .status(.offline(let reason)):
+                state.outcome = .failure("connection lost after \(state.received) messages: \(reason)")
+            default:
+                return nil
+            }
+            defer { state.waiter = nil }
+            return (state.waiter, state.outcome!)
+        }
+        if let (waiter, outcome) = done { waiter?.resume(returning: outcome) }
+    }
+
+    func result() async -> Outcome {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> Outcome? in
+                if let outcome = state.outcome { return outcome }
+                state.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+}
