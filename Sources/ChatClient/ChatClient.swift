@@ -250,9 +250,15 @@ public final class ChatClient: Sendable {
     /// Forgets the session (here and in the session file) and disconnects.
     public func logout() async {
         await socket.disconnect()
+        forgetSession(andUsername: true)
+        publish(.needsUsername(reason: nil))
+    }
+
+    /// Drops the session here and in the session file, with the chat state that went with it.
+    private func forgetSession(andUsername: Bool) {
         inner.withLock {
             $0.session = nil
-            $0.username = nil
+            if andUsername { $0.username = nil }
             $0.queued = []
             $0.chat.apply(.logout)
         }
@@ -261,7 +267,6 @@ public final class ChatClient: Sendable {
         } catch {
             publish(.warning(error.description))
         }
-        publish(.needsUsername(reason: nil))
     }
 
     /// Disconnects, waits until everything sent has been written, and ends `updates`.
@@ -345,16 +350,7 @@ public final class ChatClient: Sendable {
     /// session is useless: forget it and ask for a name again.
     private func refused(_ message: String) {
         logger.notice("server refused the connection: \(message)")
-        inner.withLock {
-            $0.session = nil
-            $0.queued = []
-            $0.chat.apply(.logout)
-        }
-        do {
-            try store.remove(server)
-        } catch {
-            publish(.warning(error.description))
-        }
+        forgetSession(andUsername: false)
         apply(.offline(reason: message))
         publish(.status(.offline(reason: message)))
         publish(.needsUsername(reason: message))

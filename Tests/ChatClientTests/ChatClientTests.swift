@@ -46,6 +46,17 @@ struct ChatHarness {
         return (client, UpdateLog(client))
     }
 
+    /// A client logged in as alice ("u1", session "s1"), bob ("b") known.
+    func loggedInAsAlice() async throws -> (ChatClient, UpdateLog, FakeConnection) {
+        let (client, log) = try await self.client()
+        try await client.start(username: "alice")
+        let connection = try await server.nextConnection()
+        _ = try await connection.expectConnect()
+        serve(connection, userID: "u1", sessionID: "s1", username: "alice")
+        _ = try await log.next { if case .users = $0 { true } else { nil } }
+        return (client, log, connection)
+    }
+
     /// Plays the part II server's login: session, users.
     func serve(_ connection: FakeConnection, userID: String, sessionID: String, username: String) {
         connection.accept()
@@ -123,12 +134,7 @@ struct ChatHarness {
 
     @Test func messagesTypedOfflineAreQueuedThenSentInOrder() async throws {
         let h = try await ChatHarness.make()
-        let (client, log) = try await h.client()
-        try await client.start(username: "alice")
-        let connection = try await h.server.nextConnection()
-        _ = try await connection.expectConnect()
-        h.serve(connection, userID: "u1", sessionID: "s1", username: "alice")
-        _ = try await log.next { if case .users = $0 { true } else { nil } }
+        let (client, log, connection) = try await h.loggedInAsAlice()
 
         let live = try await client.send("hello", to: "bob")
         #expect(live.delivery == .sent)
