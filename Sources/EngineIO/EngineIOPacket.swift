@@ -98,8 +98,9 @@ extension EngineIOPacket {
         guard first >= UInt8(ascii: "0"), first <= UInt8(ascii: "6") else {
             throw .unknownPacketType(String(text.unicodeScalars.prefix(1)))
         }
-        // By scalars, not Characters: a combining mark after the type digit belongs to the data.
-        let rest = String(text.unicodeScalars.dropFirst())
+        // By bytes, not Characters: a combining mark after the type digit belongs to the data.
+        // The type byte is ASCII, so one byte in is a scalar boundary.
+        let rest = String(Substring(text.utf8.dropFirst()))
         switch first {
         case UInt8(ascii: "0"): self = .open(try EngineIOHandshake(decoding: rest))
         case UInt8(ascii: "1"): self = .close

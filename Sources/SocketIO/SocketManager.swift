@@ -86,7 +86,8 @@ public actor SocketManager {
         /// Events that arrived before the server's CONNECT reply (python-socketio emits from
         /// its connect handler first); delivered right after `connect`, as socket.io-client does.
         var receiveBuffer: [ReceivedEvent] = []
-        var listeners: [Int: Listener] = [:]
+        /// In the order they were added (ids increase).
+        var listeners: [(id: Int, listener: Listener)] = []
         var pendingAcks: [Int: PendingAck] = [:]
         var nextAckID = 0
     }
@@ -231,7 +232,7 @@ public actor SocketManager {
     private func addListener(_ nsp: String, _ filter: Listener.Filter, _ handler: @escaping @Sendable (SocketEvent) -> Void) -> Int {
         let id = nextListenerID
         nextListenerID += 1
-        namespaces[nsp, default: Namespace()].listeners[id] = Listener(filter: filter, handler: handler)
+        namespaces[nsp, default: Namespace()].listeners.append((id, Listener(filter: filter, handler: handler)))
         return id
     }
 
@@ -248,7 +249,7 @@ public actor SocketManager {
     }
 
     func removeListener(_ nsp: String, _ id: Int) {
-        namespaces[nsp]?.listeners[id] = nil
+        namespaces[nsp]?.listeners.removeAll { $0.id == id }
     }
 
     // MARK: The connection loop
@@ -506,8 +507,7 @@ public actor SocketManager {
 
     private func dispatch(_ event: SocketEvent, to nsp: String) {
         guard let listeners = namespaces[nsp]?.listeners, !listeners.isEmpty else { return }
-        for id in listeners.keys.sorted() {
-            let listener = listeners[id]!
+        for (_, listener) in listeners {
             switch (listener.filter, event) {
             case (.everything, _): listener.handler(event)
             case (.anyEvent, .event): listener.handler(event)
