@@ -149,13 +149,27 @@ extension EngineIOData {
     }
 }
 
-/// Holds the transport's iterator for the single consumer of a connection.
+/// Holds the transport's iterator, and the rest of the batch being read, for the
+/// single consumer of a connection.
 private final class InboundCursor: @unchecked Sendable {
     // Only the connection's one consumer touches this (the handshake, then `events`).
-    var iterator: AsyncThrowingStream<EngineIOData, any Error>.AsyncIterator
+    private var iterator: AsyncThrowingStream<[EngineIOData], any Error>.AsyncIterator
+    private var batch: [EngineIOData] = []
+    private var position = 0
 
-    init(_ stream: AsyncThrowingStream<EngineIOData, any Error>) {
+    init(_ stream: AsyncThrowingStream<[EngineIOData], any Error>) {
         iterator = stream.makeAsyncIterator()
+    }
+
+    /// The next frame: from the batch in hand, else from the next batch (on the caller's actor).
+    func next(isolation actor: isolated (any Actor)?) async throws -> EngineIOData? {
+        while position == batch.count {
+            guard let more = try await iterator.next(isolation: actor) else { return nil }
+            batch = more
+            position = 0
+        }
+        defer { position += 1 }
+        return batch[position]
     }
 }
 
@@ -191,7 +205,7 @@ final class Session: Sendable {
     func readHandshake() async throws -> EngineIOHandshake {
         let frame: EngineIOData?
         do {
-            frame = try await cursor.iterator.next()
+            frame = try await cursor.next(isolation: nil)
         } catch WebSocketTransportError.messageTooLarge(let limit) {
             let why = WebSocketTransportError.messageTooLarge(limit: limit).description
             finish(.parseError(why))
@@ -228,7 +242,7 @@ final class Session: Sendable {
             }
             let frame: EngineIOData?
             do {
-                frame = try await cursor.iterator.next(isolation: actor)
+                frame = try await cursor.next(isolation: actor)
             } catch WebSocketTransportError.messageTooLarge(let limit) {
                 // Oversize input is malformed input, not a network failure.
                 finish(.parseError(WebSocketTransportError.messageTooLarge(limit: limit).description))

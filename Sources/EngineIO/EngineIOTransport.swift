@@ -1,9 +1,10 @@
 /// A connected, message-oriented transport under Engine.IO: WebSocket in
 /// production, an in-memory pair in tests.
 public protocol EngineIOTransport: Sendable {
-    /// Frames from the server, in order. Finishes when the peer closes the
-    /// connection; throws when the connection fails.
-    var inbound: AsyncThrowingStream<EngineIOData, any Error> { get }
+    /// Frames from the server, in order, in batches (a transport hands over what one
+    /// read of the socket brought, so a flood costs one hand-off per read, not per frame).
+    /// Finishes when the peer closes the connection; throws when the connection fails.
+    var inbound: AsyncThrowingStream<[EngineIOData], any Error> { get }
     /// Queues a frame for sending. Frames go out in the order they were queued.
     func send(_ frame: EngineIOData)
     /// Closes the connection (politely when possible). `inbound` then finishes.

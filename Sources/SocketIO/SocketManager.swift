@@ -34,7 +34,7 @@ public actor SocketManager {
             query: [URLQueryItem] = [],
             reconnection: ReconnectPolicy = .socketIODefault,
             connectTimeout: Duration = .seconds(20),
-            transport: any EngineIOTransportFactory = WebSocketTransportFactory(),
+            transport: any EngineIOTransportFactory = NIOWebSocketTransportFactory(),
             clock: any Clock<Duration> = ContinuousClock(),
             random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
             logger: Logger = .disabled

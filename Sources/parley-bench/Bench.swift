@@ -2,6 +2,8 @@ import ArgumentParser
 import CHeapStats
 import Chat
 import ChatClient
+import EngineIO
+import SocketIO
 import Foundation
 import JSON
 import Synchronization
@@ -42,15 +44,21 @@ struct Ingest: AsyncParsableCommand {
     @Option(help: "The Python interpreter for --compare.")
     var python = "python3"
 
+    @Option(help: "The WebSocket transport: nio (the default) or swift-websocket.")
+    var transport = "nio"
+
     func validate() throws {
         guard count > 0 else { throw ValidationError("--count must be positive") }
+        guard ["nio", "swift-websocket"].contains(transport) else {
+            throw ValidationError("--transport is nio or swift-websocket")
+        }
     }
 
     func run() async throws {
         let peer = url == nil ? try await FloodPeer.start(count: count) : nil
         let target = url ?? "http://127.0.0.1:\(peer!.port)"
         let parley = try await measureParley(url: target)
-        print(line(client: "parley", received: count, seconds: parley))
+        print(line(client: "parley (\(transport))", received: count, seconds: parley))
         if compare {
             let python = try runPython(url: target)
             print(python.line)
@@ -76,9 +84,11 @@ struct Ingest: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let count = self.count
         let progress = Progress(count: count)
+        var socket = SocketManager.Configuration()
+        socket.transport = transport == "nio" ? NIOWebSocketTransportFactory() : WebSocketTransportFactory()
         let client = try await ChatClient(options: .init(
             url: url, configDirectory: directory, publishesUpdates: false,
-            observer: { progress.observe($0) }
+            observer: { progress.observe($0) }, socket: socket
         ))
         try await client.start(username: "bench")
         let outcome = await progress.result()

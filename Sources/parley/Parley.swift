@@ -96,7 +96,7 @@ struct Parley: AsyncParsableCommand {
         }
 
         var socket = SocketManager.Configuration(logger: Logger(label: "parley.socketio"))
-        socket.transport = WebSocketTransportFactory(
+        socket.transport = NIOWebSocketTransportFactory(
             options: .init(allowsInsecureTLS: insecureTLS, trustedCertificatesFile: caFile),
             logger: Logger(label: "parley.websocket")
         )

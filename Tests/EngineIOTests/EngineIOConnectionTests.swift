@@ -5,12 +5,12 @@ import Testing
 
 /// A transport whose server side the test plays by hand.
 final class MemoryTransport: EngineIOTransport {
-    let inbound: AsyncThrowingStream<EngineIOData, any Error>
-    private let server: AsyncThrowingStream<EngineIOData, any Error>.Continuation
+    let inbound: AsyncThrowingStream<[EngineIOData], any Error>
+    private let server: AsyncThrowingStream<[EngineIOData], any Error>.Continuation
     private let state = Mutex((sent: [EngineIOData](), closed: false))
 
     init() {
-        (inbound, server) = AsyncThrowingStream.makeStream(of: EngineIOData.self)
+        (inbound, server) = AsyncThrowingStream.makeStream(of: [EngineIOData].self)
     }
 
     func send(_ frame: EngineIOData) { state.withLock { $0.sent.append(frame) } }
@@ -24,8 +24,9 @@ final class MemoryTransport: EngineIOTransport {
     var sent: [EngineIOData] { state.withLock { $0.sent } }
     var isClosed: Bool { state.withLock { $0.closed } }
 
-    func serverSends(_ packet: EngineIOPacket) { server.yield(packet.encoded()) }
-    func serverSendsRaw(_ frame: EngineIOData) { server.yield(frame) }
+    func serverSends(_ packet: EngineIOPacket) { server.yield([packet.encoded()]) }
+    func serverSends(batch packets: [EngineIOPacket]) { server.yield(packets.map { $0.encoded() }) }
+    func serverSendsRaw(_ frame: EngineIOData) { server.yield([frame]) }
     func serverEnds(throwing error: (any Error)? = nil) {
         if let error { server.finish(throwing: error) } else { server.finish() }
     }
@@ -58,6 +59,24 @@ struct Boom: Error {}
         var events: [EngineIOConnection.Event] = []
         for await event in connection.events { events.append(event) }
         #expect(events == [.message(.text("a")), .message(.binary([9])), .message(.text("b")), .closed(.transportClose)])
+    }
+
+    @Test func aBatchIsDeliveredInOrderWithPingsAnsweredAndGarbageStoppingIt() async throws {
+        let transport = MemoryTransport()
+        let connection = try await open(transport)
+        transport.serverSends(batch: [.message(.text("a")), .ping(), .message(.text("b"))])
+        transport.serverSendsRaw(.text("4c"))
+        transport.serverSends(batch: [.message(.text("d")), .message(.text("e"))])
+        transport.serverSendsRaw(.text("9"))
+        transport.serverSends(batch: [.message(.text("never"))])
+        var events: [EngineIOConnection.Event] = []
+        for await event in connection.events { events.append(event) }
+        #expect(events.dropLast() == [.message(.text("a")), .message(.text("b")), .message(.text("c")), .message(.text("d")), .message(.text("e"))])
+        guard case .closed(.parseError)? = events.last else {
+            Issue.record("expected a parse error last, got \(String(describing: events.last))")
+            return
+        }
+        #expect(transport.sent.first == .text("3"))
     }
 
     @Test func everyPingGetsAPongWithItsPayload() async throws {

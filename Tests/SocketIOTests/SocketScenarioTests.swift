@@ -475,12 +475,12 @@ import Foundation
 
 @Suite(.timeLimit(.minutes(1))) struct OversizeInboundTests {
     /// A client that only takes 4096-byte messages.
-    func connectedClient() async throws -> (FakeSocketIOServer, FakeConnection, Socket, SocketEventRecorder) {
+    func connectedClient(_ kind: TransportKind) async throws -> (FakeSocketIOServer, FakeConnection, Socket, SocketEventRecorder) {
         let server = try await FakeSocketIOServer.start()
         let manager = try SocketManager(
             url: server.url,
             configuration: .init(
-                transport: WebSocketTransportFactory(options: .init(maxIncomingMessageSize: 4096)),
+                transport: kind.factory(.init(maxIncomingMessageSize: 4096)),
                 clock: ManualClock(),
                 random: { 0.5 }
             )
@@ -497,8 +497,9 @@ import Foundation
         return (server, connection, socket, events)
     }
 
-    @Test func aMessageOverTheClientsLimitIsAParseErrorAndReconnects() async throws {
-        let (server, connection, socket, events) = try await connectedClient()
+    @Test(arguments: TransportKind.allCases)
+    func aMessageOverTheClientsLimitIsAParseErrorAndReconnects(kind: TransportKind) async throws {
+        let (server, connection, socket, events) = try await connectedClient(kind)
         connection.emit("too big", .string(String(repeating: "x", count: 5000)))
         let reason = try await events.disconnected()
         guard case .parseError(let why) = reason else {
@@ -513,10 +514,11 @@ import Foundation
         await server.stop()
     }
 
-    @Test func aFrameFarOverTheLimitIsDroppedBeforeItIsBuffered() async throws {
+    @Test(arguments: TransportKind.allCases)
+    func aFrameFarOverTheLimitIsDroppedBeforeItIsBuffered(kind: TransportKind) async throws {
         // Beyond 4 × max(limit, 64 KiB) the WebSocket frame decoder closes the connection
         // before buffering the frame: a hostile server cannot make the client hold it.
-        let (server, connection, socket, events) = try await connectedClient()
+        let (server, connection, socket, events) = try await connectedClient(kind)
         connection.emit("huge", .string(String(repeating: "x", count: 300_000)))
         let reason = try await events.disconnected()
         #expect(reason.reconnectsAutomatically)

@@ -4,19 +4,32 @@ import SocketIO
 import SocketIOTesting
 import Testing
 
+/// Both WebSocket transports, for the tests that exercise the transport itself.
+enum TransportKind: String, CaseIterable, Sendable, CustomStringConvertible {
+    case nio, swiftWebSocket
+    var description: String { rawValue }
+
+    func factory(_ options: WebSocketTransportFactory.Options) -> any EngineIOTransportFactory {
+        switch self {
+        case .nio: NIOWebSocketTransportFactory(options: options)
+        case .swiftWebSocket: WebSocketTransportFactory(options: options)
+        }
+    }
+}
+
 /// `wss://`: certificates are verified unless the caller explicitly opts out.
 @Suite(.timeLimit(.minutes(1))) struct TLSTests {
     static let certificate = Bundle.module.path(forResource: "test-cert", ofType: "pem")!
     static let key = Bundle.module.path(forResource: "test-key", ofType: "pem")!
 
-    func connect(_ options: WebSocketTransportFactory.Options) async throws -> (FakeSocketIOServer, Socket, SocketEventRecorder) {
+    func connect(_ options: WebSocketTransportFactory.Options, _ kind: TransportKind) async throws -> (FakeSocketIOServer, Socket, SocketEventRecorder) {
         let server = try await FakeSocketIOServer.start(options: .init(tls: (Self.certificate, Self.key)))
         #expect(server.url.hasPrefix("https://"))
         let manager = try SocketManager(
             url: server.url,
             configuration: .init(
                 reconnection: ReconnectPolicy(isEnabled: false),
-                transport: WebSocketTransportFactory(options: options)
+                transport: kind.factory(options)
             )
         )
         let socket = try await manager.socket(auth: { ["username": "tls"] })
@@ -25,8 +38,9 @@ import Testing
         return (server, socket, events)
     }
 
-    @Test func aSelfSignedCertificateIsRefusedByDefault() async throws {
-        let (server, socket, events) = try await connect(.init())
+    @Test(arguments: TransportKind.allCases)
+    func aSelfSignedCertificateIsRefusedByDefault(kind: TransportKind) async throws {
+        let (server, socket, events) = try await connect(.init(), kind)
         let event = try await events.next()
         guard case .connectError(let error) = event else { throw Unexpected(event) }
         #expect(error.source == .transport)
@@ -34,8 +48,9 @@ import Testing
         await server.stop()
     }
 
-    @Test func theExplicitOptOutAcceptsIt() async throws {
-        let (server, socket, events) = try await connect(.init(allowsInsecureTLS: true))
+    @Test(arguments: TransportKind.allCases)
+    func theExplicitOptOutAcceptsIt(kind: TransportKind) async throws {
+        let (server, socket, events) = try await connect(.init(allowsInsecureTLS: true), kind)
         let connection = try await server.nextConnection()
         _ = try await connection.expectConnect()
         connection.accept()
@@ -46,8 +61,12 @@ import Testing
         await server.stop()
     }
 
-    @Test func anIPAddressWithTLSIsAClearError() async throws {
-        let manager = try SocketManager(url: "https://127.0.0.1:1", configuration: .init(reconnection: .init(isEnabled: false)))
+    @Test(arguments: TransportKind.allCases)
+    func anIPAddressWithTLSIsAClearError(kind: TransportKind) async throws {
+        let manager = try SocketManager(
+            url: "https://127.0.0.1:1",
+            configuration: .init(reconnection: .init(isEnabled: false), transport: kind.factory(.init()))
+        )
         let socket = try await manager.socket()
         let events = await SocketEventRecorder(socket)
         await socket.connect()
@@ -56,8 +75,9 @@ import Testing
         #expect(error.message.contains("needs the server's host name"))
     }
 
-    @Test func aTrustedPrivateCAIsVerifiedAndAccepted() async throws {
-        let (server, socket, events) = try await connect(.init(trustedCertificatesFile: Self.certificate))
+    @Test(arguments: TransportKind.allCases)
+    func aTrustedPrivateCAIsVerifiedAndAccepted(kind: TransportKind) async throws {
+        let (server, socket, events) = try await connect(.init(trustedCertificatesFile: Self.certificate), kind)
         let connection = try await server.nextConnection()
         _ = try await connection.expectConnect()
         connection.accept()

@@ -1,0 +1,246 @@
+public import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOWebSocket
+
+/// A WebSocket transport written directly on NIO: frames are decoded on the
+/// event loop and handed to the consumer one batch per socket read, instead
+/// of one cross-thread hand-off per frame. Chosen as the default by the
+/// ingest benchmark (README.md, "Performance"); `WebSocketTransportFactory`
+/// (on swift-websocket) does the same job and stays selectable.
+public struct NIOWebSocketTransportFactory: EngineIOTransportFactory {
+    public var options: WebSocketTransportFactory.Options
+    public var logger: Logger
+
+    public init(options: WebSocketTransportFactory.Options = .init(), logger: Logger = .disabled) {
+        self.options = options
+        self.logger = logger
+    }
+
+    public func connect(to endpoint: EngineIOEndpoint) async throws -> any EngineIOTransport {
+        var sslContext: NIOSSLContext?
+        if endpoint.scheme.isSecure {
+            // A certificate names the server by host name; checking one against an address is not offered here.
+            guard !endpoint.hostIsIPAddress else { throw WebSocketTransportError.tlsNeedsHostName(endpoint.host) }
+            var tls = TLSConfiguration.makeClientConfiguration()
+            if let file = options.trustedCertificatesFile { tls.trustRoots = .file(file) }
+            if options.allowsInsecureTLS { tls.certificateVerification = .none }
+            sslContext = try NIOSSLContext(configuration: tls)
+        }
+        return try await NIOWebSocketTransport.connect(
+            endpoint: endpoint, sslContext: sslContext, options: options, logger: logger
+        )
+    }
+}
+
+final class NIOWebSocketTransport: EngineIOTransport {
+    let inbound: AsyncThrowingStream<[EngineIOData], any Error>
+    private let channel: any Channel
+
+    private init(inbound: AsyncThrowingStream<[EngineIOData], any Error>, channel: any Channel) {
+        self.inbound = inbound
+        self.channel = channel
+    }
+
+    enum Upgrade: Sendable {
+        case upgraded
+        case refused(HTTPResponseStatus?)
+    }
+
+    struct UpgradeRefused: Error, CustomStringConvertible {
+        var description: String { "the server did not accept the WebSocket upgrade" }
+    }
+
+    static func connect(
+        endpoint: EngineIOEndpoint,
+        sslContext: NIOSSLContext?,
+        options: WebSocketTransportFactory.Options,
+        logger: Logger
+    ) async throws -> NIOWebSocketTransport {
+        let limit = options.maxIncomingMessageSize
+        let (inbound, continuation) = AsyncThrowingStream.makeStream(of: [EngineIOData].self)
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        let upgraded = eventLoop.makePromise(of: Upgrade.self)
+
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: endpoint.port == (endpoint.scheme.isSecure ? 443 : 80) ? endpoint.host : "\(endpoint.host):\(endpoint.port)")
+        headers.add(name: "Content-Length", value: "0")
+        for header in options.headers { headers.add(name: header.name, value: header.value) }
+        let target = String(endpoint.webSocketURL.drop { $0 != "/" }.dropFirst(2).drop { $0 != "/" })
+        let request = HTTPRequestHead(version: .http1_1, method: .GET, uri: target.isEmpty ? "/" : target, headers: headers)
+        let host = endpoint.host
+
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(20))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: host))
+                    }
+                    let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(
+                        // Headroom over the message limit: an oversize message is reported by FrameReader
+                        // as such; a frame beyond this is refused by the decoder before it is buffered.
+                        maxFrameSize: min(max(limit, 1 << 16) * 4, Int(UInt32.max)),
+                        upgradePipelineHandler: { channel, _ in
+                            channel.eventLoop.makeCompletedFuture {
+                                try channel.pipeline.syncOperations.addHandler(
+                                    NIOWebSocketFrameAggregator(
+                                        minNonFinalFragmentSize: 0,
+                                        maxAccumulatedFrameCount: 1 << 16,
+                                        maxAccumulatedFrameSize: limit
+                                    )
+                                )
+                                try channel.pipeline.syncOperations.addHandler(FrameReader(continuation: continuation, limit: limit))
+                                return .upgraded
+                            }
+                        }
+                    )
+                    let configuration = NIOTypedHTTPClientUpgradeConfiguration<Upgrade>(
+                        upgradeRequestHead: request,
+                        upgraders: [upgrader],
+                        notUpgradingCompletionHandler: { channel in
+                            channel.eventLoop.makeSucceededFuture(.refused(nil))
+                        }
+                    )
+                    var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: configuration)
+                    // The server's open packet may come in the same read as its 101: keep those bytes.
+                    pipeline.leftOverBytesStrategy = .forwardBytes
+                    let result = try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
+                        configuration: pipeline
+                    )
+                    result.cascade(to: upgraded)
+                }
+            }
+
+        let channel = try await bootstrap.connect(host: endpoint.host, port: endpoint.port).get()
+        // A connection that closes before the upgrade fails it rather than leaving it pending.
+        channel.closeFuture.whenComplete { _ in upgraded.fail(UpgradeRefused()) }
+        do {
+            let outcome = try await withTaskCancellationHandler {
+                try await upgraded.futureResult.get()
+            } onCancel: {
+                channel.close(promise: nil)
+            }
+            guard case .upgraded = outcome else { throw UpgradeRefused() }
+        } catch {
+            channel.close(promise: nil)
+            continuation.finish(throwing: error)
+            throw error
+        }
+        return NIOWebSocketTransport(inbound: inbound, channel: channel)
+    }
+
+    func send(_ frame: EngineIOData) {
+        var buffer: ByteBuffer
+        let opcode: WebSocketOpcode
+        switch frame {
+        case .text(let text):
+            buffer = channel.allocator.buffer(capacity: text.utf8.count)
+            buffer.writeString(text)
+            opcode = .text
+        case .binary(let bytes):
+            buffer = channel.allocator.buffer(capacity: bytes.count)
+            buffer.writeBytes(bytes)
+            opcode = .binary
+        }
+        // RFC 6455 §5.3: a client masks every frame; the encoder applies the key.
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: opcode, maskKey: .random(), data: buffer), promise: nil)
+    }
+
+    func close() {
+        var payload = channel.allocator.buffer(capacity: 2)
+        payload.write(webSocketErrorCode: .normalClosure)
+        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: payload)
+        // Everything queued before is written first; then the TCP connection ends.
+        channel.writeAndFlush(frame).whenComplete { [channel] _ in channel.close(promise: nil) }
+    }
+
+    func waitUntilClosed() async {
+        try? await channel.closeFuture.get()
+    }
+}
+
+/// On the event loop: turns WebSocket frames into Engine.IO data, answers
+/// control frames, and hands over one batch per read.
+private final class FrameReader: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private let continuation: AsyncThrowingStream<[EngineIOData], any Error>.Continuation
+    private let limit: Int
+    private var batch: [EngineIOData] = []
+    private var failed = false
+
+    init(continuation: AsyncThrowingStream<[EngineIOData], any Error>.Continuation, limit: Int) {
+        self.continuation = continuation
+        self.limit = limit
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !failed else { return }
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text, .binary:
+            var payload = frame.unmaskedData
+            guard payload.readableBytes <= limit else {
+                fail(context, WebSocketTransportError.messageTooLarge(limit: limit))
+                return
+            }
+            if frame.opcode == .text {
+                batch.append(.text(payload.readString(length: payload.readableBytes) ?? ""))
+            } else {
+                batch.append(.binary(payload.readBytes(length: payload.readableBytes) ?? []))
+            }
+        case .ping:
+            let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+        case .connectionClose:
+            deliver()
+            var reply = context.channel.allocator.buffer(capacity: 2)
+            reply.write(webSocketErrorCode: .normalClosure)
+            let close = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: reply)
+            context.writeAndFlush(wrapOutboundOut(close)).whenComplete { [channel = context.channel] _ in
+                channel.close(promise: nil)
+            }
+        default:
+            break
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        deliver()
+        context.fireChannelReadComplete()
+    }
+
+    private func deliver() {
+        guard !batch.isEmpty else { return }
+        continuation.yield(batch)
+        batch = []
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch error {
+        case NIOWebSocketError.invalidFrameLength, NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
+            fail(context, WebSocketTransportError.messageTooLarge(limit: limit))
+        default:
+            fail(context, error)
+        }
+    }
+
+    private func fail(_ context: ChannelHandlerContext, _ error: any Error) {
+        guard !failed else { return }
+        failed = true
+        deliver()
+        continuation.finish(throwing: error)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deliver()
+        continuation.finish()
+        context.fireChannelInactive()
+    }
+}
