@@ -20,15 +20,7 @@ public struct NIOWebSocketTransportFactory: EngineIOTransportFactory {
     }
 
     public func connect(to endpoint: EngineIOEndpoint) async throws -> any EngineIOTransport {
-        var sslContext: NIOSSLContext?
-        if endpoint.scheme.isSecure {
-            // A certificate names the server by host name; checking one against an address is not offered here.
-            guard !endpoint.hostIsIPAddress else { throw WebSocketTransportError.tlsNeedsHostName(endpoint.host) }
-            var tls = TLSConfiguration.makeClientConfiguration()
-            if let file = options.trustedCertificatesFile { tls.trustRoots = .file(file) }
-            if options.allowsInsecureTLS { tls.certificateVerification = .none }
-            sslContext = try NIOSSLContext(configuration: tls)
-        }
+        let sslContext = try options.tlsConfiguration(for: endpoint).map { try NIOSSLContext(configuration: $0) }
         return try await NIOWebSocketTransport.connect(
             endpoint: endpoint, sslContext: sslContext, options: options, logger: logger
         )

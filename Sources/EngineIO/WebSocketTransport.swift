@@ -50,15 +50,7 @@ public struct WebSocketTransportFactory: EngineIOTransportFactory {
                 configuration.additionalHeaders.append(HTTPField(name: name, value: header.value))
             }
         }
-        var tls: TLSConfiguration?
-        if endpoint.scheme.isSecure {
-            // swift-websocket always sends the host as the TLS server name, and SNI cannot carry an address.
-            guard !endpoint.hostIsIPAddress else { throw WebSocketTransportError.tlsNeedsHostName(endpoint.host) }
-            var t = TLSConfiguration.makeClientConfiguration()
-            if let file = options.trustedCertificatesFile { t.trustRoots = .file(file) }
-            if options.allowsInsecureTLS { t.certificateVerification = .none }
-            tls = t
-        }
+        let tls = try options.tlsConfiguration(for: endpoint)
         return try await WebSocketTransport.connect(
             url: endpoint.webSocketURL,
             configuration: configuration,
@@ -70,6 +62,21 @@ public struct WebSocketTransportFactory: EngineIOTransportFactory {
 }
 
 import HTTPTypes
+
+extension WebSocketTransportFactory.Options {
+    /// The client TLS settings for a `wss://` endpoint (nil for `ws://`): certificates verified
+    /// against the system's roots or `trustedCertificatesFile`, unless `allowsInsecureTLS`.
+    func tlsConfiguration(for endpoint: EngineIOEndpoint) throws(WebSocketTransportError) -> TLSConfiguration? {
+        guard endpoint.scheme.isSecure else { return nil }
+        // Both transports send the host as the TLS server name (SNI), which cannot carry an address,
+        // and a certificate is checked against a host name.
+        guard !endpoint.hostIsIPAddress else { throw .tlsNeedsHostName(endpoint.host) }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let file = trustedCertificatesFile { tls.trustRoots = .file(file) }
+        if allowsInsecureTLS { tls.certificateVerification = .none }
+        return tls
+    }
+}
 
 public enum WebSocketTransportError: Error, Sendable, Equatable, CustomStringConvertible {
     case tlsNeedsHostName(String)
