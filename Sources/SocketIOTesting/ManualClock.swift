@@ -22,7 +22,7 @@ public final class ManualClock: Clock, Sendable {
         var sleepers: [Int: Sleeper] = [:]
         var cancelled: Set<Int> = []
         var nextID = 0
-        var watchers: [(ready: @Sendable ([Duration]) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
+        var watchers: [(id: Int, ready: @Sendable ([Duration]) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
 
         var pending: [Duration] { sleepers.values.map { now.duration(to: $0.deadline) }.sorted() }
     }
@@ -102,6 +102,10 @@ public final class ManualClock: Clock, Sendable {
         _ ready: @escaping @Sendable ([Duration]) -> Bool
     ) async throws {
         let expired = OneShotFlag()
+        let watcher = state.withLock { state in
+            state.nextID += 1
+            return state.nextID
+        }
         let timer = Task {
             try? await Task.sleep(for: timeout)
             expired.set()
@@ -110,22 +114,23 @@ public final class ManualClock: Clock, Sendable {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let now = state.withLock { state in
                 if ready(state.pending) { return true }
-                state.watchers.append((ready, continuation))
+                state.watchers.append((watcher, ready, continuation))
                 return false
             }
             if now { continuation.resume() }
-            expired.onSet { [weak self] in self?.releaseWatchers() }
+            expired.onSet { [weak self] in self?.releaseWatcher(watcher) }
         }
         let pending = self.pendingSleeps
         if !ready(pending) { throw TimeoutError(what: "\(what) (pending: \(pending))", after: timeout) }
     }
 
-    private func releaseWatchers() {
-        let watchers = state.withLock { state in
-            defer { state.watchers = [] }
-            return state.watchers.map(\.continuation)
+    /// Wakes one waiter whose time ran out (the others keep waiting).
+    private func releaseWatcher(_ id: Int) {
+        let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let index = state.watchers.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.watchers.remove(at: index).continuation
         }
-        watchers.forEach { $0.resume() }
+        continuation?.resume()
     }
 }
 
