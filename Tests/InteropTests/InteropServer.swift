@@ -34,7 +34,7 @@ final class InteropServer: Sendable {
         let python = ProcessInfo.processInfo.environment["PARLEY_PYTHON"] ?? "python3"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [python, script.path, "--port", String(port)] + (sessionsFile.map { ["--sessions-file", $0] } ?? []) + (storeMessages ? ["--store-messages"] : [])
+        process.arguments = [python, script.path, "--exit-with-stdin", "--port", String(port)] + (sessionsFile.map { ["--sessions-file", $0] } ?? []) + (storeMessages ? ["--store-messages"] : [])
         let stdin = Pipe()
         let stdout = Pipe()
         let stderr = Pipe()

@@ -3,8 +3,9 @@
 user ID), ported onto python-socketio + aiohttp: a real, independent
 Socket.IO v4 implementation for Parley's interop tests (see PROTOCOL.md).
 
-Prints "LISTENING <port>" once it accepts connections. Exits when its stdin
-closes, so it never outlives the test process that started it.
+Prints "LISTENING <port>" once it accepts connections. With --exit-with-stdin
+it exits when its stdin closes, so it never outlives the test process that
+started it; without, it runs until interrupted (make run).
 """
 
 import argparse
@@ -143,6 +144,7 @@ async def main():
     parser.add_argument("--ping-timeout", type=float, default=20)
     parser.add_argument("--sessions-file", help="keep sessions in this JSON file across restarts")
     parser.add_argument("--store-messages", action="store_true", help="part III: keep messages, send them in users")
+    parser.add_argument("--exit-with-stdin", action="store_true", help="exit when standard input closes")
     args = parser.parse_args()
 
     runner = web.AppRunner(create_app(args.ping_interval, args.ping_timeout, args.sessions_file, args.store_messages))
@@ -152,9 +154,11 @@ async def main():
     port = site._server.sockets[0].getsockname()[1]
     print(f"LISTENING {port}", flush=True)
 
-    # Run until stdin closes (the parent is gone) or the process is signalled.
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, sys.stdin.read)
+    if args.exit_with_stdin:
+        # Until stdin closes (the parent is gone) or the process is signalled.
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    else:
+        await asyncio.Event().wait()
     await runner.cleanup()
 
 
