@@ -94,7 +94,7 @@ public final class EngineIOConnection: Sendable {
     /// Sends a message packet. Refuses, without sending, a message larger than
     /// the server's `maxPayload` (counting the packet type byte).
     public func send(_ message: EngineIOData) throws(EngineIOError) {
-        let size = message.byteCount + (message.isText ? 1 : 0)
+        let size = message.packetSize
         guard size <= handshake.maxPayload else { throw .payloadTooLarge(size: size, limit: handshake.maxPayload) }
         try session.send(.message(message))
     }
@@ -143,9 +143,13 @@ public final class EngineIOConnection: Sendable {
 }
 
 extension EngineIOData {
-    var isText: Bool {
-        if case .text = self { return true }
-        return false
+    /// Bytes of the `message` packet carrying this data, as a server counts them
+    /// against `maxPayload`: a text message also has its packet type byte.
+    public var packetSize: Int {
+        switch self {
+        case .text(let text): return text.utf8.count + 1
+        case .binary(let bytes): return bytes.count
+        }
     }
 }
 

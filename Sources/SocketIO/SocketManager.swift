@@ -189,8 +189,7 @@ public actor SocketManager {
         guard !reservedEventNames.contains(name) else { throw .reservedEventName(name) }
         let frames = SocketIOPacket.event(name, arguments, namespace: nsp, id: ackID).encoded()
         for frame in frames {
-            // Engine.IO counts the packet type byte of a text message.
-            let size = frame.byteCount + (frame.isText ? 1 : 0)
+            let size = frame.packetSize
             guard size <= maxPayload else { throw .payloadTooLarge(size: size, limit: maxPayload) }
         }
         if let engine, namespaces[nsp]?.connected == true {
@@ -522,12 +521,5 @@ public actor SocketManager {
         if let error = error as? EngineIOError { return error.description }
         if error is CancellationError { return "cancelled" }
         return String(describing: error)
-    }
-}
-
-extension EngineIOData {
-    var isText: Bool {
-        if case .text = self { return true }
-        return false
     }
 }
