@@ -201,8 +201,15 @@ public struct ChatState: Sendable {
     private mutating func receive(_ message: PrivateMessage, at: Date) {
         let fromSelf = message.from == selfID
         let peer = fromSelf ? message.to : message.from
+        let entry = ChatMessage(content: message.content, fromSelf: fromSelf, delivery: fromSelf ? .sent : .received, at: at)
+        // The hot path of a busy chat: one hash lookup, then in-place updates.
+        if historyLimit == nil, let i = usersByID.index(forKey: peer) {
+            usersByID.values[i].messages.append(entry)
+            if peer != selectedUserID { usersByID.values[i].unreadCount += 1 }
+            return
+        }
         ensureUser(peer)
-        append(ChatMessage(content: message.content, fromSelf: fromSelf, delivery: fromSelf ? .sent : .received, at: at), to: peer)
+        append(entry, to: peer)
         if peer != selectedUserID { usersByID[peer]!.unreadCount += 1 }
     }
 

@@ -227,7 +227,7 @@ public struct SessionStore: Sendable {
     // MARK: Format
 
     static func encode(_ sessions: [String: StoredSession]) -> [UInt8] {
-        var servers: [String: JSONValue] = [:]
+        var servers = JSONObject()
         for (key, session) in sessions {
             servers[key] = [
                 "sessionID": .string(session.sessionID),

@@ -87,7 +87,7 @@ public enum HeadlessOutput {
         case .history(let userID, let messages):
             return ["event": "history", "userID": .string(userID), "messages": .array(messages.map(json(for:)))]
         case .needsUsername(let reason):
-            var object: [String: JSONValue] = ["event": "status", "state": "needs_username"]
+            var object: JSONObject = ["event": "status", "state": "needs_username"]
             if let reason { object["reason"] = .string(reason) }
             return .object(object)
         case .warning(let text):
@@ -97,7 +97,7 @@ public enum HeadlessOutput {
 
     /// `from`, `to`, `content`, `fromSelf`, `at`; for own messages also `id`, `queued` and `sent`.
     static func json(for message: MessageRecord) -> JSONValue {
-        var object: [String: JSONValue] = [
+        var object: JSONObject = [
             "from": .string(message.from), "to": .string(message.to),
             "content": .string(message.content), "fromSelf": .bool(message.fromSelf),
             "at": .string(message.at.formatted(timestamp)),

@@ -113,12 +113,13 @@ struct JSONParser {
     mutating func parseObject(depth: Int) throws(JSONError) -> JSONValue {
         guard depth <= JSONValue.maximumDepth else { throw error(.tooDeep(limit: JSONValue.maximumDepth)) }
         index += 1  // {
-        var members: [String: JSONValue] = [:]
+        var members = ContiguousArray<JSONObject.Element>()
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
-            return .object(members)
+            return .object(JSONObject())
         }
+        members.reserveCapacity(4)
         while true {
             skipWhitespace()
             guard index < bytes.count else { throw error(.unexpectedEnd) }
@@ -129,12 +130,12 @@ struct JSONParser {
             guard bytes[index] == UInt8(ascii: ":") else { throw error(.unexpectedByte(bytes[index])) }
             index += 1
             skipWhitespace()
-            members[key] = try parseValue(depth: depth)
+            members.append((key: key, value: try parseValue(depth: depth)))
             skipWhitespace()
             guard index < bytes.count else { throw error(.unexpectedEnd) }
             switch bytes[index] {
             case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "}"): index += 1; return .object(members)
+            case UInt8(ascii: "}"): index += 1; return .object(JSONObject(parsed: members))
             case let b: throw error(.unexpectedByte(b))
             }
         }
@@ -149,6 +150,7 @@ struct JSONParser {
             index += 1
             return .array(elements)
         }
+        elements.reserveCapacity(4)
         while true {
             skipWhitespace()
             elements.append(try parseValue(depth: depth))

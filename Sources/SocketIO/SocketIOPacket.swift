@@ -105,8 +105,10 @@ extension SocketIOPacket {
         case .object(let members):
             guard value.containsBinary else { return value }
             // Sorted, so attachment numbers follow the serializer's key order.
-            var result: [String: JSONValue] = [:]
-            for key in members.keys.sorted() { result[key] = deconstruct(members[key]!, into: &attachments) }
+            var result = JSONObject()
+            for member in members.sorted(by: { $0.key < $1.key }) {
+                result[member.key] = deconstruct(member.value, into: &attachments)
+            }
             return .object(result)
         default:
             return value
@@ -288,7 +290,7 @@ public struct SocketIOPacketDecoder: Sendable {
                 }
                 return .binary(attachments[n])
             }
-            var result: [String: JSONValue] = [:]
+            var result = JSONObject()
             for (key, member) in members { result[key] = try reconstruct(member, attachments: attachments) }
             return .object(result)
         case .array(let items):

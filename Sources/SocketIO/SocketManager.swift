@@ -419,7 +419,8 @@ public actor SocketManager {
             return
         }
         let nsp = packet.namespace
-        guard let state = namespaces[nsp], state.active else {
+        // Read the flags in place: copying the namespace's state costs more than the event.
+        guard let slot = namespaces.index(forKey: nsp), namespaces.values[slot].active else {
             logger.debug("ignoring a packet for namespace \(nsp) with no active socket")
             return
         }
@@ -462,7 +463,7 @@ public actor SocketManager {
             closeIfIdle()
 
         case .disconnect:
-            let wasConnected = state.connected
+            let wasConnected = namespaces.values[slot].connected
             namespaces[nsp]!.active = false
             namespaces[nsp]!.connected = false
             namespaces[nsp]!.sid = nil
@@ -474,9 +475,9 @@ public actor SocketManager {
             guard let (name, arguments) = packet.event else { return }
             let ack = packet.id.map { Acknowledgement(manager: self, namespace: nsp, id: $0) }
             let event = ReceivedEvent(name: name, arguments: arguments, ack: ack)
-            if state.connected {
+            if namespaces.values[slot].connected {
                 dispatch(.event(event), to: nsp)
-            } else if state.receiveBuffer.count < Self.receiveBufferLimit {
+            } else if namespaces.values[slot].receiveBuffer.count < Self.receiveBufferLimit {
                 namespaces[nsp]!.receiveBuffer.append(event)
             } else {
                 logger.warning("closing connection: too many events before the CONNECT reply")

@@ -286,7 +286,7 @@ public final class FakeConnection: Sendable {
 
     /// Refuses the CONNECT with CONNECT_ERROR `{message, data?}`.
     public func reject(namespace: String = "/", message: String, data: JSONValue? = nil) {
-        var payload: [String: JSONValue] = ["message": .string(message)]
+        var payload: JSONObject = ["message": .string(message)]
         if let data { payload["data"] = data }
         send(SocketIOPacket(kind: .connectError, namespace: namespace, data: .object(payload)))
     }
