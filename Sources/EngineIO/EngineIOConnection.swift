@@ -158,17 +158,20 @@ extension EngineIOData {
 private final class InboundCursor: @unchecked Sendable {
     // Only the connection's one consumer touches this (the handshake, then `events`).
     private var iterator: AsyncThrowingStream<[EngineIOData], any Error>.AsyncIterator
+    private let transport: any EngineIOTransport
     private var batch: [EngineIOData] = []
     private var position = 0
 
-    init(_ stream: AsyncThrowingStream<[EngineIOData], any Error>) {
-        iterator = stream.makeAsyncIterator()
+    init(_ transport: any EngineIOTransport) {
+        self.transport = transport
+        iterator = transport.inbound.makeAsyncIterator()
     }
 
     /// The next frame: from the batch in hand, else from the next batch (on the caller's actor).
     func next(isolation actor: isolated (any Actor)?) async throws -> EngineIOData? {
         while position == batch.count {
             guard let more = try await iterator.next(isolation: actor) else { return nil }
+            transport.consumedBatch()
             batch = more
             position = 0
         }
@@ -195,7 +198,7 @@ final class Session: Sendable {
 
     init(transport: any EngineIOTransport, clock: any Clock<Duration>, logger: Logger) {
         self.transport = transport
-        self.cursor = InboundCursor(transport.inbound)
+        self.cursor = InboundCursor(transport)
         self.clock = clock
         self.logger = logger
     }

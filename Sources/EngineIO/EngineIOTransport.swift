@@ -5,12 +5,19 @@ public protocol EngineIOTransport: Sendable {
     /// read of the socket brought, so a flood costs one hand-off per read, not per frame).
     /// Finishes when the peer closes the connection; throws when the connection fails.
     var inbound: AsyncThrowingStream<[EngineIOData], any Error> { get }
+    /// Called by the one consumer of `inbound` each time it takes a batch, so a transport
+    /// that stops reading the socket while too much waits (backpressure) can resume.
+    func consumedBatch()
     /// Queues a frame for sending. Frames go out in the order they were queued.
     func send(_ frame: EngineIOData)
     /// Closes the connection (politely when possible). `inbound` then finishes.
     func close()
     /// Returns once the connection is fully closed: every frame queued before `close()` was written.
     func waitUntilClosed() async
+}
+
+extension EngineIOTransport {
+    public func consumedBatch() {}
 }
 
 /// Opens transports to an endpoint; injectable so the layers above can be

@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import NIOWebSocket
+import Synchronization
 
 /// A WebSocket transport written directly on NIO: frames are decoded on the
 /// event loop and handed to the consumer one batch per socket read, instead
@@ -30,10 +31,16 @@ public struct NIOWebSocketTransportFactory: EngineIOTransportFactory {
 final class NIOWebSocketTransport: EngineIOTransport {
     let inbound: AsyncThrowingStream<[EngineIOData], any Error>
     private let channel: any Channel
+    let window: InboundWindow
 
-    private init(inbound: AsyncThrowingStream<[EngineIOData], any Error>, channel: any Channel) {
+    private init(inbound: AsyncThrowingStream<[EngineIOData], any Error>, channel: any Channel, window: InboundWindow) {
         self.inbound = inbound
         self.channel = channel
+        self.window = window
+    }
+
+    func consumedBatch() {
+        if window.consumed() { channel.read() }
     }
 
     enum Upgrade: Sendable {
@@ -53,6 +60,7 @@ final class NIOWebSocketTransport: EngineIOTransport {
     ) async throws -> NIOWebSocketTransport {
         let limit = options.maxIncomingMessageSize
         let (inbound, continuation) = AsyncThrowingStream.makeStream(of: [EngineIOData].self)
+        let window = InboundWindow()
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         let upgraded = eventLoop.makePromise(of: Upgrade.self)
 
@@ -85,7 +93,7 @@ final class NIOWebSocketTransport: EngineIOTransport {
                                         maxAccumulatedFrameSize: limit
                                     )
                                 )
-                                try channel.pipeline.syncOperations.addHandler(FrameReader(continuation: continuation, limit: limit))
+                                try channel.pipeline.syncOperations.addHandler(FrameReader(continuation: continuation, limit: limit, window: window))
                                 return .upgraded
                             }
                         }
@@ -122,7 +130,7 @@ final class NIOWebSocketTransport: EngineIOTransport {
             continuation.finish(throwing: error)
             throw error
         }
-        return NIOWebSocketTransport(inbound: inbound, channel: channel)
+        return NIOWebSocketTransport(inbound: inbound, channel: channel, window: window)
     }
 
     func send(_ frame: EngineIOData) {
@@ -155,20 +163,68 @@ final class NIOWebSocketTransport: EngineIOTransport {
     }
 }
 
+/// Backpressure between the event loop and the consumer: batches handed over
+/// but not yet taken. Past `highWater` the reader stops reading the socket (the
+/// server's writes then wait in TCP); the consumer resumes it at `lowWater`. So
+/// a flooding server costs the client a bounded amount of memory.
+final class InboundWindow: Sendable {
+    static let highWater = 16
+    static let lowWater = 4
+
+    private let waiting = Atomic(0)
+    /// A read is being held back; whoever clears this flag issues it.
+    private let paused = Atomic(false)
+
+    /// Batches handed over and not yet taken.
+    var waitingBatches: Int { waiting.load(ordering: .relaxed) }
+    /// A read is held back until the consumer catches up.
+    var isHoldingRead: Bool { paused.load(ordering: .relaxed) }
+
+    /// The reader handed over a batch.
+    func delivered() { waiting.add(1, ordering: .relaxed) }
+
+    /// The event loop wants to read: true to go ahead, false when the read is now held.
+    func mayRead() -> Bool {
+        guard waiting.load(ordering: .acquiring) >= Self.highWater else { return true }
+        paused.store(true, ordering: .sequentiallyConsistent)
+        // The consumer may have drained everything between the check and the store:
+        // then take the held read back here rather than wait for a wake-up that never comes.
+        if waiting.load(ordering: .sequentiallyConsistent) <= Self.lowWater {
+            return paused.compareExchange(expected: true, desired: false, ordering: .sequentiallyConsistent).exchanged
+        }
+        return false
+    }
+
+    /// The consumer took a batch: true when it must issue the held read.
+    func consumed() -> Bool {
+        let now = waiting.subtract(1, ordering: .sequentiallyConsistent).newValue
+        guard now <= Self.lowWater, paused.load(ordering: .sequentiallyConsistent) else { return false }
+        return paused.compareExchange(expected: true, desired: false, ordering: .sequentiallyConsistent).exchanged
+    }
+}
+
 /// On the event loop: turns WebSocket frames into Engine.IO data, answers
-/// control frames, and hands over one batch per read.
-private final class FrameReader: ChannelInboundHandler {
+/// control frames, and hands over one batch per read, holding reads back
+/// while the consumer is behind (`InboundWindow`).
+private final class FrameReader: ChannelDuplexHandler {
     typealias InboundIn = WebSocketFrame
+    typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
     private let continuation: AsyncThrowingStream<[EngineIOData], any Error>.Continuation
     private let limit: Int
+    let window: InboundWindow
     private var batch: [EngineIOData] = []
     private var failed = false
 
-    init(continuation: AsyncThrowingStream<[EngineIOData], any Error>.Continuation, limit: Int) {
+    init(continuation: AsyncThrowingStream<[EngineIOData], any Error>.Continuation, limit: Int, window: InboundWindow) {
         self.continuation = continuation
         self.limit = limit
+        self.window = window
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if window.mayRead() { context.read() }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -209,6 +265,7 @@ private final class FrameReader: ChannelInboundHandler {
 
     private func deliver() {
         guard !batch.isEmpty else { return }
+        window.delivered()
         continuation.yield(batch)
         batch = []
     }

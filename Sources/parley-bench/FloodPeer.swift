@@ -11,6 +11,8 @@ final class FloodPeer: Sendable {
     let port: Int
     private let channel: any Channel
 
+    private static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
     static let selfID = "bench-self"
     static let peerID = "bench-peer"
 
@@ -21,7 +23,8 @@ final class FloodPeer: Sendable {
 
     static func start(count: Int) async throws -> FloodPeer {
         let flood = encodeFlood(count: count)
-        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        // Its own thread, so the peer never shares an event loop with the client it floods.
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
