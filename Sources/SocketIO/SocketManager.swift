@@ -76,7 +76,8 @@ public actor SocketManager {
         let ackID: Int?
     }
 
-    private struct Namespace {
+    /// A class: the hot path reads flags and listeners per event, and must not copy all of this to do so.
+    private final class Namespace {
         var auth: AuthProvider?
         /// Wants to be connected (connect() called, not refused or disconnected since).
         var active = false
@@ -140,7 +141,7 @@ public actor SocketManager {
     }
 
     func disconnect(_ nsp: String) {
-        guard var state = namespaces[nsp] else { return }
+        guard let state = namespaces[nsp] else { return }
         let wasConnected = state.connected
         if wasConnected, let engine {
             for frame in SocketIOPacket(kind: .disconnect, namespace: nsp).encoded() { try? engine.send(frame) }
@@ -148,7 +149,6 @@ public actor SocketManager {
         state.active = false
         state.connected = false
         state.sid = nil
-        namespaces[nsp] = state
         failSentAcks(nsp)
         if wasConnected { dispatch(.disconnect(.ioClientDisconnect), to: nsp) }
         closeIfIdle()
@@ -419,8 +419,7 @@ public actor SocketManager {
             return
         }
         let nsp = packet.namespace
-        // Read the flags in place: copying the namespace's state costs more than the event.
-        guard let slot = namespaces.index(forKey: nsp), namespaces.values[slot].active else {
+        guard let state = namespaces[nsp], state.active else {
             logger.debug("ignoring a packet for namespace \(nsp) with no active socket")
             return
         }
@@ -463,7 +462,7 @@ public actor SocketManager {
             closeIfIdle()
 
         case .disconnect:
-            let wasConnected = namespaces.values[slot].connected
+            let wasConnected = state.connected
             namespaces[nsp]!.active = false
             namespaces[nsp]!.connected = false
             namespaces[nsp]!.sid = nil
@@ -475,9 +474,9 @@ public actor SocketManager {
             guard let (name, arguments) = packet.event else { return }
             let ack = packet.id.map { Acknowledgement(manager: self, namespace: nsp, id: $0) }
             let event = ReceivedEvent(name: name, arguments: arguments, ack: ack)
-            if namespaces.values[slot].connected {
+            if state.connected {
                 dispatch(.event(event), to: nsp)
-            } else if namespaces.values[slot].receiveBuffer.count < Self.receiveBufferLimit {
+            } else if state.receiveBuffer.count < Self.receiveBufferLimit {
                 namespaces[nsp]!.receiveBuffer.append(event)
             } else {
                 logger.warning("closing connection: too many events before the CONNECT reply")

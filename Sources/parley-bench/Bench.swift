@@ -49,22 +49,40 @@ struct Ingest: AsyncParsableCommand {
 
     func validate() throws {
         guard count > 0 else { throw ValidationError("--count must be positive") }
+        guard runs > 0 else { throw ValidationError("--runs must be positive") }
         guard ["nio", "swift-websocket"].contains(transport) else {
             throw ValidationError("--transport is nio or swift-websocket")
         }
     }
 
+    @Option(help: "Measure Parley this many times (each on a fresh connection) and also print the median and the best.")
+    var runs = 1
+
     func run() async throws {
         let peer = url == nil ? try await FloodPeer.start(count: count) : nil
         let target = url ?? "http://127.0.0.1:\(peer!.port)"
-        let parley = try await measureParley(url: target)
-        print(line(client: "parley (\(transport))", received: count, seconds: parley))
+        var rates: [Double] = []
+        for _ in 0..<runs {
+            let seconds = try await measureParley(url: target)
+            print(line(client: "parley (\(transport))", received: count, seconds: seconds))
+            rates.append(Double(count) / seconds)
+        }
+        rates.sort()
+        let median = rates.count.isMultiple(of: 2)
+            ? (rates[rates.count / 2 - 1] + rates[rates.count / 2]) / 2 : rates[rates.count / 2]
+        if runs > 1 {
+            print(JSONValue.object([
+                "benchmark": "ingest", "client": .string("parley (\(transport))"), "runs": .int(runs),
+                "median_per_second": .int(Int(median)), "best_per_second": .int(Int(rates.last!)),
+                "worst_per_second": .int(Int(rates.first!)),
+            ]).serialized())
+        }
         if compare {
             let python = try runPython(url: target)
             print(python.line)
             print(JSONValue.object([
-                "benchmark": "ingest", "comparison": "parley/python-socketio",
-                "ratio": .double((Double(count) / parley / python.perSecond * 10).rounded() / 10),
+                "benchmark": "ingest", "comparison": "parley/python-socketio (median)",
+                "ratio": .double((median / python.perSecond * 10).rounded() / 10),
             ]).serialized())
         }
         await peer?.stop()
