@@ -73,13 +73,23 @@ let package = Package(
             dependencies: ["Chat", "SocketIO", "EngineIO", "JSON", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
+        // The terminal front end as values: model, update (keys and network in, effects out),
+        // and a view that draws into an in-memory cell grid. No terminal needed.
+        .target(
+            name: "TerminalUI",
+            // CNcursesw only for wcwidth: widths as ncurses computes them.
+            dependencies: ["Chat", "CNcursesw", .product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: strict
+        ),
+        // The ncursesw backend: raw keys in, cell grids out, the poll() loop, terminal restore.
+        .target(name: "Terminal", dependencies: ["TerminalUI", "CNcursesw"], swiftSettings: strict),
         // Headless mode: JSON lines in and out.
         .target(name: "Headless", dependencies: ["ChatClient", "Chat", "JSON"], swiftSettings: strict),
         // The program.
         .executableTarget(
             name: "parley",
             dependencies: [
-                "Headless", "ChatClient", "Chat", "SocketIO", "EngineIO",
+                "Headless", "ChatClient", "Chat", "SocketIO", "EngineIO", "TerminalUI", "Terminal",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -89,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "parley-bench",
             dependencies: [
-                "ChatClient", "Chat", "JSON", "CHeapStats", "SocketIO", "EngineIO",
+                "ChatClient", "Chat", "JSON", "CHeapStats", "SocketIO", "EngineIO", "TerminalUI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -123,6 +133,7 @@ let package = Package(
         ),
         .testTarget(name: "ChatTests", dependencies: ["Chat"], swiftSettings: strict),
         .testTarget(name: "ChatClientTests", dependencies: ["ChatClient", "SocketIOTesting"], swiftSettings: strict),
+        .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "Chat"], swiftSettings: strict),
         .testTarget(name: "CNcurseswTests", dependencies: ["CNcursesw"], swiftSettings: strict),
     ]
 )

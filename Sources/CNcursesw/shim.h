@@ -40,6 +40,18 @@ static inline int parley_setcchar(cchar_t *cell, wchar_t ch, attr_t attrs, short
     return setcchar(cell, text, attrs, pair, NULL);
 }
 
+/* setcchar with a base character and its combining marks (a NUL-terminated string). */
+static inline int parley_setcchar_text(cchar_t *cell, const wchar_t *text, attr_t attrs, short pair) {
+    return setcchar(cell, text, attrs, pair, NULL);
+}
+
+/* Mouse masks (macros built from NCURSES_MOUSE_MASK). */
+static inline mmask_t parley_button1_pressed(void) { return BUTTON1_PRESSED; }
+static inline mmask_t parley_button1_released(void) { return BUTTON1_RELEASED; }
+static inline mmask_t parley_button1_clicked(void) { return BUTTON1_CLICKED; }
+static inline mmask_t parley_button4_pressed(void) { return BUTTON4_PRESSED; }
+static inline mmask_t parley_button5_pressed(void) { return BUTTON5_PRESSED; }
+
 /* The display width ncurses itself uses for a code point (-1 for non-printable). */
 static inline int parley_wcwidth(unsigned int codepoint) { return wcwidth((wchar_t)codepoint); }
 

@@ -58,6 +58,15 @@ struct Parley: AsyncParsableCommand {
     @Flag(name: .customLong("insecure-tls"), help: "Do not verify the server's certificate (self-signed test servers only).")
     var insecureTLS = false
 
+    @Flag(name: .customLong("no-bell"), help: "No bell when a message arrives in a conversation that is not open.")
+    var noBell = false
+
+    @Flag(name: .customLong("no-mouse"), help: "Leave the mouse to the terminal (no clicking names, no wheel scrolling).")
+    var noMouse = false
+
+    @Flag(name: .customLong("no-color"), help: "Draw without colour (also when NO_COLOR is set).")
+    var noColor = false
+
     func validate() throws {
         do {
             _ = try EngineIOEndpoint(url: url)
@@ -91,22 +100,26 @@ struct Parley: AsyncParsableCommand {
         LoggingSystem.bootstrap { label in FileLogHandler(label: label, sink: sink, logLevel: level) }
         let logger = Logger(label: "parley")
 
-        guard headless else {
-            throw fail("the terminal interface is not available yet: run with --headless")
-        }
-
         var socket = SocketManager.Configuration(logger: Logger(label: "parley.socketio"))
         socket.transport = NIOWebSocketTransportFactory(
             options: .init(allowsInsecureTLS: insecureTLS, trustedCertificatesFile: caFile),
             logger: Logger(label: "parley.websocket")
         )
+        let inbox = headless ? nil : UIInbox()
+        var observer: (@Sendable (ChatUpdate) -> Void)?
+        if let inbox { observer = { inbox.observe($0) } }
         let client: ChatClient
         do {
             client = try await ChatClient(options: .init(
-                url: url, configDirectory: configDirectory, historyLimit: historyLimit, socket: socket, logger: logger
+                url: url, configDirectory: configDirectory, historyLimit: historyLimit,
+                publishesUpdates: headless, observer: observer,
+                socket: socket, logger: logger
             ))
         } catch {
             throw fail("\(error)")
+        }
+        if let inbox {
+            throw ExitCode(try await runTerminal(client: client, inbox: inbox, logger: logger))
         }
         logger.info("headless start", metadata: ["server": "\(client.server)"])
         let output = StandardOutput()
@@ -114,6 +127,36 @@ struct Parley: AsyncParsableCommand {
             .run(lines: standardInputLines())
         logger.info("headless exit", metadata: ["code": "\(code)"])
         throw ExitCode(code)
+    }
+
+    /// The full-screen interface; returns the exit code.
+    private func runTerminal(client: ChatClient, inbox: UIInbox, logger: Logger) async throws -> Int32 {
+        guard isatty(0) == 1, isatty(1) == 1 else {
+            throw fail("standard input and output must be a terminal (or use --headless)")
+        }
+        logger.info("terminal start", metadata: ["server": "\(client.server)"])
+        do {
+            try await client.start(username: username)
+        } catch {
+            inbox.post(.needsUsername(reason: error.description))
+        }
+        let app = TerminalApp(
+            client: client, inbox: inbox,
+            settings: .init(serverURL: url, bell: !noBell, mouse: !noMouse), colors: !noColor
+        )
+        let code: Int32
+        do {
+            code = try await app.run()
+        } catch {
+            await client.close()
+            throw fail("\(error)")
+        }
+        await app.finish()
+        // Give what was typed a moment to reach the server before leaving.
+        if client.isConnected, client.hasQueuedMessages { _ = await client.waitUntilQueueFlushed(timeout: .seconds(2)) }
+        await client.close()
+        logger.info("terminal exit", metadata: ["code": "\(code)"])
+        return code
     }
 
     /// Prints `message` to standard error and makes the exit code 2.

@@ -1,0 +1,128 @@
+import CNcursesw
+
+/// Text as the terminal shows it: made inert, then measured in columns.
+///
+/// Widths come from the C library's `wcwidth`, the same function ncurses uses
+/// to place characters, so what the view lays out is what the terminal draws.
+/// (The program sets the locale from the environment before anything is drawn;
+/// tests set a UTF-8 locale.)
+public enum DisplayText {
+    /// Makes a string from the network safe to draw: C0 controls become the
+    /// visible control pictures (U+2400…), DEL becomes ␡, C1 controls become
+    /// U+FFFD, and the bidi embedding, override and isolate controls
+    /// (U+202A–202E, U+2066–2069) are dropped, so no byte of it can move the
+    /// cursor, change colours, or reorder the text around it.
+    ///
+    /// With `multiline`, line feeds are kept (a message may have several lines)
+    /// and a tab becomes spaces.
+    public static func inert(_ text: String, multiline: Bool = false) -> String {
+        // Fast path: most text has nothing to change.
+        if !text.unicodeScalars.contains(where: needsReplacing) { return text }
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            switch scalar.value {
+            case 0x0A where multiline: out.append(scalar)
+            case 0x09 where multiline: out.append(contentsOf: "    ".unicodeScalars)
+            case 0x00...0x1F: out.append(Unicode.Scalar(0x2400 + scalar.value)!)
+            case 0x7F: out.append("\u{2421}")
+            case 0x80...0x9F: out.append("\u{FFFD}")
+            case 0x202A...0x202E, 0x2066...0x2069: continue
+            default: out.append(scalar)
+            }
+        }
+        return String(out)
+    }
+
+    static func needsReplacing(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x00...0x1F, 0x7F...0x9F, 0x202A...0x202E, 0x2066...0x2069: return true
+        default: return false
+        }
+    }
+
+    /// Columns one scalar takes: 0 for combining marks and other zero-width
+    /// characters, 2 for wide (CJK, most emoji), otherwise 1. Unprintable
+    /// scalars (which `inert` has already replaced) count as 1.
+    @inline(__always)
+    public static func width(of scalar: Unicode.Scalar) -> Int {
+        if scalar.value >= 0x20 && scalar.value < 0x7F { return 1 }
+        let w = Int(parley_wcwidth(scalar.value))
+        return w < 0 ? 1 : w
+    }
+
+    /// Columns a whole string takes.
+    public static func width(of text: some StringProtocol) -> Int {
+        var total = 0
+        for scalar in text.unicodeScalars { total += width(of: scalar) }
+        return total
+    }
+
+    /// The string cut to at most `columns` columns, ending in "…" when it was cut.
+    public static func truncated(_ text: String, toWidth columns: Int) -> String {
+        guard columns > 0 else { return "" }
+        if width(of: text) <= columns { return text }
+        var out = String.UnicodeScalarView()
+        var used = 0
+        for scalar in text.unicodeScalars {
+            let w = width(of: scalar)
+            if used + w > columns - 1 { break }
+            out.append(scalar)
+            used += w
+        }
+        return String(out) + "…"
+    }
+
+    /// Splits text into lines of at most `columns` columns: at line feeds, then
+    /// at the last space that fits, else mid-word. Wide characters never straddle
+    /// the edge.
+    public static func wrapped(_ text: String, toWidth columns: Int) -> [Substring] {
+        let columns = max(columns, 2)
+        var lines: [Substring] = []
+        for paragraph in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            wrap(paragraph, columns: columns, into: &lines)
+        }
+        return lines
+    }
+
+    /// How many lines `wrapped` would give, without building them.
+    public static func wrappedLineCount(_ text: String, toWidth columns: Int) -> Int {
+        // ASCII without line feeds that fits: the common case, answered from the byte count.
+        if text.utf8.count <= columns, !text.utf8.contains(where: { $0 >= 0x7F || $0 == 0x0A }) { return 1 }
+        return wrapped(text, toWidth: columns).count
+    }
+
+    private static func wrap(_ paragraph: Substring, columns: Int, into lines: inout [Substring]) {
+        // By scalars, so a cut never lands inside one; wide characters never straddle the edge.
+        var rest = paragraph.unicodeScalars
+        while true {
+            var used = 0
+            var cut = rest.endIndex
+            var lastSpace: String.Index?
+            var index = rest.startIndex
+            while index < rest.endIndex {
+                let scalar = rest[index]
+                let w = width(of: scalar)
+                if used + w > columns {
+                    cut = index
+                    break
+                }
+                if scalar == " " { lastSpace = index }
+                used += w
+                index = rest.index(after: index)
+            }
+            if cut == rest.endIndex {
+                lines.append(Substring(rest))
+                return
+            }
+            if let space = lastSpace, space > rest.startIndex {
+                lines.append(Substring(rest[rest.startIndex..<space]))
+                rest = rest[rest.index(after: space)...]
+            } else {
+                // Always make progress, even when one character is wider than the line.
+                if cut == rest.startIndex { cut = rest.index(after: cut) }
+                lines.append(Substring(rest[rest.startIndex..<cut]))
+                rest = rest[cut...]
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+/// The text being typed, with a cursor: a line editor as a plain value.
+/// Positions count characters (grapheme clusters), so the cursor never stops
+/// inside an accented letter or an emoji.
+public struct InputLine: Sendable, Hashable {
+    public private(set) var characters: [Character] = []
+    /// 0...characters.count
+    public private(set) var cursor = 0
+
+    public init(_ text: String = "") {
+        characters = Array(text)
+        cursor = characters.count
+    }
+
+    public var text: String { String(characters) }
+    public var isEmpty: Bool { characters.isEmpty }
+
+    public mutating func insert(_ text: String) {
+        let new = Array(text)
+        characters.insert(contentsOf: new, at: cursor)
+        cursor += new.count
+    }
+
+    public mutating func moveLeft() { cursor = max(cursor - 1, 0) }
+    public mutating func moveRight() { cursor = min(cursor + 1, characters.count) }
+    public mutating func moveHome() { cursor = 0 }
+    public mutating func moveEnd() { cursor = characters.count }
+
+    public mutating func deleteBackward() {
+        guard cursor > 0 else { return }
+        characters.remove(at: cursor - 1)
+        cursor -= 1
+    }
+
+    public mutating func deleteForward() {
+        guard cursor < characters.count else { return }
+        characters.remove(at: cursor)
+    }
+
+    /// Ctrl-W: the word before the cursor, and the spaces after it.
+    public mutating func deleteWordBackward() {
+        var start = cursor
+        while start > 0, characters[start - 1].isWhitespace { start -= 1 }
+        while start > 0, !characters[start - 1].isWhitespace { start -= 1 }
+        characters.removeSubrange(start..<cursor)
+        cursor = start
+    }
+
+    /// Ctrl-U.
+    public mutating func deleteToStart() {
+        characters.removeSubrange(0..<cursor)
+        cursor = 0
+    }
+
+    /// Ctrl-K.
+    public mutating func deleteToEnd() {
+        characters.removeSubrange(cursor...)
+    }
+
+    public mutating func clear() {
+        characters = []
+        cursor = 0
+    }
+
+    /// What to draw in `columns` columns: a window on the text that keeps the
+    /// cursor visible, line feeds shown as "↵", and the cursor's column in it.
+    public func visible(columns: Int) -> (text: String, cursorColumn: Int) {
+        guard columns > 1 else { return ("", 0) }
+        let shown = characters.map { $0 == "\n" || $0 == "\r\n" ? "↵" : DisplayText.inert(String($0)) }
+        let widths = shown.map { DisplayText.width(of: $0) }
+        // Start far enough right that the cursor (and one column for it) fits.
+        var start = 0
+        var widthToCursor = widths[0..<cursor].reduce(0, +)
+        while widthToCursor + 1 > columns, start < cursor {
+            widthToCursor -= widths[start]
+            start += 1
+        }
+        var text = ""
+        var used = 0
+        for i in start..<shown.count {
+            if used + widths[i] > columns { break }
+            text += shown[i]
+            used += widths[i]
+        }
+        return (text, widthToCursor)
+    }
+}

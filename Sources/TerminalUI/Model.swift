@@ -1,0 +1,128 @@
+public import Chat
+public import Foundation
+
+/// A key press, as the backend decodes it from the terminal.
+public enum Key: Sendable, Hashable {
+    case character(Character)
+    case enter, tab, backTab, backspace, delete, escape
+    case left, right, up, down, home, end, pageUp, pageDown
+    case function(Int)
+    /// Ctrl plus a letter, lowercase ("a" for Ctrl-A).
+    case control(Character)
+    /// Alt (Meta) plus a character.
+    case alt(Character)
+    case mouseClick(row: Int, column: Int)
+    case wheelUp(row: Int, column: Int)
+    case wheelDown(row: Int, column: Int)
+}
+
+/// Everything that can change what the person sees. Key presses, pastes,
+/// resizes and the network all arrive as one of these.
+public enum UIMessage: Sendable {
+    case key(Key)
+    /// A bracketed paste: goes into the input as it is, nothing sent.
+    case paste(String)
+    case resize(width: Int, height: Int)
+    /// The chat client's state changed.
+    case chat(ChatState)
+    /// No usable session: ask for a username (with the server's reason after a refusal).
+    case needsUsername(reason: String?)
+    /// A message arrived (for the bell).
+    case arrived(peerID: String, fromSelf: Bool)
+    /// Something went wrong that the person should read (a send refused, a warning).
+    case notice(String)
+    /// The clock moved (only scheduled while a countdown is on screen).
+    case tick(Date)
+}
+
+/// What the program must do for the model: the side effects run outside and
+/// come back as messages.
+public enum Effect: Sendable, Hashable {
+    case login(username: String)
+    case send(text: String, to: String)
+    case select(userID: String?)
+    case logout
+    case quit
+    case bell
+    /// Repaint every cell (Ctrl-L, after a resize).
+    case redraw
+}
+
+/// The whole front end as a value: the chat (as the client last reported it)
+/// plus what only the screen knows: the input, the scroll position, the
+/// "new messages" marker, the help overlay.
+public struct UIModel: Sendable {
+    public enum Screen: Sendable, Hashable {
+        /// Asking for a username; `waiting` once Enter was pressed and the server has not answered.
+        case prompt(waiting: Bool)
+        case chat
+    }
+
+    public struct Settings: Sendable, Hashable {
+        public var serverURL: String
+        public var bell: Bool
+        public var mouse: Bool
+        public init(serverURL: String, bell: Bool = true, mouse: Bool = true) {
+            self.serverURL = serverURL
+            self.bell = bell
+            self.mouse = mouse
+        }
+    }
+
+    public let settings: Settings
+    public internal(set) var chat: ChatState
+    public internal(set) var screen: Screen
+    public internal(set) var width = 80
+    public internal(set) var height = 24
+    public internal(set) var input = InputLine()
+    /// Under the username field: why the last name was refused.
+    public internal(set) var promptProblem: String?
+    public internal(set) var showHelp = false
+    /// Lines scrolled up from the newest message; 0 follows the conversation.
+    public internal(set) var scroll = 0
+    /// New messages arrived below while scrolled up.
+    public internal(set) var moreBelow = false
+    /// Index of the first message that was unread when the conversation was opened.
+    public internal(set) var unreadMarker: Int?
+    /// A one-line message in the status bar until the next key press.
+    public internal(set) var notice: String?
+    /// Own messages sent per conversation, for Up/Down.
+    public internal(set) var sentHistory: [String: [String]] = [:]
+    /// Position in `sentHistory` while browsing it, and the draft it replaced.
+    var historyPosition: Int?
+    var draft: String?
+    /// First row of the user list on screen.
+    public internal(set) var listOffset = 0
+    /// When the current reconnection attempt starts (for the countdown).
+    public internal(set) var reconnectAt: Date?
+    public internal(set) var now = Date()
+    public internal(set) var quitting = false
+
+    public init(settings: Settings, chat: ChatState = ChatState(), hasSession: Bool) {
+        self.settings = settings
+        self.chat = chat
+        self.screen = hasSession ? .chat : .prompt(waiting: false)
+    }
+
+    /// The smallest terminal the layout works in.
+    public static let minimumWidth = 40
+    public static let minimumHeight = 10
+
+    public var isTooSmall: Bool { width < Self.minimumWidth || height < Self.minimumHeight }
+
+    /// Users in display order: self first, then by username.
+    public var order: [String] { chat.order }
+
+    /// Columns of the user list (the separator is drawn after it).
+    public var listWidth: Int { min(max(width / 4, 14), 28) }
+    /// Rows of the conversation between its header and the status bar.
+    public var conversationHeight: Int { max(height - 3, 0) }
+    /// Columns the conversation's text wraps at.
+    public var conversationWidth: Int { max(width - listWidth - 1 - 2, 10) }
+
+    /// Seconds left before the next reconnection attempt, when one is pending.
+    public var reconnectCountdown: Int? {
+        guard case .reconnecting = chat.connection, let reconnectAt else { return nil }
+        return max(Int((reconnectAt.timeIntervalSince(now)).rounded(.up)), 0)
+    }
+}

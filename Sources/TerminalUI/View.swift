@@ -1,0 +1,344 @@
+import Chat
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The lines of a conversation, computed from the newest message backwards and
+/// only as far as the screen needs: drawing costs what is visible, not what is
+/// stored.
+struct ConversationLayout {
+    /// One row of the conversation panel.
+    enum Line {
+        case label(String, fromSelf: Bool)
+        case newMessages
+        case text(time: String?, Substring, fromSelf: Bool)
+        case queued
+    }
+
+    let textWidth: Int
+    let unreadMarker: Int?
+    let peerName: String
+
+    static let timeColumn = 6  // "12:34 "
+
+    init(model: UIModel) {
+        textWidth = max(model.conversationWidth - Self.timeColumn, 4)
+        unreadMarker = model.unreadMarker
+        peerName = DisplayText.inert(model.chat.selectedUser?.username ?? "")
+    }
+
+    private func startsGroup(_ messages: ChatUser.MessageList, _ i: Int) -> Bool {
+        i == messages.startIndex || messages[i - 1].fromSelf != messages[i].fromSelf || unreadMarker == i
+    }
+
+    func lineCount(of user: ChatUser, at i: Int) -> Int {
+        let message = user.messages[i]
+        var count = DisplayText.wrappedLineCount(DisplayText.inert(message.content, multiline: true), toWidth: textWidth)
+        if startsGroup(user.messages, i) { count += 1 }
+        if unreadMarker == i { count += 1 }
+        if message.delivery == .queued { count += 1 }
+        return count
+    }
+
+    /// Lines from the newest message back, stopping once `limit` are counted.
+    func lineCount(of user: ChatUser, upTo limit: Int) -> Int {
+        var total = 0
+        var i = user.messages.endIndex
+        while i > user.messages.startIndex, total < limit {
+            i -= 1
+            total += lineCount(of: user, at: i)
+        }
+        return total
+    }
+
+    func lines(of user: ChatUser, at i: Int) -> [Line] {
+        let message = user.messages[i]
+        var lines: [Line] = []
+        if unreadMarker == i { lines.append(.newMessages) }
+        if startsGroup(user.messages, i) {
+            lines.append(.label(message.fromSelf ? "(yourself)" : peerName, fromSelf: message.fromSelf))
+        }
+        let wrapped = DisplayText.wrapped(DisplayText.inert(message.content, multiline: true), toWidth: textWidth)
+        for (n, part) in wrapped.enumerated() {
+            lines.append(.text(time: n == 0 ? Self.clock(message.at) : nil, part, fromSelf: message.fromSelf))
+        }
+        if message.delivery == .queued { lines.append(.queued) }
+        return lines
+    }
+
+    /// The rows to show, oldest first: `rows` lines ending `scroll` lines above the newest.
+    func visibleLines(of user: ChatUser, rows: Int, scroll: Int) -> [Line] {
+        var reversed: [Line] = []
+        reversed.reserveCapacity(rows + scroll)
+        var i = user.messages.endIndex
+        while i > user.messages.startIndex, reversed.count < scroll + rows {
+            i -= 1
+            reversed.append(contentsOf: lines(of: user, at: i).reversed())
+        }
+        let window = reversed.dropFirst(scroll).prefix(rows)
+        return window.reversed()
+    }
+
+    /// Local time as HH:MM.
+    static func clock(_ date: Date) -> String {
+        var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        let h = Int(parts.tm_hour)
+        let m = Int(parts.tm_min)
+        return (h < 10 ? "0" : "") + String(h) + ":" + (m < 10 ? "0" : "") + String(m)
+    }
+}
+
+extension ChatUser {
+    typealias MessageList = Deque<ChatMessage>
+}
+
+import DequeModule
+
+/// Draws the model into a grid. A pure function of the model: the same code
+/// feeds the terminal and the tests.
+public enum View {
+    public static func render(_ model: UIModel) -> CellGrid {
+        var grid = CellGrid(width: model.width, height: model.height)
+        render(model, into: &grid)
+        return grid
+    }
+
+    public static func render(_ model: UIModel, into grid: inout CellGrid) {
+        if grid.width != model.width || grid.height != model.height {
+            grid = CellGrid(width: model.width, height: model.height)
+        } else {
+            grid.fill(row: 0, column: 0, width: grid.width, height: grid.height)
+        }
+        grid.cursor = nil
+        if model.isTooSmall {
+            tooSmall(model, &grid)
+            return
+        }
+        switch model.screen {
+        case .prompt(let waiting): prompt(model, waiting: waiting, &grid)
+        case .chat: chat(model, &grid)
+        }
+        if model.showHelp { help(model, &grid) }
+    }
+
+    // MARK: Screens
+
+    static func tooSmall(_ model: UIModel, _ grid: inout CellGrid) {
+        let lines = [
+            "Terminal too small",
+            "\(model.width)×\(model.height), needs \(UIModel.minimumWidth)×\(UIModel.minimumHeight)",
+            "Ctrl-Q quits",
+        ]
+        let top = max((model.height - lines.count) / 2, 0)
+        for (n, line) in lines.enumerated() {
+            centre(line, row: top + n, in: &grid, style: n == 0 ? .bold : .normal)
+        }
+    }
+
+    static func prompt(_ model: UIModel, waiting: Bool, _ grid: inout CellGrid) {
+        let boxWidth = min(model.width - 4, 60)
+        let left = (model.width - boxWidth) / 2
+        let top = max((model.height - 9) / 2, 0)
+        centre("Parley", row: top, in: &grid, style: .bold)
+        centre(DisplayText.truncated(DisplayText.inert(model.settings.serverURL), toWidth: boxWidth), row: top + 1, in: &grid, style: .dim)
+        let state = waiting ? connectionText(model) : (model.chat.connection == .connecting ? "not connected" : connectionText(model))
+        centre(state, row: top + 2, in: &grid, style: style(of: model.chat.connection))
+        grid.write("Choose a username:", row: top + 4, column: left, limit: boxWidth, style: .normal)
+        let fieldWidth = boxWidth - 2
+        grid.write("> ", row: top + 5, column: left, style: .accent)
+        let (text, cursor) = model.input.visible(columns: fieldWidth)
+        grid.write(text, row: top + 5, column: left + 2, limit: fieldWidth)
+        grid.cursor = (top + 5, left + 2 + cursor)
+        if let problem = model.promptProblem {
+            grid.write(DisplayText.truncated(DisplayText.inert(problem), toWidth: boxWidth), row: top + 6, column: left, style: .error)
+        } else {
+            grid.write(waiting ? "Connecting…" : "Enter connects · 3–32 characters · F1 help", row: top + 6, column: left, limit: boxWidth, style: .dim)
+        }
+    }
+
+    static func chat(_ model: UIModel, _ grid: inout CellGrid) {
+        userList(model, &grid)
+        let separator = model.listWidth
+        for row in 0..<(model.height - 2) { grid.write("│", row: row, column: separator, style: .dim) }
+        conversation(model, &grid)
+        statusBar(model, &grid)
+        inputLine(model, &grid)
+    }
+
+    // MARK: Parts
+
+    static func userList(_ model: UIModel, _ grid: inout CellGrid) {
+        let width = model.listWidth
+        let online = model.order.reduce(0) { $0 + (model.chat.user($1)?.isConnected == true ? 1 : 0) }
+        grid.write(DisplayText.truncated(" Users \(online)/\(model.order.count)", toWidth: width), row: 0, column: 0, style: .bold)
+        let rows = model.listRows
+        for n in 0..<rows {
+            let index = model.listOffset + n
+            guard index < model.order.count, let user = model.chat.user(model.order[index]) else { break }
+            let row = n + 1
+            let selected = user.id == model.chat.selectedUserID
+            let base: Style = selected ? .reverse : .normal
+            if selected { grid.fill(row: row, column: 0, width: width, height: 1, style: .reverse) }
+            // Glyph and colour, so it reads without colour too.
+            grid.write(user.isConnected ? "●" : "○", row: row, column: 0, style: selected ? .reverse : (user.isConnected ? .online : .offline))
+            let unread = user.unreadCount > 0 ? " \(user.unreadCount > 999 ? "999+" : String(user.unreadCount))" : ""
+            let suffix = user.isSelf ? " (yourself)" : ""
+            let nameRoom = width - 2 - DisplayText.width(of: unread) - DisplayText.width(of: suffix)
+            let name = DisplayText.truncated(DisplayText.inert(user.username), toWidth: max(nameRoom, 1))
+            var col = 2
+            col += grid.write(name, row: row, column: col, limit: width - col, style: selected ? .reverse : (user.isSelf ? .accent : .normal))
+            col += grid.write(suffix, row: row, column: col, limit: width - col, style: selected ? .reverse : .dim)
+            if !unread.isEmpty {
+                grid.write(unread, row: row, column: width - DisplayText.width(of: unread), limit: DisplayText.width(of: unread), style: selected ? base : .highlight)
+            }
+        }
+    }
+
+    static func conversation(_ model: UIModel, _ grid: inout CellGrid) {
+        let left = model.listWidth + 2
+        let width = model.width - left
+        guard let user = model.chat.selectedUser else {
+            grid.write("No conversation selected", row: 0, column: left, limit: width, style: .bold)
+            let hints = [
+                "Tab / Shift-Tab or Ctrl-N / Ctrl-P: next / previous",
+                "Alt-1…9: jump to a user · Alt-A: next unread",
+                "Click a name · F1 or ? for every key",
+            ]
+            for (n, hint) in hints.enumerated() { grid.write(hint, row: 2 + n, column: left, limit: width, style: .dim) }
+            return
+        }
+        // Header: status and name.
+        var col = left
+        col += grid.write(user.isConnected ? "● " : "○ ", row: 0, column: col, style: user.isConnected ? .online : .offline)
+        let name = DisplayText.inert(user.username) + (user.isSelf ? " (yourself)" : "")
+        let state = user.isConnected ? "  online" : "  offline"
+        col += grid.write(DisplayText.truncated(name, toWidth: max(width - 2 - state.count, 1)), row: 0, column: col, style: .bold)
+        grid.write(state, row: 0, column: col, limit: model.width - col, style: .dim)
+
+        let rows = model.conversationHeight
+        let layout = ConversationLayout(model: model)
+        let lines = layout.visibleLines(of: user, rows: rows, scroll: model.scroll)
+        let top = 1 + rows - lines.count  // short conversations sit at the bottom, next to the input
+        for (n, line) in lines.enumerated() {
+            let row = top + n
+            switch line {
+            case .label(let label, let fromSelf):
+                grid.write(label, row: row, column: left, limit: width, style: fromSelf ? .bold : .accent)
+            case .newMessages:
+                let text = "── new messages "
+                let w = grid.write(text, row: row, column: left, limit: width, style: .highlight)
+                grid.write(String(repeating: "─", count: max(width - w - 1, 0)), row: row, column: left + w, limit: width - w, style: .highlight)
+            case .text(let time, let text, _):
+                if let time { grid.write(time, row: row, column: left, style: .dim) }
+                grid.write(text, row: row, column: left + ConversationLayout.timeColumn, limit: width - ConversationLayout.timeColumn)
+            case .queued:
+                grid.write("⧗ queued: sent when the connection is back", row: row, column: left + ConversationLayout.timeColumn, limit: width - ConversationLayout.timeColumn, style: .dim)
+            }
+        }
+        if model.scroll > 0 {
+            let text = model.moreBelow ? " ▼ new messages below · End " : " ▼ more below · End "
+            let w = DisplayText.width(of: text)
+            grid.fill(row: rows, column: model.width - w, width: w, height: 1)
+            grid.write(text, row: rows, column: max(model.width - w, left), style: .highlight)
+        }
+    }
+
+    static func statusBar(_ model: UIModel, _ grid: inout CellGrid) {
+        let row = model.height - 2
+        grid.fill(row: row, column: 0, width: model.width, height: 1, style: .reverse)
+        let hint = "F1 help · Tab next · Ctrl-Q quit"
+        let status = model.notice ?? connectionText(model)
+        let hintWidth = DisplayText.width(of: hint)
+        let room = model.width - 2
+        let showHint = DisplayText.width(of: status) + hintWidth + 3 <= room
+        grid.write(DisplayText.truncated(status, toWidth: showHint ? room - hintWidth - 3 : room), row: row, column: 1, style: .reverse)
+        if showHint { grid.write(hint, row: row, column: model.width - 1 - hintWidth, style: .reverse) }
+    }
+
+    static func inputLine(_ model: UIModel, _ grid: inout CellGrid) {
+        let row = model.height - 1
+        let prompt = model.chat.selectedUser.map { "\(DisplayText.truncated(DisplayText.inert($0.username), toWidth: 12))> " } ?? "> "
+        let w = grid.write(prompt, row: row, column: 0, style: .accent)
+        let (text, cursor) = model.input.visible(columns: model.width - w - 1)
+        grid.write(text, row: row, column: w)
+        grid.cursor = (row, w + cursor)
+    }
+
+    static func help(_ model: UIModel, _ grid: inout CellGrid) {
+        let lines = [
+            ("Tab / Shift-Tab, Ctrl-N / Ctrl-P", "next / previous conversation"),
+            ("Alt-1 … Alt-9", "jump to the n-th user"),
+            ("Alt-A", "next conversation with unread messages"),
+            ("PgUp / PgDn, wheel", "scroll the conversation"),
+            ("End", "back to the newest message"),
+            ("Enter", "send (// sends a leading /)"),
+            ("Up / Down", "messages you sent here"),
+            ("Left / Right, Home / End", "move; also Ctrl-B/F/A/E"),
+            ("Backspace / Delete", "delete a character"),
+            ("Ctrl-W / Ctrl-U / Ctrl-K", "delete word / to start / to end"),
+            ("Paste", "goes into the input, lines kept"),
+            ("Click a name", "open that conversation"),
+            ("/logout", "forget this session, new username"),
+            ("/quit, Ctrl-Q, Ctrl-C", "quit"),
+            ("Ctrl-L", "redraw the screen"),
+            ("F1, ?, /help", "this help; any key closes it"),
+        ]
+        let keyWidth = 34
+        let boxWidth = min(model.width - 2, keyWidth + 44)
+        let boxHeight = min(model.height - 2, lines.count + 4)
+        let left = (model.width - boxWidth) / 2
+        let top = (model.height - boxHeight) / 2
+        grid.fill(row: top, column: left, width: boxWidth, height: boxHeight)
+        grid.write("┌" + String(repeating: "─", count: boxWidth - 2) + "┐", row: top, column: left, style: .dim)
+        for r in (top + 1)..<(top + boxHeight - 1) {
+            grid.write("│", row: r, column: left, style: .dim)
+            grid.write("│", row: r, column: left + boxWidth - 1, style: .dim)
+        }
+        grid.write("└" + String(repeating: "─", count: boxWidth - 2) + "┘", row: top + boxHeight - 1, column: left, style: .dim)
+        grid.write(" Keys ", row: top, column: left + 2, style: .bold)
+        let inner = boxWidth - 4
+        for (n, (key, action)) in lines.prefix(boxHeight - 4).enumerated() {
+            let row = top + 2 + n
+            let kw = min(keyWidth, inner / 2)
+            grid.write(DisplayText.truncated(key, toWidth: kw - 1), row: row, column: left + 2, style: .accent)
+            grid.write(DisplayText.truncated(action, toWidth: inner - kw), row: row, column: left + 2 + kw)
+        }
+    }
+
+    // MARK: Helpers
+
+    static func connectionText(_ model: UIModel) -> String {
+        switch model.chat.connection {
+        case .connecting:
+            return "connecting…"
+        case .connected:
+            let name = model.chat.selfUsername.map { DisplayText.inert($0) } ?? "?"
+            return "connected as \(name)"
+        case .reconnecting(let attempt, _):
+            if let seconds = model.reconnectCountdown, seconds > 0 {
+                return "reconnecting in \(seconds) s, attempt \(attempt)"
+            }
+            return "reconnecting, attempt \(attempt)"
+        case .offline(let reason):
+            return "offline: \(DisplayText.inert(reason))"
+        }
+    }
+
+    static func style(of status: ConnectionStatus) -> Style {
+        switch status {
+        case .connected: return .online
+        case .connecting, .reconnecting: return .highlight
+        case .offline: return .error
+        }
+    }
+
+    static func centre(_ text: String, row: Int, in grid: inout CellGrid, style: Style) {
+        let text = DisplayText.truncated(text, toWidth: grid.width)
+        let column = max((grid.width - DisplayText.width(of: text)) / 2, 0)
+        grid.write(text, row: row, column: column, style: style)
+    }
+}

@@ -1,0 +1,184 @@
+import Chat
+import ChatClient
+import Foundation
+import Synchronization
+import Terminal
+import TerminalUI
+
+/// Carries news from the network side (the chat client's observer, on its
+/// executor) to the terminal thread: messages queue here, and the wake pipe
+/// gets one byte when the queue goes from empty to not empty.
+final class UIInbox: Sendable {
+    private struct Pending {
+        var messages: [UIMessage] = []
+        var waiting = false
+    }
+
+    let pipe = WakePipe()
+    private let pending = Mutex(Pending())
+
+    /// The chat client's observer.
+    func observe(_ update: ChatUpdate) {
+        switch update {
+        case .needsUsername(let reason): post(.needsUsername(reason: reason))
+        case .message(let record) where !record.fromSelf: post(.arrived(peerID: record.from, fromSelf: false))
+        case .warning(let text): post(.notice(text))
+        default: post(nil)
+        }
+    }
+
+    /// A message for the model (or nil: only "the chat state changed").
+    func post(_ message: UIMessage?) {
+        let wake = pending.withLock { state in
+            if let message { state.messages.append(message) }
+            defer { state.waiting = true }
+            return !state.waiting
+        }
+        if wake { pipe.wake() }
+    }
+
+    func take() -> [UIMessage] {
+        pending.withLock { state in
+            defer { state = Pending() }
+            return state.messages
+        }
+    }
+}
+
+/// The terminal front end: Model → Update → View on one thread, blocking in
+/// poll() between events; the chat client's work runs on its own executor,
+/// and what the model asks for is done in order by one task.
+final class TerminalApp: @unchecked Sendable {
+    enum Action: Sendable {
+        case login(String)
+        case send(String, to: String)
+        case logout
+    }
+
+    private let client: ChatClient
+    private let inbox: UIInbox
+    private let settings: UIModel.Settings
+    private let colors: Bool
+    private let actions: AsyncStream<Action>.Continuation
+    private let worker: Task<Void, Never>
+
+    init(client: ChatClient, inbox: UIInbox, settings: UIModel.Settings, colors: Bool) {
+        self.client = client
+        self.inbox = inbox
+        self.settings = settings
+        self.colors = colors
+        let (stream, continuation) = AsyncStream.makeStream(of: Action.self)
+        actions = continuation
+        worker = Task { [client, inbox] in
+            for await action in stream {
+                switch action {
+                case .login(let name):
+                    do {
+                        try await client.login(username: name)
+                    } catch let problem as Username.Problem {
+                        inbox.post(.needsUsername(reason: problem.description))
+                    } catch {
+                        inbox.post(.needsUsername(reason: "\(error)"))
+                    }
+                case .send(let text, let to):
+                    do {
+                        try await client.send(text, to: to)
+                    } catch {
+                        inbox.post(.notice("not sent: \(error)"))
+                    }
+                case .logout:
+                    await client.logout()
+                }
+            }
+        }
+    }
+
+    /// Runs until the person quits or a signal ends it; the terminal is restored before it returns.
+    func run() async throws -> Int32 {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
+            // A thread of its own: poll() blocks, and ncurses wants one thread.
+            let thread = Thread { [self] in
+                do {
+                    continuation.resume(returning: try loop())
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+            thread.name = "parley-terminal"
+            thread.start()
+        }
+    }
+
+    private func loop() throws -> Int32 {
+        let terminal = try Terminal(options: .init(mouse: settings.mouse, colors: colors))
+        defer { terminal.restore() }
+        let events = EventLoop(terminal: terminal, network: inbox.pipe)
+        let pending = inbox.take()
+        let needsName = pending.contains { if case .needsUsername = $0 { true } else { false } }
+        var model = UIModel(settings: settings, chat: client.snapshot(), hasSession: !needsName)
+        var effects = model.update(.resize(width: terminal.width, height: terminal.height))
+        for message in pending { effects += model.update(message) }
+        var grid = CellGrid(width: 0, height: 0)
+        var full = true
+        var exitCode: Int32 = 0
+
+        while true {
+            for effect in effects {
+                switch effect {
+                case .login(let name): actions.yield(.login(name))
+                case .send(let text, let to): actions.yield(.send(text, to: to))
+                case .select(let id):
+                    client.select(id)
+                case .logout: actions.yield(.logout)
+                case .bell: terminal.bell()
+                case .redraw: full = true
+                case .quit: break
+                }
+            }
+            effects = []
+            if model.quitting { break }
+            View.render(model, into: &grid)
+            terminal.draw(grid, full: full)
+            full = false
+
+            // A timer only while a countdown is on screen: wake at the next whole second.
+            var timeout: Int32?
+            if model.reconnectCountdown != nil {
+                let fraction = Date().timeIntervalSince1970.truncatingRemainder(dividingBy: 1)
+                timeout = Int32(((1 - fraction) * 1000).rounded(.up)) + 5
+            }
+            for wake in events.next(timeout: timeout) {
+                switch wake {
+                case .terminal(let terminalEvents):
+                    for event in terminalEvents {
+                        switch event {
+                        case .key(let key): effects += model.update(.key(key))
+                        case .paste(let text): effects += model.update(.paste(text))
+                        case .resize(let width, let height): effects += model.update(.resize(width: width, height: height))
+                        }
+                    }
+                case .network:
+                    // Take the messages before the state: the state is then at least as new as they are.
+                    let messages = inbox.take()
+                    effects += model.update(.tick(Date()))
+                    // The state first, so a bell knows which conversation is open.
+                    effects += model.update(.chat(client.snapshot()))
+                    for message in messages { effects += model.update(message) }
+                case .timer:
+                    effects += model.update(.tick(Date()))
+                case .terminate(let signal):
+                    exitCode = 128 + signal
+                    effects.append(.quit)
+                    model.quitNow()
+                }
+            }
+        }
+        actions.finish()
+        return exitCode
+    }
+
+    /// Waits until what the person sent has been handed over (or the connection is gone).
+    func finish() async {
+        await worker.value
+    }
+}
