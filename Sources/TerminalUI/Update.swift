@@ -287,7 +287,14 @@ extension UIModel {
     mutating func select(_ id: String) -> [Effect] {
         guard id != chat.selectedUserID else { return [] }
         if let user = chat.user(id), user.unreadCount > 0 {
-            unreadMarker = max(user.messages.count - user.unreadCount, 0)
+            // Before the oldest unread message: own messages in between are not counted.
+            var remaining = user.unreadCount
+            var index = user.messages.endIndex
+            while remaining > 0, index > user.messages.startIndex {
+                index -= 1
+                if !user.messages[index].fromSelf { remaining -= 1 }
+            }
+            unreadMarker = index
         } else {
             unreadMarker = nil
         }

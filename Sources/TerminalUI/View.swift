@@ -129,7 +129,7 @@ public enum View {
 
     static func tooSmall(_ model: UIModel, _ grid: inout CellGrid) {
         let lines = [
-            "Terminal too small",
+            model.width >= 18 ? "Terminal too small" : "Too small",
             "\(model.width)×\(model.height), needs \(UIModel.minimumWidth)×\(UIModel.minimumHeight)",
             "Ctrl-Q quits",
         ]
@@ -186,14 +186,19 @@ public enum View {
             // Glyph and colour, so it reads without colour too.
             grid.write(user.isConnected ? "●" : "○", row: row, column: 0, style: selected ? .reverse : (user.isConnected ? .online : .offline))
             let unread = user.unreadCount > 0 ? " \(user.unreadCount > 999 ? "999+" : String(user.unreadCount))" : ""
-            let suffix = user.isSelf ? " (yourself)" : ""
-            let nameRoom = width - 2 - DisplayText.width(of: unread) - DisplayText.width(of: suffix)
-            let name = DisplayText.truncated(DisplayText.inert(user.username), toWidth: max(nameRoom, 1))
+            let name = DisplayText.inert(user.username)
+            let room = width - 3 - DisplayText.width(of: unread)
+            // The name comes first: the "(yourself)" mark shortens before the name is cut much.
+            let suffix = user.isSelf
+                ? [" (yourself)", " (you)", ""].first { room - DisplayText.width(of: $0) >= min(DisplayText.width(of: name), 8) } ?? ""
+                : ""
+            let nameRoom = room - DisplayText.width(of: suffix)
             var col = 2
-            col += grid.write(name, row: row, column: col, limit: width - col, style: selected ? .reverse : (user.isSelf ? .accent : .normal))
+            col += grid.write(DisplayText.truncated(name, toWidth: max(nameRoom, 1)), row: row, column: col, limit: width - col, style: selected ? .reverse : (user.isSelf ? .accent : .normal))
             col += grid.write(suffix, row: row, column: col, limit: width - col, style: selected ? .reverse : .dim)
             if !unread.isEmpty {
-                grid.write(unread, row: row, column: width - DisplayText.width(of: unread), limit: DisplayText.width(of: unread), style: selected ? base : .highlight)
+                let w = DisplayText.width(of: unread)
+                grid.write(unread, row: row, column: width - 1 - w, limit: w, style: selected ? base : .highlight)
             }
         }
     }

@@ -4,6 +4,7 @@ import Chat
 import ChatClient
 import EngineIO
 import SocketIO
+import TerminalUI
 import Foundation
 import JSON
 import Synchronization
@@ -17,7 +18,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "parley-bench",
         abstract: "Parley's benchmarks. Build with -c release; figures are printed as JSON lines.",
-        subcommands: [Ingest.self, Memory.self]
+        subcommands: [Ingest.self, Memory.self, Render.self]
     )
 }
 
@@ -137,6 +138,79 @@ struct Ingest: AsyncParsableCommand {
             let perSecond = json["per_second"]?.doubleValue
         else { throw ValidationError("the python-socketio client failed (is python-socketio installed?): \(text)") }
         return (text, perSecond)
+    }
+}
+
+/// Frame time of the terminal view: drawing depends on what is visible, not on history.
+struct Render: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time to draw one frame of the chat screen into the cell grid.",
+        discussion: "With --users users and each count of --messages in the selected conversation; prints one JSON line per count and the ratio."
+    )
+
+    @Option(help: "Users in the list.")
+    var users = 1_000
+
+    @Option(parsing: .upToNextOption, help: "Messages in the selected conversation, one measurement each.")
+    var messages: [Int] = [1_000, 1_000_000]
+
+    @Option(help: "Frames per measurement.")
+    var frames = 2_000
+
+    @Option(help: "Terminal width.")
+    var width = 160
+
+    @Option(help: "Terminal height.")
+    var height = 50
+
+    func run() throws {
+        setlocale(LC_ALL, "C.UTF-8")
+        var results: [Double] = []
+        for count in messages {
+            var model = model(messages: count)
+            var grid = CellGrid(width: width, height: height)
+            // Warm up, then time frames that each draw the whole screen.
+            for _ in 0..<50 { View.render(model, into: &grid) }
+            let clock = ContinuousClock()
+            let elapsed = clock.measure {
+                for n in 0..<frames {
+                    // Change something each frame (the input line), as typing does.
+                    _ = model.update(.key(n.isMultiple(of: 2) ? .character("x") : .backspace))
+                    View.render(model, into: &grid)
+                }
+            }
+            let perFrame = (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18) / Double(frames)
+            results.append(perFrame)
+            print(JSONValue.object([
+                "benchmark": "render", "users": .int(users), "messages": .int(count),
+                "width": .int(width), "height": .int(height),
+                "ms_per_frame": .double((perFrame * 1e6).rounded() / 1e3),
+            ]).serialized())
+        }
+        if results.count >= 2 {
+            print(JSONValue.object([
+                "benchmark": "render", "comparison": .string("\(messages.last!) messages / \(messages.first!) messages"),
+                "ratio": .double((results.last! / results.first! * 100).rounded() / 100),
+            ]).serialized())
+        }
+    }
+
+    func model(messages count: Int) -> UIModel {
+        var chat = ChatState()
+        chat.apply(.session(userID: "u0", username: "bench"))
+        chat.apply(.connected)
+        chat.apply(.users((0..<users).map { UserEntry(userID: "u\($0)", username: "user \($0)", connected: $0.isMultiple(of: 3)) }))
+        let start = Date(timeIntervalSince1970: 1_700_000_000)
+        for i in 0..<count {
+            let text = i.isMultiple(of: 7)
+                ? "a longer message number \(i), long enough to wrap onto a second line on a normal terminal, with ça and 中文"
+                : "message number \(i)"
+            chat.apply(.messageReceived(PrivateMessage(content: text, from: i.isMultiple(of: 5) ? "u0" : "u1", to: "u1"), at: start))
+        }
+        var model = UIModel(settings: .init(serverURL: "http://localhost:3000"), chat: chat, hasSession: true)
+        _ = model.update(.resize(width: width, height: height))
+        _ = model.update(.key(.alt("2")))
+        return model
     }
 }
 

@@ -1,0 +1,218 @@
+import Chat
+import Foundation
+import Testing
+@testable import TerminalUI
+
+/// Every key binding, on the model alone.
+@Suite struct UpdateTests {
+    @Test func tabAndCtrlNCycleForwardShiftTabAndCtrlPBackward() {
+        var model = chatModel(select: nil)
+        #expect(model.press(.tab) == [.select(userID: "a")])
+        #expect(model.press(.tab) == [.select(userID: "b")])
+        #expect(model.press(.control("n")) == [.select(userID: "c")])
+        #expect(model.press(.tab) == [.select(userID: "a")])  // wraps
+        #expect(model.press(.backTab) == [.select(userID: "c")])
+        #expect(model.press(.control("p")) == [.select(userID: "b")])
+        #expect(model.chat.selectedUserID == "b")
+    }
+
+    @Test func altDigitsJumpAndAltAFindsTheNextUnread() {
+        var model = chatModel(select: nil, messages: [("c", "psst")])
+        #expect(model.press(.alt("3")) == [.select(userID: "c")])
+        #expect(model.press(.alt("9")) == [])  // no ninth user
+        #expect(model.press(.alt("1")) == [.select(userID: "a")])
+        var chat = model.chat
+        chat.apply(.messageReceived(PrivateMessage(content: "hey", from: "b", to: "a"), at: Date()))
+        _ = model.update(.chat(chat))
+        #expect(model.press(.alt("a")) == [.select(userID: "b")])
+        #expect(model.press(.alt("a")) == [])
+        #expect(model.notice == "no unread messages")
+    }
+
+    @Test func selectingClearsUnreadAndPlacesTheNewMessagesMarker() {
+        let model = chatModel(messages: [("a", "old"), ("b", "new 1"), ("b", "new 2")])
+        #expect(model.unreadMarker == 1)
+        #expect(model.chat.user("b")?.unreadCount == 0)
+    }
+
+    @Test func enterSendsToTheSelectedConversationAndClearsTheInput() {
+        var model = chatModel()
+        model.type("hello")
+        #expect(model.press(.enter) == [.send(text: "hello", to: "b")])
+        #expect(model.input.isEmpty)
+        model.type("   ")
+        #expect(model.press(.enter) == [])  // blank: nothing sent
+    }
+
+    @Test func withoutASelectionEnterExplains() {
+        var model = chatModel(select: nil)
+        model.type("hello")
+        #expect(model.press(.enter) == [])
+        #expect(model.notice?.contains("choose a conversation") == true)
+        #expect(model.input.text == "hello")  // nothing lost
+    }
+
+    @Test func commands() {
+        var model = chatModel()
+        model.type("/help")
+        #expect(model.press(.enter) == [])
+        #expect(model.showHelp)
+        _ = model.press(.character("x"))  // any key closes help
+        #expect(!model.showHelp)
+        model.type("/logout")
+        #expect(model.press(.enter) == [.logout])
+        model.type("/nope")
+        #expect(model.press(.enter) == [])
+        #expect(model.notice?.contains("unknown command /nope") == true)
+        model = chatModel()
+        model.type("//slash")
+        #expect(model.press(.enter) == [.send(text: "/slash", to: "b")])
+        model.type("/quit")
+        #expect(model.press(.enter) == [.quit])
+        #expect(model.quitting)
+    }
+
+    @Test func ctrlCCtrlQQuitAndCtrlLRedraws() {
+        var model = chatModel()
+        #expect(model.press(.control("l")) == [.redraw])
+        #expect(model.press(.control("c")) == [.quit])
+        model = chatModel()
+        #expect(model.press(.control("q")) == [.quit])
+    }
+
+    @Test func helpOpensWithF1OrQuestionMarkOnAnEmptyInput() {
+        var model = chatModel()
+        _ = model.press(.character("?"))
+        #expect(model.showHelp)
+        _ = model.press(.escape)
+        model.type("why")
+        _ = model.press(.character("?"))
+        #expect(!model.showHelp)
+        #expect(model.input.text == "why?")
+        _ = model.press(.function(1))
+        #expect(model.showHelp)
+    }
+
+    @Test func lineEditingKeys() {
+        var model = chatModel()
+        model.type("hello world")
+        _ = model.press(.control("w"))
+        #expect(model.input.text == "hello ")
+        _ = model.press(.control("a"))
+        _ = model.press(.control("f"), .delete)
+        #expect(model.input.text == "hllo ")
+        _ = model.press(.control("e"), .backspace)
+        #expect(model.input.text == "hllo")
+        _ = model.press(.home, .right, .right)
+        model.type("X")
+        #expect(model.input.text == "hlXlo")
+        _ = model.press(.left, .control("k"))
+        #expect(model.input.text == "hl")
+        _ = model.press(.end)
+        model.type("中😀")
+        _ = model.press(.control("b"), .control("u"))
+        #expect(model.input.text == "😀")
+    }
+
+    @Test func upAndDownBrowseWhatWasSentHereAndRestoreTheDraft() {
+        var model = chatModel()
+        for text in ["first", "second"] {
+            model.type(text)
+            _ = model.press(.enter)
+        }
+        model.type("draft")
+        _ = model.press(.up)
+        #expect(model.input.text == "second")
+        _ = model.press(.up, .up)
+        #expect(model.input.text == "first")
+        _ = model.press(.down)
+        #expect(model.input.text == "second")
+        _ = model.press(.down)
+        #expect(model.input.text == "draft")
+        // Another conversation has its own history.
+        _ = model.press(.tab)
+        model.input = InputLine()
+        _ = model.press(.up)
+        #expect(model.input.text == "")
+    }
+
+    @Test func aPasteGoesIntoTheInputWithItsLinesAndSendsNothing() {
+        var model = chatModel()
+        #expect(model.update(.paste("line one\r\nline two\rthree")) == [])
+        #expect(model.input.text == "line one\nline two\nthree")
+        #expect(model.press(.enter) == [.send(text: "line one\nline two\nthree", to: "b")])
+    }
+
+    @Test func pageKeysEndAndTheWheelScroll() {
+        var model = chatModel(height: 12, messages: (1...50).map { ("b", "m\($0)") })
+        _ = model.press(.pageUp)
+        #expect(model.scroll == model.conversationHeight - 1)
+        _ = model.press(.pageDown)
+        #expect(model.scroll == 0)
+        _ = model.update(.key(.wheelUp(row: 3, column: 60)))
+        #expect(model.scroll == 3)
+        _ = model.update(.key(.wheelDown(row: 3, column: 60)))
+        #expect(model.scroll == 0)
+        _ = model.press(.pageUp, .pageUp)
+        _ = model.press(.end)
+        #expect(model.scroll == 0)
+    }
+
+    @Test func clickingANameSelectsIt() {
+        var model = chatModel(select: nil)
+        // Row 1 is the first user (alice), row 3 is carol.
+        #expect(model.update(.key(.mouseClick(row: 3, column: 4))) == [.select(userID: "c")])
+        #expect(model.update(.key(.mouseClick(row: 8, column: 4))) == [])  // below the list
+        #expect(model.update(.key(.mouseClick(row: 2, column: 60))) == [])  // not in the list
+    }
+
+    @Test func theMouseCanBeTurnedOff() {
+        var chat = chatModel().chat
+        chat.apply(.select(userID: nil))
+        var model = UIModel(settings: .init(serverURL: "x", mouse: false), chat: chat, hasSession: true)
+        _ = model.update(.resize(width: 80, height: 24))
+        #expect(model.update(.key(.mouseClick(row: 3, column: 4))) == [])
+    }
+
+    @Test func theBellRingsForAnotherConversationOnly() {
+        var model = chatModel()
+        #expect(model.update(.arrived(peerID: "c", fromSelf: false)) == [.bell])
+        #expect(model.update(.arrived(peerID: "b", fromSelf: false)) == [])
+        #expect(model.update(.arrived(peerID: "c", fromSelf: true)) == [])
+        var quiet = UIModel(settings: .init(serverURL: "x", bell: false), chat: model.chat, hasSession: true)
+        #expect(quiet.update(.arrived(peerID: "c", fromSelf: false)) == [])
+    }
+
+    @Test func thePromptValidatesThenLogsInAndTheSessionOpensTheChat() {
+        _ = utf8Locale
+        var model = UIModel(settings: .init(serverURL: "x"), hasSession: false)
+        _ = model.update(.resize(width: 80, height: 24))
+        model.type("x\u{7}y")
+        #expect(model.press(.enter) == [])
+        #expect(model.promptProblem?.contains("control characters") == true)
+        _ = model.press(.control("u"))
+        model.type(String(repeating: "n", count: 33))
+        #expect(model.press(.enter) == [])
+        #expect(model.promptProblem?.contains("at most 32") == true)
+        _ = model.press(.control("u"))
+        model.type("  dave ")
+        #expect(model.press(.enter) == [.login(username: "dave")])
+        #expect(model.screen == .prompt(waiting: true))
+        var chat = ChatState()
+        chat.apply(.session(userID: "d", username: "dave"))
+        _ = model.update(.chat(chat))
+        #expect(model.screen == .chat)
+        // A refusal brings the prompt back with the reason.
+        _ = model.update(.needsUsername(reason: "invalid username"))
+        #expect(model.screen == .prompt(waiting: false))
+        #expect(model.promptProblem == "invalid username")
+    }
+
+    @Test func aTooSmallTerminalOnlyQuitsOrRedraws() {
+        var model = chatModel(width: 30, height: 8)
+        #expect(model.press(.tab) == [])
+        model.type("x")
+        #expect(model.input.isEmpty)
+        #expect(model.press(.control("q")) == [.quit])
+    }
+}

@@ -1,0 +1,176 @@
+import Chat
+import Foundation
+import Testing
+@testable import TerminalUI
+
+@Suite struct ViewTests {
+    @Test(arguments: [(40, 10), (80, 24), (132, 50), (57, 13)])
+    func theChatScreenLaysOutAtEverySize(width: Int, height: Int) {
+        let model = chatModel(width: width, height: height, messages: [("b", "hi alice")])
+        let grid = View.render(model)
+        #expect(grid.width == width && grid.height == height)
+        let lines = grid.lines
+        #expect(lines[0].hasPrefix(" Users 2/3"))
+        #expect(lines[1].contains("● a"))
+        #expect(lines[2].contains("● bob"))
+        #expect(lines[3].contains("○ carol"))
+        // The separator runs down to the status bar; the header names the peer.
+        for row in 0..<(height - 2) { #expect(grid[row, model.listWidth].text == "│", "row \(row)") }
+        #expect(lines[0].contains("● bob  online"))
+        #expect(lines[height - 2].contains("connected as alice"))
+        #expect(lines[height - 1].hasPrefix("bob>"))
+        #expect(grid.cursor?.row == height - 1)
+        // Nothing is drawn past the right edge: each row is exactly the grid's width in columns.
+        for row in 0..<height {
+            let columns = (0..<width).reduce(0) { $0 + Int(grid[row, $1].width) }
+            #expect(columns == width, "row \(row)")
+        }
+    }
+
+    @Test func senderLabelsOnlyWhenTheSenderChanges() {
+        let model = chatModel(messages: [("b", "one"), ("b", "two"), ("a", "three"), ("a", "four"), ("b", "five")])
+        let lines = model.screenText.split(separator: "\n").map { String($0.drop { $0 != "│" }.dropFirst()) }
+        let body = lines.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        // Opened with bob's 3 messages unread: the marker stands before the first of them.
+        let expected = ["── new messages", "bob", "one", "two", "(yourself)", "three", "four", "bob", "five"]
+        var position = 0
+        for line in body where position < expected.count && line.contains(expected[position]) { position += 1 }
+        #expect(position == expected.count, "\(body)")
+        #expect(body.filter { $0 == "bob" }.count == 2)
+        // A local time before each message.
+        #expect(body.contains { $0.range(of: #"^\d\d:\d\d one$"#, options: .regularExpression) != nil })
+    }
+
+    @Test func longMessagesWrapByDisplayWidth() {
+        let wide = String(repeating: "中", count: 60)
+        let model = chatModel(width: 60, height: 20, messages: [("b", wide)])
+        let grid = View.render(model)
+        let rows = grid.lines.filter { $0.contains("中") }
+        #expect(rows.count > 1)
+        let left = model.listWidth + 2 + 6
+        for row in 0..<grid.height where grid.line(row).contains("中") {
+            // Every wide character sits whole inside the panel.
+            var column = left
+            while column < grid.width {
+                let cell = grid[row, column]
+                if cell.width == 2 { #expect(column + 1 < grid.width) }
+                column += max(Int(cell.width), 1)
+            }
+        }
+        let total = rows.joined().filter { $0 == "中" }.count
+        #expect(total == 60)
+    }
+
+    @Test func longNamesAreTruncatedWithAnEllipsis() {
+        var chat = chatModel().chat
+        chat.apply(.userConnected(UserEntry(userID: "d", username: "bartholomew-the-magnificent", connected: true)))
+        var model = UIModel(settings: .init(serverURL: "x"), chat: chat, hasSession: true)
+        _ = model.update(.resize(width: 60, height: 20))
+        let row = model.screenText.split(separator: "\n").first { $0.contains("barth") }.map(String.init) ?? ""
+        #expect(row.contains("…"))
+        #expect(DisplayText.width(of: row.prefix { $0 != "│" }) <= model.listWidth)
+    }
+
+    @Test func unreadCountsShowInTheList() {
+        let model = chatModel(select: nil, messages: [("b", "1"), ("b", "2"), ("c", "x")])
+        let lines = model.screenText.split(separator: "\n")
+        #expect(lines.contains { $0.contains("● bob") && $0.contains(" 2") })
+        #expect(lines.contains { $0.contains("○ carol") && $0.contains(" 1") })
+        #expect(model.screenText.contains("No conversation selected"))
+    }
+
+    @Test func queuedMessagesAreMarked() {
+        var model = chatModel()
+        var chat = model.chat
+        chat.apply(.reconnecting(attempt: 1, delay: .seconds(2)))
+        chat.apply(.messageSent(content: "wait for me", to: "b", at: Date(), queued: true))
+        _ = model.update(.chat(chat))
+        #expect(model.screenText.contains("wait for me"))
+        #expect(model.screenText.contains("⧗ queued"))
+    }
+
+    @Test func theStatusBarInEachConnectionState() {
+        var model = chatModel(width: 100)
+        func status(_ model: UIModel) -> String { View.render(model).line(model.height - 2) }
+        #expect(status(model).contains("connected as alice"))
+        #expect(status(model).contains("F1 help"))
+        var chat = model.chat
+        chat.apply(.reconnecting(attempt: 3, delay: .seconds(4)))
+        _ = model.update(.tick(Date(timeIntervalSince1970: 1000)))
+        _ = model.update(.chat(chat))
+        #expect(status(model).contains("reconnecting in 4 s, attempt 3"))
+        _ = model.update(.tick(Date(timeIntervalSince1970: 1002.5)))
+        #expect(status(model).contains("reconnecting in 2 s, attempt 3"))
+        chat.apply(.offline(reason: "server \u{1B}[2Jgone"))
+        _ = model.update(.chat(chat))
+        #expect(status(model).contains("offline: server ␛[2Jgone"))
+        chat.apply(.connecting)
+        _ = model.update(.chat(chat))
+        #expect(status(model).contains("connecting…"))
+    }
+
+    @Test func theHelpOverlayListsTheKeys() {
+        var model = chatModel()
+        _ = model.press(.function(1))
+        let text = model.screenText
+        for key in ["Tab / Shift-Tab", "Alt-1 … Alt-9", "Alt-A", "PgUp / PgDn", "Ctrl-W", "/logout", "Ctrl-L", "Ctrl-Q"] {
+            #expect(text.contains(key), "\(key)")
+        }
+    }
+
+    @Test(arguments: [(39, 24), (80, 9), (10, 3)])
+    func aTooSmallTerminalSaysSo(width: Int, height: Int) {
+        let model = chatModel(width: width, height: height)
+        let text = model.screenText
+        if height >= 2 { #expect(text.contains("small")) }
+        #expect(!text.contains("Users"))
+    }
+
+    @Test func thePromptShowsServerStateAndProblems() {
+        _ = utf8Locale
+        var model = UIModel(settings: .init(serverURL: "http://chat.example:3000"), hasSession: false)
+        _ = model.update(.resize(width: 80, height: 24))
+        #expect(model.screenText.contains("Choose a username:"))
+        #expect(model.screenText.contains("http://chat.example:3000"))
+        model.type("al")
+        _ = model.press(.enter)
+        #expect(model.screenText.contains("at least 3 characters"))
+        _ = model.update(.needsUsername(reason: "invalid username"))
+        #expect(model.screenText.contains("invalid username"))
+    }
+
+    @Test func escapeSequencesFromTheNetworkAreDrawnInert() {
+        var chat = chatModel().chat
+        chat.apply(.userConnected(UserEntry(userID: "e", username: "\u{1B}[2Jevil\u{202E}", connected: true)))
+        chat.apply(.messageReceived(PrivateMessage(content: "\u{1B}]0;title\u{07}\u{1B}[31mred", from: "e", to: "a"), at: Date()))
+        var model = UIModel(settings: .init(serverURL: "x"), chat: chat, hasSession: true)
+        _ = model.update(.resize(width: 80, height: 24))
+        _ = model.press(.alt("2"))  // order: alice, then "\e[2Jevil" sorts before bob
+        let grid = View.render(model)
+        #expect(grid.text.contains("␛[2Jevil"))
+        #expect(grid.text.contains("␛]0;title␇␛[31mred"))
+        #expect(!grid.cells.contains { $0.text.unicodeScalars.contains { $0.value < 0x20 || $0 == "\u{202E}" } })
+    }
+
+    @Test func scrollingUpShowsOlderLinesAndAMoreBelowMarker() {
+        let messages = (1...100).map { ("b", "message \($0)") }
+        var model = chatModel(width: 80, height: 20, messages: messages)
+        _ = model.press(.end)
+        #expect(model.screenText.contains("message 100"))
+        _ = model.press(.pageUp)
+        #expect(!model.screenText.contains("message 100"))
+        #expect(model.screenText.contains("more below"))
+        // New messages do not move a reader who scrolled up.
+        let before = View.render(model).lines.dropLast(2)
+        var chat = model.chat
+        chat.apply(.messageReceived(PrivateMessage(content: "late news", from: "b", to: "a"), at: Date()))
+        _ = model.update(.chat(chat))
+        #expect(Array(View.render(model).lines.dropLast(3)) == Array(before.dropLast(1)))
+        #expect(model.screenText.contains("new messages below"))
+        _ = model.press(.end)
+        #expect(model.screenText.contains("late news"))
+        // PgUp stops at the first message.
+        for _ in 0..<50 { _ = model.press(.pageUp) }
+        #expect(model.screenText.contains("message 1\n") || model.screenText.contains("message 1 "))
+    }
+}
