@@ -131,6 +131,7 @@ public struct ChatState: Sendable {
             connection = .offline(reason: reason)
             setSelfConnected(false)
         case .session(let userID, let username):
+            if let old = selfID, old != userID { replaceSelf(old, with: userID) }
             selfID = userID
             selfUsername = username
             for id in usersByID.keys { usersByID[id]!.isSelf = (id == userID) }
@@ -138,6 +139,12 @@ public struct ChatState: Sendable {
             sort()
         case .users(let entries):
             for entry in entries { upsert(entry) }
+            // The server's whole list: anyone missing from it is not connected (a restarted
+            // server that forgot them, say), rather than shown online forever.
+            let listed = Set(entries.map(\.userID))
+            for id in usersByID.keys where !listed.contains(id) && id != selfID && usersByID[id]!.isConnected {
+                usersByID[id]!.isConnected = false
+            }
             sort()
         case .userConnected(let entry):
             upsert(UserEntry(userID: entry.userID, username: entry.username, connected: true, messages: entry.messages))
@@ -163,6 +170,25 @@ public struct ChatState: Sendable {
     }
 
     // MARK: Helpers
+
+    /// A server that forgot our session gave us a new userID: the old "self" is still us,
+    /// so its conversation (notes to self) moves over instead of showing as a stranger.
+    private mutating func replaceSelf(_ old: String, with new: String) {
+        guard let previous = usersByID.removeValue(forKey: old) else { return }
+        order.removeAll { $0 == old }
+        if var current = usersByID[new] {
+            current.messages.insert(contentsOf: previous.messages, at: current.messages.startIndex)
+            current.queuedCount += previous.queuedCount
+            usersByID[new] = current
+        } else {
+            var moved = ChatUser(id: new, username: previous.username, isSelf: true, isConnected: previous.isConnected)
+            moved.messages = previous.messages
+            moved.queuedCount = previous.queuedCount
+            usersByID[new] = moved
+            order.append(new)
+        }
+        if selectedUserID == old { selectedUserID = new }
+    }
 
     /// `users` / `user connected`: update a known user, add an unknown one.
     private mutating func upsert(_ entry: UserEntry) {

@@ -44,6 +44,30 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
         #expect(bob.unreadCount == 1)
     }
 
+    @Test func usersMissingFromTheServersListAreOffline() {
+        var state = loggedIn()
+        state.apply(.messageReceived(PrivateMessage(content: "hi", from: "b", to: "a"), at: t0))
+        // A restarted server that forgot everyone lists only who came back.
+        state.apply(.users([UserEntry(userID: "a", username: "alice", connected: true), UserEntry(userID: "b2", username: "bob", connected: true)]))
+        #expect(state.user("b")?.isConnected == false)
+        #expect(state.user("b")?.messages.count == 1)  // nothing lost
+        #expect(state.user("b2")?.isConnected == true)
+        #expect(state.user("a")?.isConnected == true)
+    }
+
+    @Test func aNewUserIDForSelfKeepsOneSelfWithItsNotes() {
+        var state = loggedIn()
+        state.apply(.messageSent(content: "note to self", to: "a", at: t0, queued: false))
+        state.apply(.select(userID: "a"))
+        state.apply(.session(userID: "a2", username: "alice"))
+        #expect(state.user("a") == nil)
+        #expect(state.users.filter(\.isSelf).map(\.id) == ["a2"])
+        #expect(state.users.filter { $0.username == "alice" }.count == 1)
+        #expect(state.user("a2")?.messages.map(\.content) == ["note to self"])
+        #expect(state.selectedUserID == "a2")
+        #expect(state.users.first?.id == "a2")
+    }
+
     @Test func userConnectedMarksOnlineOrAdds() {
         var state = loggedIn()
         state.apply(.userConnected(UserEntry(userID: "c", username: "carol", connected: true)))
