@@ -1,9 +1,10 @@
-# Parley: make build | test | run | release | clean | deps
+# Parley: make build | test | run | server | release | clean | deps
+SHELL := /bin/bash
 SWIFT ?= swift
 PYTHON ?= python3
 PORT ?= 3000
 
-.PHONY: all build test run release clean deps
+.PHONY: all build test run server release clean deps
 
 all: build
 
@@ -19,8 +20,20 @@ build: deps
 test: deps
 	PARLEY_PYTHON=$(PYTHON) $(SWIFT) test
 
-## run: the private-messaging server (python-socketio port) on PORT, for trying clients against
+## run: parley in this terminal; starts a server on PORT first (python-socketio port, in the
+##      background, logging to .build/server.log) when nothing answers there
 run: deps
+	@$(SWIFT) build -c release --product parley
+	@if ! (exec 3<>/dev/tcp/127.0.0.1/$(PORT)) 2>/dev/null; then \
+		mkdir -p .build; \
+		echo "starting a private-messaging server on :$(PORT) (log: .build/server.log)"; \
+		nohup $(PYTHON) Tests/InteropTests/server.py --port $(PORT) >.build/server.log 2>&1 & \
+		for i in $$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$(PORT)) 2>/dev/null && break; sleep 0.1; done; \
+	fi
+	@.build/release/parley --url http://localhost:$(PORT) $(ARGS)
+
+## server: the private-messaging server (python-socketio port) on PORT, in the foreground
+server: deps
 	@echo "private-messaging server (python-socketio) on http://127.0.0.1:$(PORT) - Ctrl-C stops it"
 	@$(PYTHON) Tests/InteropTests/server.py --port $(PORT)
 
