@@ -177,11 +177,13 @@ public final class EventLoop {
                 }
             }
         }
-        if fds[0].revents & Int16(POLLIN) != 0 {
-            wakes.append(.terminal(terminal.readEvents()))
-        } else if fds[0].revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 {
-            // The terminal is gone (the window closed): as if SIGHUP.
+        if fds[0].revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 {
+            // The terminal is gone (the window closed), whether or not a SIGHUP comes: leave.
+            // (A hung-up terminal also reports POLLIN, so this is checked first; reading
+            // would return nothing, and polling again would spin.)
             wakes.append(.terminate(signal: SIGHUP))
+        } else if fds[0].revents & Int16(POLLIN) != 0 {
+            wakes.append(.terminal(terminal.readEvents()))
         }
         if fds[1].revents != 0 {
             _ = network.drain()
