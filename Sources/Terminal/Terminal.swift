@@ -54,6 +54,11 @@ public final class Terminal {
         guard isatty(0) == 1, isatty(1) == 1 else { throw .notATerminal }
         // Widths and input decoding follow the person's locale (UTF-8 expected).
         setlocale(LC_ALL, "")
+        // Chat text is UTF-8 whatever the environment says: without a UTF-8 locale (LANG unset,
+        // as in many containers) wide characters would be measured and drawn wrong.
+        if String(cString: nl_langinfo(nl_item(CODESET))) != "UTF-8" {
+            _ = setlocale(LC_CTYPE, "C.UTF-8") ?? setlocale(LC_CTYPE, "en_US.UTF-8")
+        }
         TerminalRestore.install()
         if getenv("ESCDELAY") == nil { set_escdelay(25) }  // Alt-keys arrive as ESC + key
         // newterm rather than initscr: a bad $TERM is an error to report, not an exit.

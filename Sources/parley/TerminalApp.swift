@@ -137,8 +137,10 @@ final class TerminalApp: @unchecked Sendable {
             }
             effects = []
             if model.quitting { break }
+            // Redraw only what changed, and nothing at all when the frame is the same.
+            let previous = grid
             View.render(model, into: &grid)
-            terminal.draw(grid, full: full)
+            if full || grid != previous { terminal.draw(grid, full: full) }
             full = false
 
             // A timer only while a countdown is on screen: wake at the next whole second.
