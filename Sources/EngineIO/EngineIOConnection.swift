@@ -136,6 +136,13 @@ public final class EngineIOConnection: Sendable {
                 done = true
                 return nil
             }
+
+            /// The next event from frames already received, without suspending; nil when
+            /// `next` must wait for more (or report the close). For draining a batch.
+            public mutating func nextBuffered() -> Event? {
+                guard !done else { return nil }
+                return session.nextBufferedEvent()
+            }
         }
 
         public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(session: session) }
@@ -178,6 +185,13 @@ private final class InboundCursor: @unchecked Sendable {
         defer { position += 1 }
         return batch[position]
     }
+
+    /// The next frame of the batch in hand, without waiting: nil when it is used up.
+    func nextBuffered() -> EngineIOData? {
+        guard position < batch.count else { return nil }
+        defer { position += 1 }
+        return batch[position]
+    }
 }
 
 /// The mutable side of a connection, shared by its consumer, the watchdog
@@ -195,6 +209,8 @@ final class Session: Sendable {
     private let clock: any Clock<Duration>
     private let logger: Logger
     private let state = Mutex(State())
+    /// `state.closeReason != nil`, readable per frame without the lock.
+    private let closed = Atomic(false)
 
     init(transport: any EngineIOTransport, clock: any Clock<Duration>, logger: Logger) {
         self.transport = transport
@@ -262,27 +278,44 @@ final class Session: Sendable {
                 finish(.transportClose)
                 continue
             }
-            let packet: EngineIOPacket
-            do {
-                packet = try EngineIOPacket(decoding: frame)
-            } catch {
-                logger.warning("closing connection: \(error)")
-                finish(.parseError(error.description))
-                continue
-            }
-            switch packet {
-            case .ping(let data):
-                // engine.io-protocol v4, "Heartbeat": the server pings, the client answers.
-                try? send(.pong(data))
-                resetWatchdog()
-            case .message(let data):
-                if state.withLock({ $0.closeReason }) == nil { return .message(data) }
-            case .close:
-                finish(.transportClose)
-            case .open, .pong, .upgrade, .noop:
-                break
-            }
+            if let event = process(frame) { return event }
         }
+    }
+
+    /// The next event from frames already received, without waiting: nil when
+    /// there are none (or the connection is closing; `nextEvent` then reports it).
+    /// A flood is handled a batch at a time, one frame after another, with no
+    /// suspension point per frame.
+    func nextBufferedEvent() -> EngineIOConnection.Event? {
+        while !closed.load(ordering: .acquiring), let frame = cursor.nextBuffered() {
+            if let event = process(frame) { return event }
+        }
+        return nil
+    }
+
+    /// One frame: a message for the layer above, or handled here (nil).
+    private func process(_ frame: EngineIOData) -> EngineIOConnection.Event? {
+        let packet: EngineIOPacket
+        do {
+            packet = try EngineIOPacket(decoding: frame)
+        } catch {
+            logger.warning("closing connection: \(error)")
+            finish(.parseError(error.description))
+            return nil
+        }
+        switch packet {
+        case .ping(let data):
+            // engine.io-protocol v4, "Heartbeat": the server pings, the client answers.
+            try? send(.pong(data))
+            resetWatchdog()
+        case .message(let data):
+            if !closed.load(ordering: .acquiring) { return .message(data) }
+        case .close:
+            finish(.transportClose)
+        case .open, .pong, .upgrade, .noop:
+            break
+        }
+        return nil
     }
 
     /// `.closed(reason)` the first time, nil after.
@@ -317,6 +350,7 @@ final class Session: Sendable {
         let watchdog: Task<Void, Never>?? = state.withLock { state in
             guard state.closeReason == nil else { return nil }
             state.closeReason = reason
+            closed.store(true, ordering: .releasing)
             defer { state.watchdog = nil }
             return .some(state.watchdog)
         }

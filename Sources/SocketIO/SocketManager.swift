@@ -293,10 +293,16 @@ public actor SocketManager {
             for nsp in activeNamespaces { sendConnect(nsp, over: connection) }
 
             var reason = EngineIOCloseReason.transportClose
-            for await event in connection.events {
-                switch event {
-                case .message(let frame): receive(frame, from: connection)
-                case .closed(let why): reason = why
+            var events = connection.events.makeAsyncIterator()
+            // Wait for the next event, then drain what came with it without suspending.
+            while var event = await events.next(isolation: self) {
+                while true {
+                    switch event {
+                    case .message(let frame): receive(frame, from: connection)
+                    case .closed(let why): reason = why
+                    }
+                    guard let more = events.nextBuffered() else { break }
+                    event = more
                 }
             }
             guard isCurrent else { return }
