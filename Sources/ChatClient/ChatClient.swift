@@ -85,6 +85,10 @@ public final class ChatClient: Sendable {
         /// Called with every update, synchronously, on the network executor, in order: for a
         /// front end that only needs a wake-up (a terminal UI's self-pipe) or a benchmark. Keep it short.
         public var observer: (@Sendable (ChatUpdate) -> Void)?
+        /// Called with every event applied to the chat state, in the order applied, while the
+        /// state is locked (so: only enqueue). A front end that keeps its own copy of the state
+        /// applies the same events to it, rather than copying snapshots of a growing history.
+        public var stateObserver: (@Sendable (ChatEvent) -> Void)?
         public var socket: SocketManager.Configuration
         public var logger: Logger
 
@@ -94,6 +98,7 @@ public final class ChatClient: Sendable {
             historyLimit: Int? = nil,
             publishesUpdates: Bool = true,
             observer: (@Sendable (ChatUpdate) -> Void)? = nil,
+            stateObserver: (@Sendable (ChatEvent) -> Void)? = nil,
             socket: SocketManager.Configuration = .init(),
             logger: Logger = .disabled
         ) {
@@ -102,13 +107,15 @@ public final class ChatClient: Sendable {
             self.historyLimit = historyLimit
             self.publishesUpdates = publishesUpdates
             self.observer = observer
+            self.stateObserver = stateObserver
             self.socket = socket
             self.logger = logger
         }
     }
 
     private struct Inner: Sendable {
-        var chat: ChatState
+        private(set) var chat: ChatState
+        let stateObserver: (@Sendable (ChatEvent) -> Void)?
         var session: StoredSession?
         /// The name to log in with when there is no session yet.
         var username: String?
@@ -116,6 +123,17 @@ public final class ChatClient: Sendable {
         var queued: [MessageRecord] = []
         /// Woken when nothing is queued any more.
         var flushWaiters: [CheckedContinuation<Void, Never>] = []
+
+        init(chat: ChatState, stateObserver: (@Sendable (ChatEvent) -> Void)?) {
+            self.chat = chat
+            self.stateObserver = stateObserver
+        }
+
+        /// The one way the state changes here: applied, then reported in order.
+        mutating func apply(_ event: ChatEvent) {
+            chat.apply(event)
+            stateObserver?(event)
+        }
 
         mutating func takeFlushWaitersIfEmpty() -> [CheckedContinuation<Void, Never>] {
             guard queued.isEmpty else { return [] }
@@ -145,7 +163,7 @@ public final class ChatClient: Sendable {
         publishes = options.publishesUpdates
         observer = options.observer
         (updates, continuation) = AsyncStream.makeStream(of: ChatUpdate.self)
-        inner = Locked(Inner(chat: ChatState(historyLimit: options.historyLimit)))
+        inner = Locked(Inner(chat: ChatState(historyLimit: options.historyLimit), stateObserver: options.stateObserver))
         let warnings = try store.prepare()
         manager = try SocketManager(url: options.url, configuration: options.socket)
         let inner = self.inner
@@ -225,7 +243,7 @@ public final class ChatClient: Sendable {
                 // On the manager's executor: ordered before the connect that would flush it.
                 let queued = result == .buffered
                 let message = inner.withLock { state -> MessageRecord in
-                    state.chat.apply(.messageSent(content: text, to: to, at: at, queued: queued))
+                    state.apply(.messageSent(content: text, to: to, at: at, queued: queued))
                     let message = MessageRecord(
                         id: state.nextMessageID, from: selfID, to: to, content: text, fromSelf: true, at: at,
                         delivery: queued ? .queued : .sent
@@ -260,7 +278,7 @@ public final class ChatClient: Sendable {
             $0.session = nil
             if andUsername { $0.username = nil }
             $0.queued = []
-            $0.chat.apply(.logout)
+            $0.apply(.logout)
         }
         do {
             try store.remove(server)
@@ -310,7 +328,7 @@ public final class ChatClient: Sendable {
         switch event {
         case .connect:
             let (flushed, waiters) = inner.withLock { state in
-                state.chat.apply(.connected)
+                state.apply(.connected)
                 let flushed = state.queued
                 state.queued = []
                 return (flushed, state.takeFlushWaitersIfEmpty())
@@ -365,7 +383,7 @@ public final class ChatClient: Sendable {
                 let session = StoredSession(sessionID: sessionID, userID: userID, username: username)
                 inner.withLock {
                     $0.session = session
-                    $0.chat.apply(.session(userID: userID, username: username))
+                    $0.apply(.session(userID: userID, username: username))
                 }
                 do {
                     try store.save(session, for: server)
@@ -381,7 +399,7 @@ public final class ChatClient: Sendable {
             let (entries, problems) = ServerPayload.users(event.arguments)
             for problem in problems { logger.warning("\(problem)") }
             let (users, selfID) = inner.withLock { state in
-                state.chat.apply(.users(entries))
+                state.apply(.users(entries))
                 return (state.chat.users.map(UserSummary.init), state.chat.selfID)
             }
             publish(.users(users))
@@ -400,7 +418,7 @@ public final class ChatClient: Sendable {
             switch ServerPayload.userConnected(event.arguments) {
             case .success(let entry):
                 let user = inner.withLock { state in
-                    state.chat.apply(.userConnected(entry))
+                    state.apply(.userConnected(entry))
                     return state.chat.user(entry.userID).map(UserSummary.init)
                 }
                 if let user { publish(.userConnected(user)) }
@@ -420,7 +438,7 @@ public final class ChatClient: Sendable {
             case .success(let message):
                 let at = Date()
                 let fromSelf = inner.withLock { state in
-                    state.chat.apply(.messageReceived(message, at: at))
+                    state.apply(.messageReceived(message, at: at))
                     return message.from == state.chat.selfID
                 }
                 if publishes || observer != nil {
@@ -438,7 +456,7 @@ public final class ChatClient: Sendable {
     }
 
     private func apply(_ event: ChatEvent) {
-        inner.withLock { $0.chat.apply(event) }
+        inner.withLock { $0.apply(event) }
     }
 
     private func publish(_ update: ChatUpdate) {

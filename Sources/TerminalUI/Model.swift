@@ -23,7 +23,9 @@ public enum UIMessage: Sendable {
     /// A bracketed paste: goes into the input as it is, nothing sent.
     case paste(String)
     case resize(width: Int, height: Int)
-    /// The chat client's state changed.
+    /// The chat client applied this event to its state: the model applies it to its own copy.
+    case event(ChatEvent)
+    /// The whole chat state at once (a starting point, or tests).
     case chat(ChatState)
     /// No usable session: ask for a username (with the server's reason after a refusal).
     case needsUsername(reason: String?)

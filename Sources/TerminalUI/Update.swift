@@ -12,7 +12,16 @@ extension UIModel {
             keepSelectionVisible()
             return [.redraw]
         case .chat(let new):
-            return receive(new)
+            let before = Facts(self)
+            chat = new
+            return chatChanged(since: before)
+        case .event(.select):
+            // Selections start here; the client's echo of one must not undo a newer one.
+            return []
+        case .event(let event):
+            let before = Facts(self)
+            chat.apply(event)
+            return chatChanged(since: before)
         case .needsUsername(let reason):
             if case .chat = screen { input.clear() }
             screen = .prompt(waiting: false)
@@ -47,29 +56,41 @@ extension UIModel {
 
     // MARK: The network
 
-    private mutating func receive(_ new: ChatState) -> [Effect] {
-        let old = chat
-        chat = new
-        if case .reconnecting(let attempt, let delay) = new.connection {
-            if case .reconnecting(attempt, delay) = old.connection {} else {
+    /// What the bookkeeping after a chat change compares against. Plain values: keeping the
+    /// old state itself would make the next change copy every conversation.
+    private struct Facts {
+        let connection: ConnectionStatus
+        let selected: String?
+        let selectedCount: Int?
+
+        init(_ model: UIModel) {
+            connection = model.chat.connection
+            selected = model.chat.selectedUserID
+            selectedCount = model.chat.selectedUser?.messages.count
+        }
+    }
+
+    private mutating func chatChanged(since before: Facts) -> [Effect] {
+        if case .reconnecting(let attempt, let delay) = chat.connection {
+            if case .reconnecting(attempt, delay) = before.connection {} else {
                 reconnectAt = now.addingTimeInterval(Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
             }
         } else {
             reconnectAt = nil
         }
-        if case .prompt = screen, new.selfID != nil {
+        if case .prompt = screen, chat.selfID != nil {
             // The server accepted the name: on to the chat.
             screen = .chat
             input.clear()
             promptProblem = nil
         }
         // New lines below a reader who scrolled up: keep their view where it is.
-        if scroll > 0, let id = new.selectedUserID, id == old.selectedUserID,
-            let before = old.user(id)?.messages.count, let user = new.user(id), user.messages.count > before
+        if scroll > 0, let id = chat.selectedUserID, id == before.selected, let count = before.selectedCount,
+            let user = chat.user(id), user.messages.count > count
         {
             let layout = ConversationLayout(model: self)
             var added = 0
-            for i in before..<user.messages.count { added += layout.lineCount(of: user, at: i) }
+            for i in count..<user.messages.count { added += layout.lineCount(of: user, at: i) }
             scroll += added
             moreBelow = true
         }

@@ -107,12 +107,16 @@ struct Parley: AsyncParsableCommand {
         )
         let inbox = headless ? nil : UIInbox()
         var observer: (@Sendable (ChatUpdate) -> Void)?
-        if let inbox { observer = { inbox.observe($0) } }
+        var stateObserver: (@Sendable (ChatEvent) -> Void)?
+        if let inbox {
+            observer = { inbox.observe($0) }
+            stateObserver = { inbox.apply($0) }
+        }
         let client: ChatClient
         do {
             client = try await ChatClient(options: .init(
                 url: url, configDirectory: configDirectory, historyLimit: historyLimit,
-                publishesUpdates: headless, observer: observer,
+                publishesUpdates: headless, observer: observer, stateObserver: stateObserver,
                 socket: socket, logger: logger
             ))
         } catch {
@@ -142,7 +146,8 @@ struct Parley: AsyncParsableCommand {
         }
         let app = TerminalApp(
             client: client, inbox: inbox,
-            settings: .init(serverURL: url, bell: !noBell, mouse: !noMouse), colors: !noColor
+            settings: .init(serverURL: url, bell: !noBell, mouse: !noMouse), colors: !noColor,
+            historyLimit: historyLimit
         )
         let code: Int32
         do {

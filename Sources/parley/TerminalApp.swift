@@ -23,9 +23,12 @@ final class UIInbox: Sendable {
         case .needsUsername(let reason): post(.needsUsername(reason: reason))
         case .message(let record) where !record.fromSelf: post(.arrived(peerID: record.from, fromSelf: false))
         case .warning(let text): post(.notice(text))
-        default: post(nil)
+        default: break  // the state's own events carry the rest
         }
     }
+
+    /// The chat client's state observer: the model keeps its own copy of the state.
+    func apply(_ event: ChatEvent) { post(.event(event)) }
 
     /// A message for the model (or nil: only "the chat state changed").
     func post(_ message: UIMessage?) {
@@ -59,10 +62,12 @@ final class TerminalApp: @unchecked Sendable {
     private let inbox: UIInbox
     private let settings: UIModel.Settings
     private let colors: Bool
+    private let historyLimit: Int?
     private let actions: AsyncStream<Action>.Continuation
     private let worker: Task<Void, Never>
 
-    init(client: ChatClient, inbox: UIInbox, settings: UIModel.Settings, colors: Bool) {
+    init(client: ChatClient, inbox: UIInbox, settings: UIModel.Settings, colors: Bool, historyLimit: Int?) {
+        self.historyLimit = historyLimit
         self.client = client
         self.inbox = inbox
         self.settings = settings
@@ -115,7 +120,9 @@ final class TerminalApp: @unchecked Sendable {
         let events = EventLoop(terminal: terminal, network: inbox.pipe)
         let pending = inbox.take()
         let needsName = pending.contains { if case .needsUsername = $0 { true } else { false } }
-        var model = UIModel(settings: settings, chat: client.snapshot(), hasSession: !needsName)
+        // The model's own copy of the chat state, built from every event the client applied
+        // (all of them are in the inbox, from the client's creation on).
+        var model = UIModel(settings: settings, chat: ChatState(historyLimit: historyLimit), hasSession: !needsName)
         var effects = model.update(.resize(width: terminal.width, height: terminal.height))
         for message in pending { effects += model.update(message) }
         var grid = CellGrid(width: 0, height: 0)
@@ -123,6 +130,7 @@ final class TerminalApp: @unchecked Sendable {
         var exitCode: Int32 = 0
 
         while true {
+            var rang = false
             for effect in effects {
                 switch effect {
                 case .login(let name): actions.yield(.login(name))
@@ -130,7 +138,11 @@ final class TerminalApp: @unchecked Sendable {
                 case .select(let id):
                     client.select(id)
                 case .logout: actions.yield(.logout)
-                case .bell: terminal.bell()
+                case .bell where !rang:
+                    // One bell per frame, however many messages came in it.
+                    terminal.bell()
+                    rang = true
+                case .bell: break
                 case .redraw: full = true
                 case .quit: break
                 }
@@ -160,12 +172,8 @@ final class TerminalApp: @unchecked Sendable {
                         }
                     }
                 case .network:
-                    // Take the messages before the state: the state is then at least as new as they are.
-                    let messages = inbox.take()
                     effects += model.update(.tick(Date()))
-                    // The state first, so a bell knows which conversation is open.
-                    effects += model.update(.chat(client.snapshot()))
-                    for message in messages { effects += model.update(message) }
+                    for message in inbox.take() { effects += model.update(message) }
                 case .timer:
                     effects += model.update(.tick(Date()))
                 case .terminate(let signal):

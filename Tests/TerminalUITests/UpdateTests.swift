@@ -216,3 +216,30 @@ import Testing
         #expect(model.press(.control("q")) == [.quit])
     }
 }
+
+@Suite struct ChatEventTests {
+    @Test func theModelBuildsItsOwnStateFromTheClientsEventsAndIgnoresEchoedSelections() {
+        _ = utf8Locale
+        var model = UIModel(settings: .init(serverURL: "x"), hasSession: false)
+        _ = model.update(.resize(width: 80, height: 24))
+        let events: [ChatEvent] = [
+            .connecting, .connected, .session(userID: "a", username: "alice"),
+            .users([
+                UserEntry(userID: "a", username: "alice", connected: true),
+                UserEntry(userID: "b", username: "bob", connected: true),
+                UserEntry(userID: "c", username: "carol", connected: true),
+            ]),
+            .messageReceived(PrivateMessage(content: "hi", from: "b", to: "a"), at: Date()),
+        ]
+        for event in events { _ = model.update(.event(event)) }
+        #expect(model.screen == .chat)  // the session opened the chat
+        #expect(model.chat.user("b")?.unreadCount == 1)
+        #expect(model.press(.alt("2")) == [.select(userID: "b")])
+        #expect(model.press(.alt("3")) == [.select(userID: "c")])
+        // The client echoes the first selection after the person already made the second.
+        _ = model.update(.event(.select(userID: "b")))
+        #expect(model.chat.selectedUserID == "c")
+        _ = model.update(.event(.logout))
+        #expect(model.chat.users.isEmpty)
+    }
+}
