@@ -114,6 +114,8 @@ final class TerminalApp: @unchecked Sendable {
         }
     }
 
+    static let frameInterval = Duration.milliseconds(16)
+
     private func loop() throws -> Int32 {
         let terminal = try Terminal(options: .init(mouse: settings.mouse, colors: colors))
         defer { terminal.restore() }
@@ -128,6 +130,9 @@ final class TerminalApp: @unchecked Sendable {
         var grid = CellGrid(width: 0, height: 0)
         var full = true
         var exitCode: Int32 = 0
+        var pendingFrame = true
+        var urgent = true
+        var lastFrame = ContinuousClock.now
 
         while true {
             var rang = false
@@ -149,21 +154,38 @@ final class TerminalApp: @unchecked Sendable {
             }
             effects = []
             if model.quitting { break }
-            // Redraw only what changed, and nothing at all when the frame is the same.
-            let previous = grid
-            View.render(model, into: &grid)
-            if full || grid != previous { terminal.draw(grid, full: full) }
-            full = false
+            // Draw now after a key or a resize (typing must feel immediate), but at most one frame
+            // per frameInterval for network news: a busy conversation is shown at 60 frames a
+            // second, not redrawn for every one of thousands of messages.
+            let now = ContinuousClock.now
+            if pendingFrame, urgent || full || now - lastFrame >= Self.frameInterval {
+                // Only what changed reaches the terminal, and nothing at all when the frame is the same.
+                let previous = grid
+                View.render(model, into: &grid)
+                if full || grid != previous { terminal.draw(grid, full: full) }
+                full = false
+                pendingFrame = false
+                lastFrame = now
+            }
+            urgent = false
 
-            // A timer only while a countdown is on screen: wake at the next whole second.
+            // Timers only when needed: the rest of a frame interval while news waits to be drawn,
+            // and the next whole second while a countdown is on screen.
             var timeout: Int32?
+            if pendingFrame {
+                let left = Self.frameInterval - (ContinuousClock.now - lastFrame)
+                timeout = max(Int32(left.components.attoseconds / 1_000_000_000_000_000) + 1, 1)
+            }
             if model.reconnectCountdown != nil {
                 let fraction = Date().timeIntervalSince1970.truncatingRemainder(dividingBy: 1)
-                timeout = Int32(((1 - fraction) * 1000).rounded(.up)) + 5
+                let second = Int32(((1 - fraction) * 1000).rounded(.up)) + 5
+                timeout = min(timeout ?? second, second)
             }
             for wake in events.next(timeout: timeout) {
                 switch wake {
                 case .terminal(let terminalEvents):
+                    urgent = true
+                    pendingFrame = true
                     for event in terminalEvents {
                         switch event {
                         case .key(let key): effects += model.update(.key(key))
@@ -172,9 +194,11 @@ final class TerminalApp: @unchecked Sendable {
                         }
                     }
                 case .network:
+                    pendingFrame = true
                     effects += model.update(.tick(Date()))
                     for message in inbox.take() { effects += model.update(message) }
                 case .timer:
+                    pendingFrame = true
                     effects += model.update(.tick(Date()))
                 case .terminate(let signal):
                     exitCode = 128 + signal
