@@ -63,23 +63,29 @@ public struct InputLine: Sendable, Hashable {
 
     /// What to draw in `columns` columns: a window on the text that keeps the
     /// cursor visible, line feeds shown as "↵", and the cursor's column in it.
+    /// Costs what is shown, not the length of the text (a large paste stays fast).
     public func visible(columns: Int) -> (text: String, cursorColumn: Int) {
         guard columns > 1 else { return ("", 0) }
-        let shown = characters.map { $0 == "\n" || $0 == "\r\n" ? "↵" : DisplayText.inert(String($0)) }
-        let widths = shown.map { DisplayText.width(of: $0) }
-        // Start far enough right that the cursor (and one column for it) fits.
-        var start = 0
-        var widthToCursor = widths[0..<cursor].reduce(0, +)
-        while widthToCursor + 1 > columns, start < cursor {
-            widthToCursor -= widths[start]
-            start += 1
+        func shown(_ c: Character) -> String { c == "\n" || c == "\r\n" ? "↵" : DisplayText.inert(String(c)) }
+        // Back from the cursor as far as the text fits, one column kept for the cursor itself.
+        var start = cursor
+        var widthToCursor = 0
+        while start > 0 {
+            let w = DisplayText.width(of: shown(characters[start - 1]))
+            if widthToCursor + w + 1 > columns { break }
+            widthToCursor += w
+            start -= 1
         }
         var text = ""
         var used = 0
-        for i in start..<shown.count {
-            if used + widths[i] > columns { break }
-            text += shown[i]
-            used += widths[i]
+        var index = start
+        while index < characters.count {
+            let piece = shown(characters[index])
+            let w = DisplayText.width(of: piece)
+            if used + w > columns { break }
+            text += piece
+            used += w
+            index += 1
         }
         return (text, widthToCursor)
     }

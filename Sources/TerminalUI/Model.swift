@@ -31,8 +31,10 @@ public enum UIMessage: Sendable {
     case needsUsername(reason: String?)
     /// A message arrived (for the bell).
     case arrived(peerID: String, fromSelf: Bool)
-    /// Something went wrong that the person should read (a send refused, a warning).
+    /// Something the person should read (a warning).
     case notice(String)
+    /// A message was refused (too long for the server, say): say why, and give the text back.
+    case sendFailed(text: String, reason: String)
     /// The clock moved (only scheduled while a countdown is on screen).
     case tick(Date)
 }

@@ -34,6 +34,15 @@ extension UIModel {
         case .notice(let text):
             notice = DisplayText.inert(text)
             return []
+        case .sendFailed(let text, let reason):
+            // Nothing typed is lost: back into an empty input, else one Up away.
+            if input.isEmpty {
+                input = InputLine(text)
+                notice = "not sent: \(DisplayText.inert(reason))"
+            } else {
+                notice = "not sent: \(DisplayText.inert(reason)) (Up brings it back)"
+            }
+            return []
         case .tick(let date):
             now = date
             return []

@@ -89,7 +89,7 @@ final class TerminalApp: @unchecked Sendable {
                     do {
                         try await client.send(text, to: to)
                     } catch {
-                        inbox.post(.notice("not sent: \(error)"))
+                        inbox.post(.sendFailed(text: text, reason: "\(error)"))
                     }
                 case .logout:
                     await client.logout()

@@ -243,3 +243,21 @@ import Testing
         #expect(model.chat.users.isEmpty)
     }
 }
+
+@Suite struct SendFailureTests {
+    @Test func aRefusedMessageComesBackIntoTheInput() {
+        var model = chatModel()
+        model.type("far too long")
+        #expect(model.press(.enter) == [.send(text: "far too long", to: "b")])
+        _ = model.update(.sendFailed(text: "far too long", reason: "message too long: 2000000 bytes, the server accepts 1000000"))
+        #expect(model.input.text == "far too long")
+        #expect(model.notice?.hasPrefix("not sent: message too long") == true)
+        // Typing already started: the text stays one Up away instead of being overwritten.
+        model.input = InputLine("next")
+        _ = model.update(.sendFailed(text: "far too long", reason: "x"))
+        #expect(model.input.text == "next")
+        #expect(model.notice?.contains("Up brings it back") == true)
+        _ = model.press(.up)
+        #expect(model.input.text == "far too long")
+    }
+}
