@@ -38,6 +38,9 @@ public struct ChatUser: Sendable, Hashable, Identifiable {
     public var unreadCount: Int
     /// Messages of ours still waiting for the connection.
     public var queuedCount: Int
+    /// How many messages left the front of `messages` so far (the history cap, or a history
+    /// replaced by the server's): `droppedCount + i` names message `i` for as long as it stays.
+    public var droppedCount: Int
 
     public init(id: String, username: String, isSelf: Bool, isConnected: Bool) {
         self.id = id
@@ -47,6 +50,7 @@ public struct ChatUser: Sendable, Hashable, Identifiable {
         self.messages = []
         self.unreadCount = 0
         self.queuedCount = 0
+        self.droppedCount = 0
     }
 }
 
@@ -221,6 +225,8 @@ public struct ChatState: Sendable {
         if let user = usersByID[userID], user.queuedCount > 0 {
             messages.append(contentsOf: user.messages.filter { $0.delivery == .queued })
         }
+        // Everything before counts as gone: positions into the old history mean nothing now.
+        usersByID[userID]!.droppedCount += usersByID[userID]!.messages.count
         usersByID[userID]!.messages = messages
     }
 
@@ -252,6 +258,7 @@ public struct ChatState: Sendable {
         if let limit = historyLimit {
             while usersByID[userID]!.messages.count > limit {
                 let dropped = usersByID[userID]!.messages.removeFirst()
+                usersByID[userID]!.droppedCount += 1
                 if dropped.delivery == .queued { usersByID[userID]!.queuedCount -= 1 }
             }
         }

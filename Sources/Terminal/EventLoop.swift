@@ -16,11 +16,18 @@ enum TerminalRestore {
     /// Leave bracketed paste, mouse reporting and the alternate screen; show the cursor; reset colours.
     static let reset: StaticString = "\u{1B}[?2004l\u{1B}[?1000l\u{1B}[?1002l\u{1B}[?1006l\u{1B}[0m\u{1B}[?25h\u{1B}[?1049l"
 
-    static let crashSignals: [Int32] = [SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGABRT, SIGFPE]
+    static let crashSignals: [Int32] = [SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGABRT, SIGFPE, SIGQUIT]
 
     static func install() {
         tcgetattr(0, &saved)
         active = true
+        // A stack of its own for the handler, so a stack overflow still restores the terminal.
+        let size = 64 * 1024
+        var stack = stack_t()
+        stack.ss_sp = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+        stack.ss_size = size
+        stack.ss_flags = 0
+        sigaltstack(&stack, nil)
         for signal in crashSignals {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { signal in
@@ -34,7 +41,7 @@ enum TerminalRestore {
                 raise(signal)
             }
             sigemptyset(&action.sa_mask)
-            action.sa_flags = 0
+            action.sa_flags = SA_ONSTACK
             var old = sigaction()
             sigaction(signal, &action, &old)
             previous[signal] = old
@@ -164,7 +171,10 @@ public final class EventLoop {
             pollfd(fd: signals.readEnd, events: Int16(POLLIN), revents: 0),
         ]
         let ready = poll(&fds, nfds_t(fds.count), timeout ?? -1)
-        if ready < 0 { return [] }  // EINTR: the signal's byte is in its pipe
+        if ready < 0 {
+            // EINTR: a signal, whose byte is in its pipe. Anything else would repeat at once: leave.
+            return errno == EINTR ? [] : [.terminate(signal: SIGHUP)]
+        }
         if ready == 0 { return [.timer] }
         var wakes: [Wake] = []
         if fds[2].revents != 0 {

@@ -49,6 +49,8 @@ public final class Terminal {
     // Codes ncurses returns for the bracketed-paste markers, which it learns with define_key.
     private static let pasteStart: Int32 = 0x7F0
     private static let pasteEnd: Int32 = 0x7F1
+    /// A paste larger than this is handed over in parts rather than held without end.
+    static let pasteLimit = 16 << 20
 
     public init(options: Options) throws(StartError) {
         guard isatty(0) == 1, isatty(1) == 1 else { throw .notATerminal }
@@ -155,8 +157,14 @@ public final class Terminal {
                 }
                 text[n] = 0
                 let style = attributes[current.style] ?? (0, 0)
-                _ = text.withUnsafeBufferPointer { parley_setcchar_text(&cell, $0.baseAddress, style.attr, style.pair) }
-                mvwadd_wch(screen, Int32(row), Int32(column), &cell)
+                var result = text.withUnsafeBufferPointer { parley_setcchar_text(&cell, $0.baseAddress, style.attr, style.pair) }
+                if result == ERR {
+                    // Never draw a stale cell: a character ncurses refuses becomes U+FFFD.
+                    text[0] = 0xFFFD
+                    text[1] = 0
+                    result = text.withUnsafeBufferPointer { parley_setcchar_text(&cell, $0.baseAddress, style.attr, style.pair) }
+                }
+                if result != ERR { mvwadd_wch(screen, Int32(row), Int32(column), &cell) }
             }
         }
         if let cursor = grid.cursor {
@@ -216,29 +224,65 @@ public final class Terminal {
             guard let scalar = Unicode.Scalar(UInt32(wch)) else { continue }
             if pasting != nil {
                 pasting!.unicodeScalars.append(scalar == "\r" ? "\n" : scalar)
-                continue
-            }
-            if scalar == "\u{1B}" {
-                // ESC then a key at once: Alt plus that key. ESC alone: Escape.
-                var next: wint_t = 0
-                if wget_wch(parley_stdscr(), &next) == OK, let following = Unicode.Scalar(UInt32(next)), following.value >= 0x20 {
-                    events.append(.key(.alt(Character(following))))
-                } else {
-                    events.append(.key(.escape))
+                // The end marker may arrive split (a slow link): then ncurses hands it over as
+                // plain characters. Never stay in paste mode (where Ctrl-Q is text) past it.
+                if scalar == "~", pasting!.hasSuffix("\u{1B}[201~") {
+                    events.append(.paste(String(pasting!.dropLast(6))))
+                    pasting = nil
+                } else if pasting!.utf8.count > Self.pasteLimit {
+                    events.append(.paste(pasting!))
+                    pasting = nil
                 }
                 continue
             }
-            events.append(.key(Self.key(for: scalar)))
+            if scalar == "\u{1B}" {
+                // ESC then a printable character at once: Alt plus it. Anything else after ESC
+                // goes back to be read as itself; ESC alone is Escape.
+                var next: wint_t = 0
+                let result = wget_wch(parley_stdscr(), &next)
+                if result == OK, next == 0x5B {  // "["
+                    // A sequence ncurses did not recognise (or one split by a slow link):
+                    // read it whole; a paste marker starts paste mode, anything else is dropped
+                    // rather than typed as "[1;5D".
+                    if readSequence() == "200~" { pasting = "" }
+                    continue
+                }
+                if result == OK, let following = Unicode.Scalar(UInt32(next)), following.value >= 0x20, following.value != 0x7F {
+                    events.append(.key(.alt(Character(following))))
+                    continue
+                }
+                if result == KEY_CODE_YES {
+                    ungetch(Int32(bitPattern: next))
+                } else if result == OK {
+                    unget_wch(wchar_t(bitPattern: next))
+                }
+                events.append(.key(.escape))
+                continue
+            }
+            if let key = Self.key(for: scalar) { events.append(.key(key)) }
         }
         return events
     }
 
-    static func key(for scalar: Unicode.Scalar) -> Key {
+    /// The rest of a control sequence after "ESC [": parameters up to the final byte.
+    private func readSequence() -> String {
+        var sequence = ""
+        var wch: wint_t = 0
+        while sequence.utf8.count < 32, wget_wch(parley_stdscr(), &wch) == OK, let scalar = Unicode.Scalar(UInt32(wch)) {
+            sequence.unicodeScalars.append(scalar)
+            if (0x40...0x7E).contains(scalar.value) { break }
+        }
+        return sequence
+    }
+
+    /// Nil for the control characters no binding uses (Ctrl-@, Ctrl-\ ] ^ _): they are not text.
+    static func key(for scalar: Unicode.Scalar) -> Key? {
         switch scalar.value {
         case 0x09: return .tab
         case 0x0D, 0x0A: return .enter
         case 0x7F, 0x08: return .backspace
         case 0x01...0x1A: return .control(Character(Unicode.Scalar(scalar.value + 0x60)!))
+        case 0x00...0x1F, 0x80...0x9F: return nil
         default: return .character(Character(scalar))
         }
     }

@@ -62,10 +62,26 @@ public struct CellGrid: Sendable, Hashable {
 
     /// Blanks a rectangle (clipped to the grid).
     public mutating func fill(row: Int, column: Int, width w: Int, height h: Int, style: Style = .normal) {
-        for r in max(row, 0)..<min(row + h, height) {
-            for c in max(column, 0)..<min(column + w, width) {
+        let rows = max(row, 0)..<max(min(row + h, height), max(row, 0))
+        let columns = max(column, 0)..<max(min(column + w, width), max(column, 0))
+        guard !rows.isEmpty, !columns.isEmpty else { return }
+        for r in rows {
+            for c in columns {
                 cells[r * width + c] = Cell(text: " ", style: style, width: 1)
             }
+            splitWideCharacters(row: r, columns: columns)
+        }
+    }
+
+    /// A wide character cut by an edge of `columns` would leave half a glyph: blank the half outside.
+    private mutating func splitWideCharacters(row r: Int, columns: Range<Int>) {
+        let first = columns.lowerBound
+        if first > 0, cells[r * width + first - 1].width == 2 {
+            cells[r * width + first - 1] = Cell(text: " ", style: cells[r * width + first - 1].style, width: 1)
+        }
+        let end = columns.upperBound
+        if end < width, cells[r * width + end].width == 0 {
+            cells[r * width + end] = Cell(text: " ", style: cells[r * width + end].style, width: 1)
         }
     }
 
@@ -76,10 +92,17 @@ public struct CellGrid: Sendable, Hashable {
     public mutating func write(_ text: some StringProtocol, row: Int, column: Int, limit: Int? = nil, style: Style = .normal) -> Int {
         guard row >= 0, row < height, column >= 0 else { return 0 }
         let end = min(column + (limit ?? width), width)
+        guard column < end else { return 0 }
         var col = column
         var last: Int?
-        for scalar in text.unicodeScalars {
-            let w = DisplayText.width(of: scalar)
+        for var scalar in text.unicodeScalars {
+            var w = DisplayText.width(of: scalar)
+            if !DisplayText.isPrintable(scalar) {
+                // Unknown to this C library (a code point newer than it, say): the terminal and
+                // ncurses would disagree about its width, so draw the replacement character.
+                scalar = "\u{FFFD}"
+                w = 1
+            }
             if w == 0 {
                 // A combining mark joins the character before it.
                 if let last { cells[row * width + last].text.unicodeScalars.append(scalar) }
@@ -91,16 +114,13 @@ public struct CellGrid: Sendable, Hashable {
             last = col
             col += w
         }
-        // A wide character cut in half by an earlier write would leave half a glyph: blank it.
-        if col < width, cells[row * width + col].width == 0 {
-            cells[row * width + col] = Cell(text: " ", style: cells[row * width + col].style, width: 1)
-        }
+        if col > column { splitWideCharacters(row: row, columns: column..<col) }
         return col - column
     }
 
     /// Sets the style of cells already written.
     public mutating func restyle(row: Int, column: Int, width w: Int, style: Style) {
-        guard row >= 0, row < height else { return }
+        guard row >= 0, row < height, column + w > max(column, 0), column < width else { return }
         for c in max(column, 0)..<min(column + w, width) { cells[row * width + c].style = style }
     }
 

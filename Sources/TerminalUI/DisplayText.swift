@@ -50,6 +50,14 @@ public enum DisplayText {
         return w < 0 ? 1 : w
     }
 
+    /// Whether the C library (and so ncurses) knows how to draw this scalar. Controls are
+    /// not (`inert` replaces them); nor are code points newer than the library's tables.
+    @inline(__always)
+    public static func isPrintable(_ scalar: Unicode.Scalar) -> Bool {
+        if scalar.value >= 0x20 && scalar.value < 0x7F { return true }
+        return parley_wcwidth(scalar.value) >= 0
+    }
+
     /// Columns a whole string takes.
     public static func width(of text: some StringProtocol) -> Int {
         var total = 0

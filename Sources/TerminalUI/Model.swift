@@ -86,7 +86,8 @@ public struct UIModel: Sendable {
     public internal(set) var scroll = 0
     /// New messages arrived below while scrolled up.
     public internal(set) var moreBelow = false
-    /// Index of the first message that was unread when the conversation was opened.
+    /// The first message that was unread when the conversation was opened, as
+    /// `droppedCount + index` (so it stays on that message when older ones are dropped).
     public internal(set) var unreadMarker: Int?
     /// A one-line message in the status bar until the next key press.
     public internal(set) var notice: String?

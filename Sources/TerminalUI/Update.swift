@@ -34,8 +34,10 @@ extension UIModel {
         case .notice(let text):
             notice = DisplayText.inert(text)
             return []
-        case .sendFailed(let text, let reason):
-            // Nothing typed is lost: back into an empty input, else one Up away.
+        case .sendFailed(let sent, let reason):
+            // Nothing typed is lost: back into an empty input, else one Up away. A text that
+            // starts with "/" was typed as "//" (the escape the send took off).
+            let text = sent.hasPrefix("/") ? "/" + sent : sent
             if input.isEmpty {
                 input = InputLine(text)
                 notice = "not sent: \(DisplayText.inert(reason))"
@@ -70,12 +72,13 @@ extension UIModel {
     private struct Facts {
         let connection: ConnectionStatus
         let selected: String?
-        let selectedCount: Int?
+        /// Messages ever added to the open conversation (kept plus dropped by the cap).
+        let selectedTotal: Int?
 
         init(_ model: UIModel) {
             connection = model.chat.connection
             selected = model.chat.selectedUserID
-            selectedCount = model.chat.selectedUser?.messages.count
+            selectedTotal = model.chat.selectedUser.map { $0.messages.count + $0.droppedCount }
         }
     }
 
@@ -94,14 +97,16 @@ extension UIModel {
             promptProblem = nil
         }
         // New lines below a reader who scrolled up: keep their view where it is.
-        if scroll > 0, let id = chat.selectedUserID, id == before.selected, let count = before.selectedCount,
-            let user = chat.user(id), user.messages.count > count
+        if scroll > 0, let id = chat.selectedUserID, id == before.selected, let total = before.selectedTotal,
+            let user = chat.user(id), user.messages.count + user.droppedCount > total
         {
+            let newMessages = min(user.messages.count + user.droppedCount - total, user.messages.count)
             let layout = ConversationLayout(model: self)
             var added = 0
-            for i in count..<user.messages.count { added += layout.lineCount(of: user, at: i) }
+            for i in (user.messages.count - newMessages)..<user.messages.count { added += layout.lineCount(of: user, at: i) }
             scroll += added
             moreBelow = true
+            clampScroll()  // with a history cap, the oldest lines went as the new ones came
         }
         keepSelectionVisible()
         return []
@@ -324,7 +329,7 @@ extension UIModel {
                 index -= 1
                 if !user.messages[index].fromSelf { remaining -= 1 }
             }
-            unreadMarker = index
+            unreadMarker = user.droppedCount + index
         } else {
             unreadMarker = nil
         }

@@ -25,7 +25,9 @@ struct ConversationLayout {
 
     init(model: UIModel) {
         textWidth = max(model.conversationWidth - Self.timeColumn, 4)
-        unreadMarker = model.unreadMarker
+        // Relative to what is kept; gone when the marked message itself was dropped.
+        let dropped = model.chat.selectedUser?.droppedCount ?? 0
+        unreadMarker = model.unreadMarker.flatMap { $0 >= dropped ? $0 - dropped : nil }
         peerName = DisplayText.inert(model.chat.selectedUser?.username ?? "")
     }
 
@@ -245,10 +247,12 @@ public enum View {
             }
         }
         if model.scroll > 0 {
-            let text = model.moreBelow ? " ▼ new messages below · End " : " ▼ more below · End "
-            let w = DisplayText.width(of: text)
-            grid.fill(row: rows, column: model.width - w, width: w, height: 1)
-            grid.write(text, row: rows, column: max(model.width - w, left), style: .highlight)
+            let full = model.moreBelow ? " ▼ new messages below · End " : " ▼ more below · End "
+            let text = DisplayText.width(of: full) <= width ? full : (model.moreBelow ? " ▼ new below " : " ▼ more ")
+            let w = min(DisplayText.width(of: text), width)
+            let column = max(model.width - w, left)
+            grid.fill(row: rows, column: column, width: w, height: 1)
+            grid.write(text, row: rows, column: column, limit: width, style: .highlight)
         }
     }
 

@@ -174,3 +174,67 @@ import Testing
         #expect(model.screenText.contains("message 1\n") || model.screenText.contains("message 1 "))
     }
 }
+
+@Suite struct ReviewFindingsTests {
+    @Test func withAHistoryCapTheMarkerStaysOnItsMessageAndScrollingHolds() {
+        _ = utf8Locale
+        var chat = ChatState(historyLimit: 30)
+        chat.apply(.session(userID: "a", username: "alice"))
+        chat.apply(.connected)
+        chat.apply(.users([UserEntry(userID: "a", username: "alice", connected: true), UserEntry(userID: "b", username: "bob", connected: true)]))
+        for n in 1...30 { chat.apply(.messageReceived(PrivateMessage(content: "m\(n)", from: "b", to: "a"), at: Date())) }
+        var model = UIModel(settings: .init(serverURL: "x"), chat: ChatState(historyLimit: 30), hasSession: true)
+        _ = model.update(.resize(width: 80, height: 12))
+        _ = model.update(.chat(chat))
+        _ = model.press(.alt("2"))
+        // All 30 unread: the marker is before m1. Scroll up a little, then more arrive.
+        _ = model.update(.key(.wheelUp(row: 3, column: 60)))
+        let before = View.render(model).lines.dropLast(3)
+        for n in 31...33 { _ = model.update(.event(.messageReceived(PrivateMessage(content: "m\(n)", from: "b", to: "a"), at: Date()))) }
+        #expect(model.moreBelow)
+        #expect(Array(View.render(model).lines.dropLast(3).dropFirst()) == Array(before.dropFirst()))
+        // m1…m3 were dropped by the cap, and the marker with m1: no line points at m4 instead.
+        _ = model.press(.end)
+        for _ in 0..<20 { _ = model.press(.pageUp) }
+        #expect(!model.screenText.contains("new messages"))
+        #expect(model.screenText.contains("m4"))
+    }
+
+    @Test func blankingHalfAWideCharacterBlanksTheOtherHalf() {
+        _ = utf8Locale
+        var grid = CellGrid(width: 10, height: 1)
+        grid.write("中文中文中", row: 0, column: 0)
+        grid.fill(row: 0, column: 3, width: 4, height: 1)
+        #expect(grid.line(0) == "中      中")  // 文 at 2–3 and 文 at 6–7 were cut: both gone whole
+        let columns = (0..<10).reduce(0) { $0 + Int(grid[0, $1].width) }
+        #expect(columns == 10)
+        // Out-of-range rectangles are ignored, not a crash.
+        grid.fill(row: 5, column: 0, width: 3, height: 1)
+        grid.fill(row: 0, column: 20, width: 3, height: 1)
+        grid.restyle(row: 0, column: 20, width: 3, style: .bold)
+    }
+
+    @Test func codePointsTheLibraryCannotDrawBecomeTheReplacementCharacter() {
+        _ = utf8Locale
+        var grid = CellGrid(width: 10, height: 1)
+        grid.write("a\u{378}\u{301}b", row: 0, column: 0)  // U+0378 is unassigned
+        #expect(grid.line(0) == "a\u{FFFD}\u{301}b")
+    }
+
+    @Test func theMoreBelowLabelStaysInTheConversationPanel() {
+        var model = chatModel(width: 40, height: 12, messages: (1...40).map { ("b", "m\($0)") })
+        _ = model.press(.end, .pageUp)
+        let grid = View.render(model)
+        let row = model.conversationHeight
+        #expect(grid[row, model.listWidth].text == "│")
+        #expect(grid.line(row).contains("▼"))
+    }
+
+    @Test func aRefusedSlashMessageComesBackWithItsEscape() {
+        var model = chatModel()
+        model.type("//etc/hosts")
+        #expect(model.press(.enter) == [.send(text: "/etc/hosts", to: "b")])
+        _ = model.update(.sendFailed(text: "/etc/hosts", reason: "offline"))
+        #expect(model.input.text == "//etc/hosts")
+    }
+}
