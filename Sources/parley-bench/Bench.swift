@@ -97,7 +97,8 @@ struct Ingest: AsyncParsableCommand {
     }
 
     /// From `session` until the count-th message has been applied to the chat state.
-    /// Counted by the client's synchronous observer, so no extra stream is measured.
+    /// Counted from the client's state observer (each event as it is applied to the chat state),
+    /// so no update stream or per-message record is built just for the measurement.
     func measureParley(url: String) async throws -> Double {
         let directory = NSTemporaryDirectory() + "parley-bench-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -107,7 +108,7 @@ struct Ingest: AsyncParsableCommand {
         socket.transport = transport == "nio" ? NIOWebSocketTransportFactory() : WebSocketTransportFactory()
         let client = try await ChatClient(options: .init(
             url: url, configDirectory: directory, publishesUpdates: false,
-            observer: { progress.observe($0) }, socket: socket
+            stateObserver: { progress.observe($0) }, socket: socket
         ))
         try await client.start(username: "bench")
         let outcome = await progress.result()
@@ -243,7 +244,7 @@ struct Memory: ParsableCommand {
     }
 }
 
-/// Counts applied messages from the observer (on the network executor) and
+/// Counts messages applied to the chat state (from the state observer, on the network executor) and
 /// reports the time from `session` to the last one.
 final class Progress: Sendable {
     enum Outcome: Sendable {
@@ -263,18 +264,19 @@ final class Progress: Sendable {
 
     init(count: Int) { self.count = count }
 
-    func observe(_ update: ChatUpdate) {
+    /// The chat state's events, as the client applies them: the count is of messages in the state.
+    func observe(_ event: ChatEvent) {
         let done: (CheckedContinuation<Outcome, Never>?, Outcome)? = state.withLock { state in
             guard state.outcome == nil else { return nil }
-            switch update {
+            switch event {
             case .session:
                 state.start = .now
                 return nil
-            case .message:
+            case .messageReceived:
                 state.received += 1
                 guard state.received == count else { return nil }
                 state.outcome = .success(ContinuousClock.now - (state.start ?? .now))
-            case .status(.offline(let reason)):
+            case .offline(let reason):
                 state.outcome = .failure("connection lost after \(state.received) messages: \(reason)")
             default:
                 return nil
