@@ -51,7 +51,7 @@ final class UIInbox: Sendable {
 /// The terminal front end: Model → Update → View on one thread, blocking in
 /// poll() between events; the chat client's work runs on its own executor,
 /// and what the model asks for is done in order by one task.
-final class TerminalApp: @unchecked Sendable {
+final class TerminalApp: Sendable {
     enum Action: Sendable {
         case login(String)
         case send(String, to: String)
