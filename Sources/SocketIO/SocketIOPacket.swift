@@ -51,13 +51,28 @@ public struct SocketIOPacket: Sendable, Hashable {
         else { return nil }
         return (name, Array(items.dropFirst()))
     }
+
+    /// `event`, taking the arguments out of the packet: no copy of the array is made
+    /// (the packet is left without its data).
+    public mutating func takeEvent() -> (name: String, arguments: [JSONValue])? {
+        guard kind == .event || kind == .binaryEvent, case .array(var items)? = data,
+            case .string(let name)? = items.first
+        else { return nil }
+        data = nil  // `items` is now the array's only owner: dropping the name happens in place
+        items.removeFirst()
+        return (name, items)
+    }
 }
 
-/// Event names a peer may not send: they are the client's own lifecycle events
-/// (socket.io-parser's RESERVED_EVENTS).
-public let reservedEventNames: Set<String> = [
-    "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener",
-]
+/// Whether a peer may not send (or we emit) an event of this name: the client's own
+/// lifecycle events (socket.io-parser's RESERVED_EVENTS). A switch, not a set: it is
+/// checked for every event received, and comparing short strings beats hashing them.
+public func isReservedEventName(_ name: String) -> Bool {
+    switch name {
+    case "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener": return true
+    default: return false
+    }
+}
 
 // MARK: - Encoding
 
@@ -274,7 +289,7 @@ public struct SocketIOPacketDecoder: Sendable {
             guard case .array(let items)? = packet.data, case .string(let name)? = items.first else {
                 throw .invalidPayload(packet.kind)
             }
-            guard !reservedEventNames.contains(name) else { throw .reservedEventName(name) }
+            guard !isReservedEventName(name) else { throw .reservedEventName(name) }
         case .ack, .binaryAck:
             guard packet.id != nil, packet.data?.arrayValue != nil else { throw .invalidPayload(packet.kind) }
         }

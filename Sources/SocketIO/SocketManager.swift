@@ -186,7 +186,7 @@ public actor SocketManager {
     }
 
     private func emit(_ nsp: String, _ name: String, _ arguments: [JSONValue], ackID: Int?) throws(SocketError) -> EmitResult {
-        guard !reservedEventNames.contains(name) else { throw .reservedEventName(name) }
+        guard !isReservedEventName(name) else { throw .reservedEventName(name) }
         let frames = SocketIOPacket.event(name, arguments, namespace: nsp, id: ackID).encoded()
         for frame in frames {
             let size = frame.packetSize
@@ -414,7 +414,7 @@ public actor SocketManager {
     }
 
     private func receive(_ frame: EngineIOData, from connection: EngineIOConnection) {
-        let packet: SocketIOPacket
+        var packet: SocketIOPacket
         do {
             guard let decoded = try decoder.decode(frame) else { return }
             packet = decoded
@@ -477,7 +477,7 @@ public actor SocketManager {
             closeIfIdle()
 
         case .event, .binaryEvent:
-            guard let (name, arguments) = packet.event else { return }
+            guard let (name, arguments) = packet.takeEvent() else { return }
             let ack = packet.id.map { Acknowledgement(manager: self, namespace: nsp, id: $0) }
             let event = ReceivedEvent(name: name, arguments: arguments, ack: ack)
             if state.connected {

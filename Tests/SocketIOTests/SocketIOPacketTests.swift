@@ -172,3 +172,28 @@ import Testing
 }
 
 import Foundation
+
+@Suite struct TakeEventTests {
+    @Test func takingTheEventGivesTheArgumentsAndLeavesThePacketEmpty() throws {
+        var packet = SocketIOPacket(kind: .event, namespace: "/", data: ["private message", ["to": "u"], 2])
+        let taken = packet.takeEvent()
+        let event = try #require(taken)
+        #expect(event.name == "private message")
+        #expect(event.arguments == [["to": "u"], 2])
+        #expect(packet.data == nil)
+        let again = packet.takeEvent()
+        #expect(again == nil)
+        var ack = SocketIOPacket(kind: .ack, namespace: "/", id: 1, data: ["x"])
+        let none = ack.takeEvent()
+        #expect(none == nil)
+        #expect(ack.data == ["x"])
+    }
+
+    @Test func reservedNamesAreTheReferenceParsersList() {
+        for name in ["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"] {
+            #expect(isReservedEventName(name))
+        }
+        #expect(!isReservedEventName("private message"))
+        #expect(!isReservedEventName("Connect"))
+    }
+}
