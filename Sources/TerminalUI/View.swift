@@ -188,7 +188,7 @@ public enum View {
             // Glyph and colour, so it reads without colour too.
             grid.write(user.isConnected ? "●" : "○", row: row, column: 0, style: selected ? .reverse : (user.isConnected ? .online : .offline))
             let unread = user.unreadCount > 0 ? " \(user.unreadCount > 999 ? "999+" : String(user.unreadCount))" : ""
-            let name = DisplayText.inert(user.username)
+            let name = DisplayText.inert(user.username) + tag(model, index: index)
             let room = width - 3 - DisplayText.width(of: unread)
             // The name comes first: the "(yourself)" mark shortens before the name is cut much.
             let suffix = user.isSelf
@@ -221,7 +221,8 @@ public enum View {
         // Header: status and name.
         var col = left
         col += grid.write(user.isConnected ? "● " : "○ ", row: 0, column: col, style: user.isConnected ? .online : .offline)
-        let name = DisplayText.inert(user.username) + (user.isSelf ? " (yourself)" : "")
+        let index = model.order.firstIndex(of: user.id) ?? 0
+        let name = DisplayText.inert(user.username) + tag(model, index: index) + (user.isSelf ? " (yourself)" : "")
         let state = user.isConnected ? "  online" : "  offline"
         col += grid.write(DisplayText.truncated(name, toWidth: max(width - 2 - state.count, 1)), row: 0, column: col, style: .bold)
         grid.write(state, row: 0, column: col, limit: model.width - col, style: .dim)
@@ -319,6 +320,18 @@ public enum View {
     }
 
     // MARK: Helpers
+
+    /// Usernames are not unique (a server that forgot its sessions brings old and new "bob"):
+    /// when another user has the same name, " #" and the start of the userID tell them apart.
+    /// The list is sorted by name, so a namesake is a neighbour (or self, who is first).
+    static func tag(_ model: UIModel, index: Int) -> String {
+        let order = model.order
+        guard order.indices.contains(index), let user = model.chat.user(order[index]) else { return "" }
+        let shared = [index - 1, index + 1, 0].contains { other in
+            other != index && order.indices.contains(other) && model.chat.user(order[other])?.username == user.username
+        }
+        return shared ? " #" + DisplayText.inert(String(user.id.prefix(4))) : ""
+    }
 
     static func connectionText(_ model: UIModel) -> String {
         switch model.chat.connection {

@@ -238,3 +238,19 @@ import Testing
         #expect(model.input.text == "//etc/hosts")
     }
 }
+
+@Suite struct NamesakeTests {
+    @Test func usersWithTheSameNameAreToldApartByTheirUserID() {
+        var chat = chatModel().chat
+        chat.apply(.userConnected(UserEntry(userID: "b2f0", username: "bob", connected: true)))
+        chat.apply(.userConnected(UserEntry(userID: "a9c1", username: "alice", connected: true)))
+        var model = UIModel(settings: .init(serverURL: "x"), chat: chat, hasSession: true)
+        _ = model.update(.resize(width: 80, height: 24))
+        let list = model.screenText.split(separator: "\n").map { String($0.prefix { $0 != "│" }) }
+        #expect(list.contains { $0.contains("bob #b2f0") })
+        #expect(list.contains { $0.contains("bob #b") && !$0.contains("b2f0") })
+        #expect(list.contains { $0.contains("alice #a") && $0.contains("(you") })
+        #expect(list.contains { $0.contains("alice #a9c1") })
+        #expect(!list.contains { $0.contains("carol #") })
+    }
+}
