@@ -25,6 +25,15 @@ public final class ManualClock: Clock, Sendable {
         var watchers: [(id: Int, ready: @Sendable ([Duration]) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
 
         var pending: [Duration] { sleepers.values.map { now.duration(to: $0.deadline) }.sorted() }
+
+        /// Takes out the watchers the current sleepers satisfy.
+        mutating func readyWatchers() -> [CheckedContinuation<Void, Never>] {
+            guard !watchers.isEmpty else { return [] }
+            let pending = self.pending
+            let ready = watchers.filter { $0.ready(pending) }.map(\.continuation)
+            watchers.removeAll { $0.ready(pending) }
+            return ready
+        }
     }
 
     private let state = Mutex(State())
@@ -46,10 +55,7 @@ public final class ManualClock: Clock, Sendable {
                     if state.cancelled.remove(id) != nil { return .cancelled }
                     if deadline <= state.now { return .due }
                     state.sleepers[id] = Sleeper(deadline: deadline, continuation: continuation)
-                    let pending = state.pending
-                    let ready = state.watchers.filter { $0.ready(pending) }.map(\.continuation)
-                    state.watchers.removeAll { $0.ready(pending) }
-                    return .waiting(ready)
+                    return .waiting(state.readyWatchers())
                 }
                 switch outcome {
                 case .due: continuation.resume()
@@ -58,26 +64,29 @@ public final class ManualClock: Clock, Sendable {
                 }
             }
         } onCancel: {
-            let continuation: CheckedContinuation<Void, any Error>?? = state.withLock { state in
+            let (continuation, ready): (CheckedContinuation<Void, any Error>?, [CheckedContinuation<Void, Never>]) = state.withLock { state in
                 guard let sleeper = state.sleepers.removeValue(forKey: id) else {
                     state.cancelled.insert(id)
-                    return nil
+                    return (nil, [])
                 }
-                return sleeper.continuation
+                return (sleeper.continuation, state.readyWatchers())
             }
-            continuation??.resume(throwing: CancellationError())
+            continuation?.resume(throwing: CancellationError())
+            ready.forEach { $0.resume() }
         }
     }
 
     /// Moves time forward, waking every sleeper whose deadline has come.
     public func advance(by duration: Duration) {
-        let due: [CheckedContinuation<Void, any Error>] = state.withLock { state in
+        let (due, ready): ([CheckedContinuation<Void, any Error>], [CheckedContinuation<Void, Never>]) = state.withLock { state in
             state.now = state.now.advanced(by: duration)
             let now = state.now
             let ids = state.sleepers.filter { $0.value.deadline <= now }.keys
-            return ids.compactMap { state.sleepers.removeValue(forKey: $0)?.continuation }
+            let due = ids.compactMap { state.sleepers.removeValue(forKey: $0)?.continuation }
+            return (due, state.readyWatchers())
         }
         due.forEach { $0.resume() }
+        ready.forEach { $0.resume() }
     }
 
     /// How long each current sleeper still has to sleep, shortest first.
@@ -93,6 +102,12 @@ public final class ManualClock: Clock, Sendable {
     /// Waits (for real, up to `timeout`) until some task sleeps for exactly `duration` from now.
     public func waitForSleep(of duration: Duration, timeout: Duration = .seconds(10)) async throws {
         try await waitUntilSleeping(timeout: timeout, "a sleep of \(duration) on the manual clock") { $0.contains(duration) }
+    }
+
+    /// Waits (for real, up to `timeout`) until nothing sleeps on this clock: timers that were
+    /// cancelled leave it when their tasks have run, which on a busy machine is not at once.
+    public func waitUntilNoSleepers(timeout: Duration = .seconds(10)) async throws {
+        try await waitUntilSleeping(timeout: timeout, "no sleepers on the manual clock") { $0.isEmpty }
     }
 
     /// Waits until the pending sleeps (time left, shortest first) satisfy `ready`.

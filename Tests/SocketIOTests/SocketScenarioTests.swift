@@ -134,7 +134,7 @@ extension SocketEvent {
         #expect(error.source == .server)
         // The client closes the connection and schedules nothing.
         try await connection.waitUntilClosed()
-        #expect(h.clock!.pendingSleeps.isEmpty)
+        try await h.clock!.waitUntilNoSleepers()
         h.clock!.advance(by: .seconds(3600))
         await #expect(throws: TimeoutError.self) { _ = try await h.server.nextConnection(timeout: .milliseconds(300)) }
         #expect(!(await h.socket.isConnected))
@@ -254,7 +254,7 @@ extension SocketEvent {
         connection.disconnect()
         #expect(try await h.events.disconnected() == .ioServerDisconnect)
         try await connection.waitUntilClosed()
-        #expect(h.clock!.pendingSleeps.isEmpty)
+        try await h.clock!.waitUntilNoSleepers()
         h.clock!.advance(by: .seconds(3600))
         await #expect(throws: TimeoutError.self) { _ = try await h.server.nextConnection(timeout: .milliseconds(300)) }
         // Emits now wait for a manual connect().
@@ -550,7 +550,7 @@ import Foundation
         _ = try await h.events.disconnected()
         _ = try await h.reconnectAttempt()
         await h.socket.disconnect()
-        #expect(h.clock!.pendingSleeps.isEmpty)
+        try await h.clock!.waitUntilNoSleepers()
         await h.socket.connect()
         _ = try await h.acceptNextConnection()
         await h.shutDown()
