@@ -96,12 +96,13 @@ public struct CellGrid: Sendable, Hashable {
         var col = column
         var last: Int?
         for var scalar in text.unicodeScalars {
-            var w = DisplayText.width(of: scalar)
-            if !DisplayText.isPrintable(scalar) {
+            var w = 1
+            if let drawn = DisplayText.drawnWidth(of: scalar) {
+                w = drawn
+            } else {
                 // Unknown to this C library (a code point newer than it, say): the terminal and
                 // ncurses would disagree about its width, so draw the replacement character.
                 scalar = "\u{FFFD}"
-                w = 1
             }
             if w == 0 {
                 // A combining mark joins the character before it.

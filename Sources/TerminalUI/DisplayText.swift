@@ -45,17 +45,16 @@ public enum DisplayText {
     /// scalars (which `inert` has already replaced) count as 1.
     @inline(__always)
     public static func width(of scalar: Unicode.Scalar) -> Int {
-        if scalar.value >= 0x20 && scalar.value < 0x7F { return 1 }
-        let w = Int(parley_wcwidth(scalar.value))
-        return w < 0 ? 1 : w
+        drawnWidth(of: scalar) ?? 1
     }
 
-    /// Whether the C library (and so ncurses) knows how to draw this scalar. Controls are
-    /// not (`inert` replaces them); nor are code points newer than the library's tables.
+    /// Columns one scalar takes, or nil when the C library (and so ncurses) cannot draw it:
+    /// controls (`inert` replaces them), and code points newer than the library's tables.
     @inline(__always)
-    public static func isPrintable(_ scalar: Unicode.Scalar) -> Bool {
-        if scalar.value >= 0x20 && scalar.value < 0x7F { return true }
-        return parley_wcwidth(scalar.value) >= 0
+    public static func drawnWidth(of scalar: Unicode.Scalar) -> Int? {
+        if scalar.value >= 0x20 && scalar.value < 0x7F { return 1 }
+        let w = Int(parley_wcwidth(scalar.value))
+        return w < 0 ? nil : w
     }
 
     /// Columns a whole string takes.
