@@ -158,9 +158,9 @@ public struct ChatState: Sendable {
         case .messageReceived(let message, let at):
             receive(message, at: at)
         case .messageSent(let content, let to, let at, let queued):
-            ensureUser(to)
-            append(ChatMessage(content: content, fromSelf: true, delivery: queued ? .queued : .sent, at: at), to: to)
-            if queued { usersByID[to]!.queuedCount += 1 }
+            let slot = self.slot(for: to)
+            append(ChatMessage(content: content, fromSelf: true, delivery: queued ? .queued : .sent, at: at), at: slot)
+            if queued { usersByID.values[slot].queuedCount += 1 }
         case .select(let userID):
             guard let userID, usersByID[userID] != nil else {
                 selectedUserID = nil
@@ -233,33 +233,28 @@ public struct ChatState: Sendable {
     private mutating func receive(_ message: PrivateMessage, at: Date) {
         let fromSelf = message.from == selfID
         let peer = fromSelf ? message.to : message.from
-        let entry = ChatMessage(content: message.content, fromSelf: fromSelf, delivery: fromSelf ? .sent : .received, at: at)
-        // The hot path of a busy chat: one hash lookup, then in-place updates.
-        if historyLimit == nil, let i = usersByID.index(forKey: peer) {
-            usersByID.values[i].messages.append(entry)
-            if peer != selectedUserID { usersByID.values[i].unreadCount += 1 }
-            return
-        }
-        ensureUser(peer)
-        append(entry, to: peer)
-        if peer != selectedUserID { usersByID[peer]!.unreadCount += 1 }
+        let slot = self.slot(for: peer)
+        append(ChatMessage(content: message.content, fromSelf: fromSelf, delivery: fromSelf ? .sent : .received, at: at), at: slot)
+        if peer != selectedUserID { usersByID.values[slot].unreadCount += 1 }
     }
 
-    /// A message from (or to) a user not in the list creates that user, named by
-    /// its userID until the server tells more, rather than vanishing.
-    private mutating func ensureUser(_ userID: String) {
-        guard usersByID[userID] == nil else { return }
+    /// Where a user's entry is. A message from (or to) a user not in the list creates
+    /// that user, named by its userID until the server tells more, rather than vanishing.
+    /// The hot path of a busy chat: one hash lookup, then updates in place.
+    private mutating func slot(for userID: String) -> [String: ChatUser].Index {
+        if let slot = usersByID.index(forKey: userID) { return slot }
         upsert(UserEntry(userID: userID, username: userID, connected: true))
         sort()
+        return usersByID.index(forKey: userID)!
     }
 
-    private mutating func append(_ message: ChatMessage, to userID: String) {
-        usersByID[userID]!.messages.append(message)
+    private mutating func append(_ message: ChatMessage, at slot: [String: ChatUser].Index) {
+        usersByID.values[slot].messages.append(message)
         if let limit = historyLimit {
-            while usersByID[userID]!.messages.count > limit {
-                let dropped = usersByID[userID]!.messages.removeFirst()
-                usersByID[userID]!.droppedCount += 1
-                if dropped.delivery == .queued { usersByID[userID]!.queuedCount -= 1 }
+            while usersByID.values[slot].messages.count > limit {
+                let dropped = usersByID.values[slot].messages.removeFirst()
+                usersByID.values[slot].droppedCount += 1
+                if dropped.delivery == .queued { usersByID.values[slot].queuedCount -= 1 }
             }
         }
     }
