@@ -46,10 +46,8 @@ public struct SocketIOPacket: Sendable, Hashable {
 
     /// For EVENT packets: the event name and its arguments.
     public var event: (name: String, arguments: [JSONValue])? {
-        guard kind == .event || kind == .binaryEvent, case .array(let items)? = data,
-            case .string(let name)? = items.first
-        else { return nil }
-        return (name, Array(items.dropFirst()))
+        var copy = self
+        return copy.takeEvent()
     }
 
     /// `event`, taking the arguments out of the packet: no copy of the array is made
