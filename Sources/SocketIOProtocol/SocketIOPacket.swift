@@ -1,4 +1,4 @@
-public import EngineIO
+public import EngineIOProtocol
 public import JSON
 
 /// A Socket.IO v5 packet (socket.io-protocol v5, "Exchange protocol").
