@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "parley", targets: ["parley"]),
         .executable(name: "parley-bench", targets: ["parley-bench"]),
+        .executable(name: "parley-server", targets: ["parley-server"]),
         .library(name: "SocketIO", targets: ["SocketIO"]),
         .library(name: "SocketIOTesting", targets: ["SocketIOTesting"]),
     ],
@@ -23,15 +24,23 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // Bottom layer: a small, fast JSON value type shared by both protocol layers.
         .target(name: "JSON", swiftSettings: strict),
-        // Engine.IO v4: packets, handshake, WebSocket transport, heartbeat.
+        // The wire formats, shared by client and server: Engine.IO v4 packets, the
+        // polling payload and the handshake; Socket.IO v5 packets with binary attachments.
+        .target(name: "EngineIOProtocol", dependencies: ["JSON"], swiftSettings: strict),
+        .target(name: "SocketIOProtocol", dependencies: ["EngineIOProtocol", "JSON"], swiftSettings: strict),
+        // Engine.IO v4 client: WebSocket transport, heartbeat.
         .target(
             name: "EngineIO",
             dependencies: [
-                "JSON",
+                "JSON", "EngineIOProtocol",
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -45,7 +54,7 @@ let package = Package(
         // Socket.IO v5: packets, binary attachments, manager with reconnection, sockets.
         .target(
             name: "SocketIO",
-            dependencies: ["JSON", "EngineIO", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["JSON", "EngineIO", "SocketIOProtocol", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         // A scriptable Socket.IO server for tests, on NIO's WebSocket server.
@@ -95,6 +104,49 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Server side, layered like the client. Engine.IO v4 server: sessions, WebSocket and
+        // HTTP long-polling with the upgrade probe, heartbeat, limits; on Hummingbird 2.
+        .target(
+            name: "EngineIOServer",
+            dependencies: [
+                "EngineIOProtocol", "JSON",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // Socket.IO v5 server: namespaces, middleware, rooms, broadcasts, acks.
+        .target(
+            name: "SocketIOServer",
+            dependencies: ["EngineIOServer", "SocketIOProtocol", "JSON", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        // The private-messaging application (PROTOCOL.md part II + part III store),
+        // with an in-memory store and a SQLite one.
+        .target(
+            name: "ChatServer",
+            dependencies: [
+                "SocketIOServer", "JSON",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "parley-server",
+            dependencies: [
+                "ChatServer", "SocketIOServer", "EngineIOServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         // Benchmarks (build with -c release).
         .executableTarget(
             name: "parley-bench",
@@ -134,6 +186,18 @@ let package = Package(
         .testTarget(name: "ChatTests", dependencies: ["Chat"], swiftSettings: strict),
         .testTarget(name: "ChatClientTests", dependencies: ["ChatClient", "SocketIOTesting"], swiftSettings: strict),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "Chat"], swiftSettings: strict),
+        .testTarget(
+            name: "ServerTests",
+            dependencies: [
+                "ChatServer", "SocketIOServer", "EngineIOServer", "JSON",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "CNcurseswTests", dependencies: ["CNcursesw"], swiftSettings: strict),
     ]
 )

@@ -4,7 +4,7 @@
 # of the interop server (python-socketio, aiohttp). Safe to run again.
 set -euo pipefail
 
-apt_packages=(libncurses-dev pkg-config tmux)
+apt_packages=(libncurses-dev libsqlite3-dev pkg-config tmux)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

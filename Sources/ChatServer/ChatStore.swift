@@ -1,0 +1,100 @@
+import Synchronization
+
+/// A user's session as the server keeps it. `sessionID` is the bearer secret; `userID` is public.
+public struct StoredSession: Sendable, Equatable {
+    public var sessionID: String
+    public var userID: String
+    public var username: String
+    public var connected: Bool
+
+    public init(sessionID: String, userID: String, username: String, connected: Bool) {
+        self.sessionID = sessionID
+        self.userID = userID
+        self.username = username
+        self.connected = connected
+    }
+}
+
+/// A private message as stored (part III of the guide).
+public struct StoredMessage: Sendable, Equatable {
+    public var content: String
+    public var from: String
+    public var to: String
+
+    public init(content: String, from: String, to: String) {
+        self.content = content
+        self.from = from
+        self.to = to
+    }
+}
+
+/// Where sessions and messages live: in memory, or in SQLite with `--data`.
+/// Implementations are thread-safe and synchronous (handlers call them inline).
+public protocol ChatStore: Sendable {
+    func session(id sessionID: String) throws -> StoredSession?
+    func hasUser(_ userID: String) throws -> Bool
+    /// Inserts or replaces by sessionID. A new session goes after every older one.
+    func save(_ session: StoredSession) throws
+    /// Every session, oldest first.
+    func allSessions() throws -> [StoredSession]
+    func save(_ message: StoredMessage) throws
+    /// Every message from or to this user, oldest first.
+    func messages(of userID: String) throws -> [StoredMessage]
+    /// Makes everything durable (a no-op in memory).
+    func close() throws
+}
+
+/// The store the guide's server has: nothing survives a restart.
+public final class MemoryChatStore: ChatStore {
+    private let state = Mutex(State())
+
+    struct State {
+        var sessions: [StoredSession] = []
+        var indexBySessionID: [String: Int] = [:]
+        var userIDs: Set<String> = []
+        var messages: [StoredMessage] = []
+        /// Positions in `messages` of each user's messages.
+        var messagesByUser: [String: [Int]] = [:]
+    }
+
+    public init() {}
+
+    public func session(id sessionID: String) -> StoredSession? {
+        state.withLock { state in state.indexBySessionID[sessionID].map { state.sessions[$0] } }
+    }
+
+    public func hasUser(_ userID: String) -> Bool {
+        state.withLock { $0.userIDs.contains(userID) }
+    }
+
+    public func save(_ session: StoredSession) {
+        state.withLock { state in
+            if let index = state.indexBySessionID[session.sessionID] {
+                state.sessions[index] = session
+            } else {
+                state.indexBySessionID[session.sessionID] = state.sessions.count
+                state.sessions.append(session)
+            }
+            state.userIDs.insert(session.userID)
+        }
+    }
+
+    public func allSessions() -> [StoredSession] {
+        state.withLock { $0.sessions }
+    }
+
+    public func save(_ message: StoredMessage) {
+        state.withLock { state in
+            let index = state.messages.count
+            state.messages.append(message)
+            state.messagesByUser[message.from, default: []].append(index)
+            if message.to != message.from { state.messagesByUser[message.to, default: []].append(index) }
+        }
+    }
+
+    public func messages(of userID: String) -> [StoredMessage] {
+        state.withLock { state in (state.messagesByUser[userID] ?? []).map { state.messages[$0] } }
+    }
+
+    public func close() {}
+}

@@ -1,0 +1,175 @@
+public import Hummingbird
+import HummingbirdCore
+public import HummingbirdWebSocket
+import EngineIOProtocol
+public import NIOCore
+public import Logging
+public import ServiceLifecycle
+
+/// A request context that remembers its connection, so that a long poll learns when
+/// its client goes away.
+public struct EngineIORequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let channel: any Channel
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.channel = source.channel
+    }
+}
+
+/// Answers Engine.IO's long-polling requests (and CORS preflights) on the server's path;
+/// everything else is 404.
+public struct EngineIOResponder: HTTPResponder {
+    public typealias Context = EngineIORequestContext
+    let server: EngineIOServer
+
+    public init(server: EngineIOServer) {
+        self.server = server
+    }
+
+    public func respond(to request: Request, context: Context) async throws -> Response {
+        let path = request.uri.path
+        let options = server.options
+        guard path == options.path || path + "/" == options.path else {
+            return Response(status: .notFound)
+        }
+        var headers = HTTPFields()
+        if let origin = request.headers[.origin], options.cors.allows(origin) {
+            headers[.accessControlAllowOrigin] = origin
+            headers[.accessControlAllowCredentials] = "true"
+            headers[.vary] = "Origin"
+        }
+        if request.method == .options {
+            headers[.accessControlAllowMethods] = "GET, POST"
+            headers[.accessControlAllowHeaders] = request.headers[.accessControlRequestHeaders] ?? "Content-Type"
+            headers[.accessControlMaxAge] = "86400"
+            return Response(status: .noContent, headers: headers)
+        }
+        let query = Self.query(request.uri)
+        let channel = context.channel
+        let limit = options.maxHttpBufferSize
+        let answer = await server.handlePolling(
+            method: request.method.rawValue,
+            query: query,
+            request: Self.handshakeRequest(query: query, headers: request.headers, channel: channel, transport: .polling),
+            body: {
+                var body = request.body
+                guard let buffer = try? await body.collect(upTo: limit) else { return nil }
+                return Array(buffer.readableBytesView)
+            },
+            onPollStart: { abort in
+                // A long poll whose client disconnects ends the session (engine.io does the same).
+                channel.closeFuture.whenComplete { _ in abort() }
+            }
+        )
+        headers[.contentType] = answer.contentType
+        // Engine.IO payloads must not be cached by anything in between.
+        headers[.cacheControl] = "no-store"
+        return Response(
+            status: HTTPResponse.Status(code: answer.status),
+            headers: headers,
+            body: ResponseBody(byteBuffer: ByteBuffer(string: answer.body))
+        )
+    }
+
+    static func query(_ uri: URI) -> [String: String] {
+        var query: [String: String] = [:]
+        for (key, value) in uri.queryParameters { query[String(key)] = String(value) }
+        return query
+    }
+
+    static func handshakeRequest(
+        query: [String: String],
+        headers: HTTPFields,
+        channel: any Channel,
+        transport: EngineIOServerOptions.Transport
+    ) -> EngineIOHandshakeRequest {
+        var flat: [String: String] = [:]
+        for field in headers { flat[field.name.canonicalName] = field.value }
+        return EngineIOHandshakeRequest(
+            query: query,
+            headers: flat,
+            remoteAddress: channel.remoteAddress?.ipAddress,
+            transport: transport
+        )
+    }
+}
+
+extension EngineIOServer {
+    /// The WebSocket side for `HTTPServerBuilder.http1WebSocketUpgrade(shouldUpgrade:)`:
+    /// upgrades requests on the server's path with valid Engine.IO parameters.
+    public func shouldUpgrade(
+        request: HTTPRequest,
+        channel: any Channel
+    ) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
+        let uri = URI(request.path ?? "/")
+        guard uri.path == options.path || uri.path + "/" == options.path else { return .dontUpgrade }
+        let query = EngineIOResponder.query(uri)
+        let plan = planWebSocket(query: query)
+        if case .refuse = plan { return .dontUpgrade }
+        let handshake = EngineIOResponder.handshakeRequest(
+            query: query,
+            headers: request.headerFields,
+            channel: channel,
+            transport: .websocket
+        )
+        let maxSize = options.maxHttpBufferSize
+        return .upgrade([:]) { [self] inbound, outbound, _ in
+            var messages = inbound.messages(maxSize: maxSize).makeAsyncIterator()
+            await serveWebSocket(
+                plan: plan,
+                request: handshake,
+                receive: {
+                    switch try await messages.next() {
+                    case .text(let text)?: return .text(text)
+                    case .binary(let buffer)?: return .binary(Array(buffer.readableBytesView))
+                    case nil: return nil
+                    }
+                },
+                write: { frames in
+                    for frame in frames {
+                        switch frame {
+                        case .text(let text): try await outbound.write(.text(text))
+                        case .binary(let bytes): try await outbound.write(.binary(ByteBuffer(bytes: bytes)))
+                        }
+                    }
+                },
+                closeConnection: {
+                    try? await outbound.close(.normalClosure, reason: nil)
+                }
+            )
+        }
+    }
+
+    /// The WebSocket configuration that matches these options: messages up to
+    /// maxHttpBufferSize, no WebSocket-level pings (Engine.IO has its own heartbeat).
+    public var webSocketConfiguration: WebSocketServerConfiguration {
+        WebSocketServerConfiguration(maxFrameSize: options.maxHttpBufferSize, autoPing: .disabled)
+    }
+}
+
+extension EngineIOServer {
+    /// A Hummingbird application serving this Engine.IO server over HTTP/1.1 with WebSocket
+    /// upgrades. `onServerRunning` receives the bound port (useful with port 0).
+    public func application(
+        host: String,
+        port: Int,
+        services: [any Service] = [],
+        logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        Application(
+            responder: EngineIOResponder(server: self),
+            server: .http1WebSocketUpgrade(configuration: .init(ws: webSocketConfiguration)) { [self] request, channel, _ in
+                shouldUpgrade(request: request, channel: channel)
+            },
+            // A burst of logins (a load test, every client reconnecting after a restart)
+            // must not overflow the accept queue.
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "parley-server", backlog: 4096),
+            services: services,
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
+            logger: logger
+        )
+    }
+}
