@@ -179,8 +179,8 @@ let package = Package(
         ),
         .testTarget(
             name: "InteropTests",
-            dependencies: ["SocketIO", "SocketIOTesting", "JSON", "parley"],
-            exclude: ["server.py"],
+            dependencies: ["SocketIO", "SocketIOTesting", "JSON", "parley", "parley-server"],
+            exclude: ["server.py", "client_scenario.py"],
             swiftSettings: strict
         ),
         .testTarget(name: "ChatTests", dependencies: ["Chat"], swiftSettings: strict),

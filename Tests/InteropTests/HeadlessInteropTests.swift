@@ -13,8 +13,8 @@ func storedSessionID(in directory: String) throws -> String {
 
 /// Two `parley --headless` processes, different config dirs, through python-socketio.
 @Suite(.timeLimit(.minutes(2))) struct HeadlessInteropTests {
-    @Test func twoHeadlessClientsChatAndTheSecretNeverLeaks() async throws {
-        let server = try await InteropServer.start()
+    @Test(arguments: ServerKind.allCases) func twoHeadlessClientsChatAndTheSecretNeverLeaks(_ kind: ServerKind) async throws {
+        let server = try await InteropServer.start(kind)
         let alice = try HeadlessProcess(url: server.url, configDirectory: scratchDirectory(), username: "alice")
         let aliceSession = try await alice.next("session")
         let bob = try HeadlessProcess(url: server.url, configDirectory: scratchDirectory(), username: "bob")
@@ -61,8 +61,8 @@ func storedSessionID(in directory: String) throws -> String {
         await server.stop()
     }
 
-    @Test func aRestartKeepsTheIdentity() async throws {
-        let server = try await InteropServer.start()
+    @Test(arguments: ServerKind.allCases) func aRestartKeepsTheIdentity(_ kind: ServerKind) async throws {
+        let server = try await InteropServer.start(kind)
         let directory = scratchDirectory()
         let first = try HeadlessProcess(url: server.url, configDirectory: directory, username: "carol")
         let userID = try #require(try await first.next("session")["userID"])
@@ -83,8 +83,8 @@ func storedSessionID(in directory: String) throws -> String {
         await server.stop()
     }
 
-    @Test func withoutASessionOrAUsernameItExitsWithAnError() async throws {
-        let server = try await InteropServer.start()
+    @Test(arguments: ServerKind.allCases) func withoutASessionOrAUsernameItExitsWithAnError(_ kind: ServerKind) async throws {
+        let server = try await InteropServer.start(kind)
         let nobody = try HeadlessProcess(url: server.url, configDirectory: scratchDirectory())
         #expect(try await nobody.next("status")["state"] == "needs_username")
         #expect(try await nobody.next("error")["message"]?.stringValue?.contains("give --username") == true)
@@ -92,11 +92,11 @@ func storedSessionID(in directory: String) throws -> String {
         await server.stop()
     }
 
-    @Test func aServerRestartMidChatLosesNothing() async throws {
+    @Test(arguments: ServerKind.allCases) func aServerRestartMidChatLosesNothing(_ kind: ServerKind) async throws {
         let sessions = scratchDirectory() + "-sessions.json"
         // A server with persistent sessions and a message store (the guide's part III): with part II's
         // in-memory store a restart forgets every user, and a message to a user who is not yet back is lost.
-        var server = try await InteropServer.start(sessionsFile: sessions, storeMessages: true)
+        var server = try await InteropServer.start(kind, sessionsFile: sessions, storeMessages: true)
         let alice = try HeadlessProcess(url: server.url, configDirectory: scratchDirectory(), username: "alice")
         let aliceID = try #require(try await alice.next("session")["userID"])
         let bob = try HeadlessProcess(url: server.url, configDirectory: scratchDirectory(), username: "bob")
@@ -117,7 +117,7 @@ func storedSessionID(in directory: String) throws -> String {
         try await alice.next("message") { $0["queued"] == true }
 
         // Back on the same port: both reconnect as themselves, the queue goes out in order.
-        server = try await InteropServer.start(port: port, sessionsFile: sessions, storeMessages: true)
+        server = try await InteropServer.start(kind, port: port, sessionsFile: sessions, storeMessages: true)
         try await alice.next("status", timeout: .seconds(30)) { $0["state"] == "connected" }
         // The flush comes with the connection, before the server's session and users.
         let flushed = try await alice.next("message") { $0["sent"] == true }
@@ -146,8 +146,8 @@ func storedSessionID(in directory: String) throws -> String {
         await server.stop()
     }
 
-    @Test func twoInstancesWithOneConfigDirAreOneUserInTwoPlaces() async throws {
-        let server = try await InteropServer.start()
+    @Test(arguments: ServerKind.allCases) func twoInstancesWithOneConfigDirAreOneUserInTwoPlaces(_ kind: ServerKind) async throws {
+        let server = try await InteropServer.start(kind)
         let directory = scratchDirectory()
         let laptop = try HeadlessProcess(url: server.url, configDirectory: directory, username: "erin")
         let erinID = try #require(try await laptop.next("session")["userID"])

@@ -1,8 +1,33 @@
 import Foundation
+import JSON
+import Testing
 import Synchronization
 
-/// The python-socketio port of the part II server (`server.py` beside this
-/// file), started on a free port for one test and stopped after it.
+/// Which private-messaging server an end-to-end test runs against.
+enum ServerKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    /// The python-socketio port of the guide's server (`server.py` beside this file):
+    /// a real, independent Socket.IO implementation.
+    case python
+    /// Parley's own `parley-server` (part II plus part III's message store).
+    case parley
+
+    var testDescription: String { rawValue }
+
+    /// Whether `users` entries and `user connected` carry part III's `messages`.
+    var sendsMessages: Bool { self == .parley }
+
+    /// A `users` / `user connected` entry as this server sends it (without stored messages).
+    func entry(userID: String, username: String, connected: Bool) -> JSONValue {
+        var members: [JSONObject.Element] = [
+            ("userID", .string(userID)), ("username", .string(username)), ("connected", .bool(connected)),
+        ]
+        if sendsMessages { members.append(("messages", .array([]))) }
+        return .object(JSONObject(members))
+    }
+}
+
+/// A private-messaging server (python-socketio's port or parley-server), started on a
+/// free port for one test and stopped after it.
 ///
 /// Blocking reads and waits run on threads of their own: on the cooperative
 /// pool (two threads on a two-core machine) they would stall every other test.
@@ -29,12 +54,29 @@ final class InteropServer: Sendable {
     ///   - port: 0 for a free one; a given one to restart on the same port.
     ///   - sessionsFile: keep sessions across restarts.
     ///   - storeMessages: part III: keep messages and send them in `users`.
-    static func start(port: Int = 0, sessionsFile: String? = nil, storeMessages: Bool = false) async throws -> InteropServer {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("server.py")
-        let python = ProcessInfo.processInfo.environment["PARLEY_PYTHON"] ?? "python3"
+    ///   - kind: which server; parley-server always stores messages, and keeps sessions and
+    ///     messages in `sessionsFile` (SQLite) when given.
+    static func start(
+        _ kind: ServerKind = .python,
+        port: Int = 0,
+        sessionsFile: String? = nil,
+        storeMessages: Bool = false,
+        extraArguments: [String] = []
+    ) async throws -> InteropServer {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [python, script.path, "--exit-with-stdin", "--port", String(port)] + (sessionsFile.map { ["--sessions-file", $0] } ?? []) + (storeMessages ? ["--store-messages"] : [])
+        switch kind {
+        case .python:
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("server.py")
+            let python = ProcessInfo.processInfo.environment["PARLEY_PYTHON"] ?? "python3"
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [python, script.path, "--exit-with-stdin", "--port", String(port)] + (sessionsFile.map { ["--sessions-file", $0] } ?? []) + (storeMessages ? ["--store-messages"] : [])
+        case .parley:
+            // Built beside the test bundle (the test target depends on it).
+            process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+                .appendingPathComponent("parley-server")
+            process.arguments = ["--exit-with-stdin", "--port", String(port), "--log-level", "warning"]
+                + (sessionsFile.map { ["--data", $0] } ?? []) + extraArguments
+        }
         let stdin = Pipe()
         let stdout = Pipe()
         let stderr = Pipe()
@@ -63,8 +105,10 @@ final class InteropServer: Sendable {
             process.terminate()
             let errors = await onOwnThread { String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
             throw StartError(
-                description: "the python-socketio interop server did not start (run `make deps` to install "
-                    + "python-socketio and aiohttp):\n\(errors)"
+                description: kind == .python
+                    ? "the python-socketio interop server did not start (run `make deps` to install "
+                        + "python-socketio and aiohttp):\n\(errors)"
+                    : "parley-server did not start:\n\(errors)"
             )
         }
         return InteropServer(url: "http://127.0.0.1:\(listening)", port: listening, process: process, stdin: stdin, exited: exited)

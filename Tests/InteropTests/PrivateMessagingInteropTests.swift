@@ -28,18 +28,18 @@ struct Client {
     }
 }
 
-/// Parley's client stack against a real, independent Socket.IO server:
-/// python-socketio running the guide's part II logic (PROTOCOL.md).
+/// Parley's client stack against a real, independent Socket.IO server (python-socketio
+/// running the guide's part II logic, PROTOCOL.md) and against parley-server.
 @Suite(.timeLimit(.minutes(1))) struct PrivateMessagingInteropTests {
-    @Test func twoUsersChat() async throws {
-        let server = try await InteropServer.start()
+    @Test(arguments: ServerKind.allCases) func twoUsersChat(_ kind: ServerKind) async throws {
+        let server = try await InteropServer.start(kind)
 
         // Login: session, then users with oneself in it.
         let alice = try await Client.connect(to: server.url, auth: ["username": "alice"])
         try await alice.events.connected()
         let aliceSession = try await alice.session()
         let aliceUsers = try await alice.users()
-        #expect(aliceUsers == [["userID": .string(aliceSession.userID), "username": "alice", "connected": true]])
+        #expect(aliceUsers == [kind.entry(userID: aliceSession.userID, username: "alice", connected: true)])
 
         // A second user: the first is told, the second sees both.
         let bob = try await Client.connect(to: server.url, auth: ["username": "bob"])
@@ -47,7 +47,7 @@ struct Client {
         let bobUsers = try await bob.users()
         #expect(Set(bobUsers.compactMap { $0["username"]?.stringValue }) == ["alice", "bob"])
         let joined = try await alice.events.event(named: "user connected")
-        #expect(joined.arguments == [["userID": .string(bobSession.userID), "username": "bob", "connected": true]])
+        #expect(joined.arguments == [kind.entry(userID: bobSession.userID, username: "bob", connected: true)])
 
         // A private message arrives with the server-set from/to, and non-ASCII intact.
         let text = "hello bob — héllo 中文 😀"
@@ -72,8 +72,8 @@ struct Client {
         await server.stop()
     }
 
-    @Test func reconnectingWithTheSessionIDKeepsTheUserID() async throws {
-        let server = try await InteropServer.start()
+    @Test(arguments: ServerKind.allCases) func reconnectingWithTheSessionIDKeepsTheUserID(_ kind: ServerKind) async throws {
+        let server = try await InteropServer.start(kind)
         let first = try await Client.connect(to: server.url, auth: ["username": "carol"])
         let session = try await first.session()
         await first.socket.disconnect()
@@ -88,8 +88,8 @@ struct Client {
         await server.stop()
     }
 
-    @Test func parleysSessionPlusUsernameSurvivesAForgottenSession() async throws {
-        let server = try await InteropServer.start()
+    @Test(arguments: ServerKind.allCases) func parleysSessionPlusUsernameSurvivesAForgottenSession(_ kind: ServerKind) async throws {
+        let server = try await InteropServer.start(kind)
         // A session the server never issued (as after a restart): the username makes a new one.
         let client = try await Client.connect(to: server.url, auth: ["sessionID": "unknown", "username": "dave"])
         let session = try await client.session()
@@ -100,8 +100,8 @@ struct Client {
         await server.stop()
     }
 
-    @Test func noUsernameIsRefused() async throws {
-        let server = try await InteropServer.start()
+    @Test(arguments: ServerKind.allCases) func noUsernameIsRefused(_ kind: ServerKind) async throws {
+        let server = try await InteropServer.start(kind)
         let client = try await Client.connect(to: server.url, auth: [:])
         let event = try await client.events.next { if case .connectError = $0 { return true } else { return false } }
         guard case .connectError(let error) = event else { return }

@@ -11,8 +11,8 @@ import Glibc
 /// against the python-socketio server.
 @Suite(.timeLimit(.minutes(2)), .enabled(if: Tmux.isAvailable, "tmux is not installed (`make deps` installs it)"))
 struct TerminalInteropTests {
-    @Test func logInChatInEveryScriptQuitAndComeBackAsTheSameUser() async throws {
-        try await withTerminalTest { tmux, server, scratch in
+    @Test(arguments: ServerKind.allCases) func logInChatInEveryScriptQuitAndComeBackAsTheSameUser(_ kind: ServerKind) async throws {
+        try await withTerminalTest(kind) { tmux, server, scratch in
             // 1. No session: the username prompt, a name refused inline, then the chat.
             let aliceDirectory = scratch + "/alice"
             let alice = try await tmux.newSession("alice", command: parleyCommand(server: server, configDirectory: aliceDirectory, scratch: scratch))
@@ -81,8 +81,8 @@ struct TerminalInteropTests {
         }
     }
 
-    @Test func controlCharactersFromTheNetworkAreInertAndSIGTERMRestoresTheTerminal() async throws {
-        try await withTerminalTest { tmux, server, scratch in
+    @Test(arguments: ServerKind.allCases) func controlCharactersFromTheNetworkAreInertAndSIGTERMRestoresTheTerminal(_ kind: ServerKind) async throws {
+        try await withTerminalTest(kind) { tmux, server, scratch in
             let alice = try await tmux.newSession("alice", command: parleyCommand(server: server, configDirectory: scratch + "/alice", scratch: scratch))
             try await alice.waitFor("username prompt") { $0.contains("Choose a username:") }
             try await alice.type("alice")
@@ -130,10 +130,10 @@ struct TerminalInteropTests {
 
 /// Runs `body` with a fresh tmux server, interop server and scratch directory,
 /// and takes all three down afterwards, whether `body` returned or threw.
-private func withTerminalTest(_ body: (Tmux, InteropServer, String) async throws -> Void) async throws {
+private func withTerminalTest(_ kind: ServerKind, _ body: (Tmux, InteropServer, String) async throws -> Void) async throws {
     let scratch = scratchDirectory()
     try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-    let server = try await InteropServer.start()
+    let server = try await InteropServer.start(kind)
     let tmux = Tmux()
     do {
         try await body(tmux, server, scratch)
