@@ -188,6 +188,11 @@ public final class Terminal {
         if ioctl(1, UInt(TIOCGWINSZ), &size) == 0, size.ws_row > 0, size.ws_col > 0 {
             resizeterm(Int32(size.ws_row), Int32(size.ws_col))
         }
+        return currentSize()
+    }
+
+    /// The size ncurses works with now, as a resize event; the next frame is a full repaint.
+    private func currentSize() -> TerminalEvent {
         width = Int(parley_cols())
         height = Int(parley_lines())
         previous = nil
@@ -209,7 +214,11 @@ public final class Terminal {
                     if let text = pasting { events.append(.paste(text)) }
                     pasting = nil
                 } else if code == parley_key_resize() {
-                    events.append(resized())
+                    // ncurses has resized itself already (its own SIGWINCH handling, or our
+                    // resizeterm queued this). Calling resizeterm again here would queue
+                    // another KEY_RESIZE whenever ncurses' idea of the size lags the tty's:
+                    // the loop never ends (seen in a tmux pane split right after start).
+                    events.append(currentSize())
                 } else if code == parley_key_mouse() {
                     if let key = mouse() { events.append(.key(key)) }
                 } else if let key = Self.functionKey(code) {
