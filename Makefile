@@ -1,10 +1,13 @@
-# Parley: make build | test | run | server | release | clean | deps
+# Parley: make build | test | run | demo | server | release | clean | deps
 SHELL := /bin/bash
 SWIFT ?= swift
 PYTHON ?= python3
 PORT ?= 3000
+# Where `make run` and `make server` keep sessions and messages (SQLite).
+DATA ?= .build/parley-server.sqlite
+DEMO_PORT ?= 3100
 
-.PHONY: all build test run server release clean deps
+.PHONY: all build test run demo server server-python release clean deps
 
 all: build
 
@@ -22,22 +25,35 @@ build: deps
 test: deps
 	PARLEY_PYTHON=$(PYTHON) $(SWIFT) test --no-parallel
 
-## run: parley in this terminal; starts a server on PORT first (python-socketio port, in the
-##      background, logging to .build/server.log) when nothing answers there
+## run: parley in this terminal; starts parley-server on PORT first (in the background,
+##      logging to .build/server.log, data in DATA) when nothing answers there
 run: deps
 	@$(SWIFT) build -c release --product parley
+	@$(SWIFT) build -c release --product parley-server
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/$(PORT)) 2>/dev/null; then \
 		mkdir -p .build; \
-		echo "starting a private-messaging server on :$(PORT) (log: .build/server.log)"; \
-		nohup $(PYTHON) Tests/InteropTests/server.py --port $(PORT) >.build/server.log 2>&1 & \
+		echo "starting parley-server on :$(PORT) (log: .build/server.log, data: $(DATA))"; \
+		nohup .build/release/parley-server --port $(PORT) --data $(DATA) >.build/server.log 2>&1 & \
 		for i in $$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$(PORT)) 2>/dev/null && break; sleep 0.1; done; \
 	fi
 	@.build/release/parley --url http://localhost:$(PORT) $(ARGS)
 
-## server: the private-messaging server (python-socketio port) on PORT, in the foreground
+## demo: a tmux session "parley-demo": parley-server on DEMO_PORT, alice and bob (separate
+##       config dirs under .build/demo), ready to chat; attaches when run from a terminal
+demo: deps
+	@$(SWIFT) build -c release --product parley
+	@$(SWIFT) build -c release --product parley-server
+	@scripts/demo.sh $(DEMO_PORT)
+
+## server: parley-server on PORT in the foreground (data in DATA; Ctrl-C stops it)
 server: deps
-	@echo "private-messaging server (python-socketio) on http://127.0.0.1:$(PORT) - Ctrl-C stops it"
-	@$(PYTHON) Tests/InteropTests/server.py --port $(PORT)
+	@$(SWIFT) build -c release --product parley-server
+	@echo "parley-server on http://127.0.0.1:$(PORT), data in $(DATA) - Ctrl-C stops it"
+	@.build/release/parley-server --port $(PORT) --data $(DATA) $(ARGS)
+
+## server-python: the python-socketio port of the guide's server on PORT, in the foreground
+server-python: deps
+	@$(PYTHON) Tests/InteropTests/server.py --port $(PORT) --store-messages
 
 ## release: optimised build
 release: deps

@@ -138,7 +138,7 @@ struct ParleyServer: AsyncParsableCommand {
             }
         }
         do {
-            try await application.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+            try await application.runService(gracefulShutdownSignals: [.sigterm, .sigint, .sighup])
         } catch {
             FileHandle.standardError.write(Data("parley-server: \(error)\n".utf8))
             throw ExitCode(1)
@@ -156,7 +156,7 @@ struct ParleyServer: AsyncParsableCommand {
     }
 }
 
-/// On SIGINT or SIGTERM: close every client's connection (so that long polls end and the
+/// On SIGINT, SIGTERM or SIGHUP (its terminal closed): close every client's connection (so that long polls end and the
 /// HTTP server can drain), then make the store durable.
 struct ShutdownService: Service {
     let socketIO: SocketIOServer
