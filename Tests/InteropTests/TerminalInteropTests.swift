@@ -126,6 +126,24 @@ struct TerminalInteropTests {
     }
 }
 
+extension TerminalInteropTests {
+    /// A pane resized right after parley starts (as `make demo` splits its window) must keep
+    /// taking keys: ncurses' KEY_RESIZE once sent the key reader round in circles.
+    @Test func keysStillWorkAfterThePaneIsResizedAtStart() async throws {
+        try await withTerminalTest(.parley) { tmux, server, scratch in
+            let carol = try await tmux.newSession("carol", command: parleyCommand(server: server, configDirectory: scratch + "/carol", scratch: scratch))
+            try await carol.waitFor("username prompt") { $0.contains("Choose a username:") }
+            _ = try await tmux.run(["split-window", "-t", "carol:", "-h", "sleep 600"])
+            _ = try await tmux.run(["select-pane", "-t", "carol:0.0"])
+            try await carol.type("carol")
+            try await carol.send(keys: "Enter")
+            try await carol.waitFor("chat screen as carol in the narrower pane") { $0.contains("connected as carol") }
+            try await carol.send(keys: "Tab")
+            try await carol.waitFor("Tab opens carol's own conversation") { $0.header.hasPrefix("● carol") }
+        }
+    }
+}
+
 // MARK: Helpers
 
 /// Runs `body` with a fresh tmux server, interop server and scratch directory,
