@@ -189,7 +189,8 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "ChatServer", "SocketIOServer", "EngineIOServer", "JSON",
+                "ChatServer", "SocketIOServer", "EngineIOServer", "JSON", "SocketIO", "SocketIOTesting",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
