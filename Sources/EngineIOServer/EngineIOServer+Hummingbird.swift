@@ -61,6 +61,11 @@ public struct EngineIOResponder: HTTPResponder {
             onPollStart: { abort in
                 // A long poll whose client disconnects ends the session (engine.io does the same).
                 channel.closeFuture.whenComplete { _ in abort() }
+                // Hummingbird allows half-closed connections: a client that closes its socket
+                // mid-poll only closes the channel's input, which `ClientGoneHandler` reports.
+                channel.eventLoop.execute {
+                    try? channel.pipeline.syncOperations.handler(type: ClientGoneHandler.self).whenGone(abort)
+                }
             }
         )
         headers[.contentType] = answer.contentType
@@ -93,6 +98,36 @@ public struct EngineIOResponder: HTTPResponder {
             remoteAddress: channel.remoteAddress?.ipAddress,
             transport: transport
         )
+    }
+}
+
+/// Reports the end of a connection's input (`ChannelEvent.inputClosed`) to the long poll
+/// waiting on it. Hummingbird allows remote half-closure, so a client that goes away in the
+/// middle of a poll does not close the channel: without this, the poll would wait on (and
+/// the session live on) until the next ping went unanswered.
+final class ClientGoneHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    private var gone = false
+    /// One poll at a time per connection: a new poll replaces the last one's action.
+    private var onGone: (@Sendable () -> Void)?
+
+    /// Calls `action` when the client closes its side; at once if it already has. On the event loop.
+    func whenGone(_ action: @escaping @Sendable () -> Void) {
+        if gone {
+            action()
+        } else {
+            onGone = action
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            gone = true
+            let action = onGone
+            onGone = nil
+            action?()
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }
 
@@ -161,7 +196,9 @@ extension EngineIOServer {
     ) -> some ApplicationProtocol {
         Application(
             responder: EngineIOResponder(server: self),
-            server: .http1WebSocketUpgrade(configuration: .init(ws: webSocketConfiguration)) { [self] request, channel, _ in
+            server: .http1WebSocketUpgrade(
+                configuration: .init(http1: .init(additionalChannelHandlers: [ClientGoneHandler()]), ws: webSocketConfiguration)
+            ) { [self] request, channel, _ in
                 shouldUpgrade(request: request, channel: channel)
             },
             // A burst of logins (a load test, every client reconnecting after a restart)

@@ -36,10 +36,14 @@ public final class EngineIOServer: Sendable {
 
     // MARK: Handshake
 
-    var handshakeJSON: (String) -> String {
-        { [options] sid in
+    /// The open packet for a new session on `transport`: only a polling session has
+    /// an upgrade to offer (a WebSocket session says `upgrades: []`).
+    var handshakeJSON: (String, EngineIOServerOptions.Transport) -> String {
+        { [options] sid, transport in
             var upgrades: [String] = []
-            if options.allowUpgrades && options.transports.contains(.websocket) { upgrades = ["websocket"] }
+            if transport == .polling && options.allowUpgrades && options.transports.contains(.websocket) {
+                upgrades = ["websocket"]
+            }
             return EngineIOPacket.open(
                 EngineIOHandshake(
                     sid: sid,
@@ -163,7 +167,7 @@ public final class EngineIOServer: Sendable {
             guard options.transports.contains(.polling), let socket = open(request: request()) else {
                 return .error(.forbidden, status: 403)
             }
-            let answer = HTTPAnswer.ok(handshakeJSON(socket.id))
+            let answer = HTTPAnswer.ok(handshakeJSON(socket.id, .polling))
             start(socket)
             return answer
         }
@@ -246,7 +250,7 @@ public final class EngineIOServer: Sendable {
             guard let opened = open(request: request) else { return }
             socket = opened
             do {
-                try await write([.text(handshakeJSON(socket.id))])
+                try await write([.text(handshakeJSON(socket.id, .websocket))])
             } catch {
                 socket.close(reason: .transportError)
                 return

@@ -64,10 +64,14 @@ public final class EngineIOSocket: Sendable {
         // Long-polling
         var poll: PollWaiter?
         var nextPollGeneration = 0
+        /// A GET whose client went away before it began to wait (see `pollAborted`).
+        var abortedPoll: Int?
         var postInFlight = false
         // WebSocket: the writer loop waiting for packets.
         var writer: CheckedContinuation<[EngineIOOutgoing]?, Never>?
         var upgrading = false
+        /// The upgrade's probe was answered: a GET now ends at once with a `noop`.
+        var probed = false
         // Heartbeat
         var awaitingPong = false
         var timer: Task<Void, Never>?
@@ -280,11 +284,16 @@ public final class EngineIOSocket: Sendable {
         enum Outcome {
             case answer(PollResult)
             case duplicate(CheckedContinuation<PollResult, Never>)
+            case aborted
             case wait
         }
         return await withCheckedContinuation { (continuation: CheckedContinuation<PollResult, Never>) in
             let outcome: Outcome = state.withLock { state in
                 if state.closed { return .answer(.badRequest("Session ID unknown")) }
+                if state.abortedPoll == generation {
+                    state.abortedPoll = nil
+                    return .aborted
+                }
                 if state.transport != .polling {
                     return .answer(.badRequest("Bad request: the session is on another transport"))
                 }
@@ -292,6 +301,9 @@ public final class EngineIOSocket: Sendable {
                     state.poll = nil
                     return .duplicate(other.continuation)
                 }
+                // Mid-upgrade, after the probe: the client is to stop polling. engine.io
+                // answers its GET with a `noop` (within 100 ms) so that it may send `5`.
+                if state.upgrading && state.probed { return .answer(.payload("6")) }
                 if !state.outbox.isEmpty && !state.upgrading {
                     let payload = Self.encodePayload(state.outbox)
                     state.outbox.removeAll(keepingCapacity: true)
@@ -308,16 +320,24 @@ public final class EngineIOSocket: Sendable {
                 first.resume(returning: .payload("1"))
                 continuation.resume(returning: .badRequest("Bad request: overlapping poll requests"))
                 close(reason: .transportError, pollAnswer: nil)
+            case .aborted:
+                continuation.resume(returning: .badRequest("aborted"))
+                close(reason: .transportError)
             case .wait:
                 break
             }
         }
     }
 
-    /// The client went away while its GET was waiting: the session is over.
+    /// The client went away while its GET was waiting: the session is over. When that GET
+    /// is the latest and not waiting yet, it is remembered, and ends the session when it
+    /// would begin to wait (for a GET already answered, that never happens).
     func pollAborted(generation: Int) {
         let waiter: CheckedContinuation<PollResult, Never>? = state.withLock { state in
-            guard let poll = state.poll, poll.generation == generation else { return nil }
+            guard let poll = state.poll, poll.generation == generation else {
+                if state.poll == nil && generation == state.nextPollGeneration { state.abortedPoll = generation }
+                return nil
+            }
             state.poll = nil
             return poll.continuation
         }
@@ -355,6 +375,7 @@ public final class EngineIOSocket: Sendable {
     /// The probe succeeded: a waiting GET ends with a `noop` so the client can pause polling.
     func probed() {
         let waiter: CheckedContinuation<PollResult, Never>? = state.withLock { state in
+            state.probed = true
             let poll = state.poll
             state.poll = nil
             return poll?.continuation
@@ -367,6 +388,7 @@ public final class EngineIOSocket: Sendable {
         let (ok, waiter): (Bool, CheckedContinuation<PollResult, Never>?) = state.withLock { state in
             guard !state.closed, state.upgrading else { return (false, nil) }
             state.upgrading = false
+            state.probed = false
             state.transport = .websocket
             let poll = state.poll
             state.poll = nil
@@ -381,6 +403,7 @@ public final class EngineIOSocket: Sendable {
         let wake: Wake = state.withLock { state in
             guard state.upgrading else { return .none }
             state.upgrading = false
+            state.probed = false
             return Self.takeWaiter(&state)
         }
         wake.fire()
