@@ -1,0 +1,133 @@
+import EngineIOServer
+import JSON
+import Testing
+
+/// Our own cases, beyond the conformance suites: the size limit on both transports, one
+/// POST at a time, CORS, and session ids.
+extension ServerSuites {
+    @Suite("Server limits") struct ServerLimitsTests {
+        let path = "/engine.io/"
+        var polling: String { "\(path)?EIO=4&transport=polling" }
+        var websocket: String { "\(path)?EIO=4&transport=websocket" }
+        func polling(_ sid: String) -> String { "\(polling)&sid=\(sid)" }
+
+        /// An echo server whose heartbeat stays out of the way, with a small size limit.
+        func makeServer(cors: EngineIOServerOptions.CORS = .disabled) -> EngineIOServer {
+            makeEchoEngine(pingInterval: .seconds(10), pingTimeout: .seconds(5), maxHttpBufferSize: 2000, cors: cors)
+        }
+
+        @Test("a POST body over maxHttpBufferSize gets 413 and ends the session")
+        func postOverTheLimit() async throws {
+            try await withServer(makeServer()) { server in
+                let sid = try await server.openPollingSession(path: path)
+                let small = try await server.post(polling(sid), body: "4" + String(repeating: "a", count: 1500))
+                #expect(small.status == 200)
+                let echoed = try await server.get(polling(sid))
+                #expect(echoed.text.count == 1501)
+
+                let large = try await server.post(polling(sid), body: "4" + String(repeating: "a", count: 2500))
+                #expect(large.status == 413)
+                #expect(await eventually { server.sessionIsGone(sid) })
+                let pollResponse = try await server.get(polling(sid))
+                #expect(pollResponse.status == 400)
+            }
+        }
+
+        @Test("a WebSocket message over maxHttpBufferSize closes the connection")
+        func webSocketMessageOverTheLimit() async throws {
+            try await withServer(makeServer()) { server in
+                let socket = try await server.webSocket(websocket)
+                let sid = try handshakeSID(try await socket.next().text)
+                let small = "4" + String(repeating: "a", count: 1500)
+                socket.send(small)
+                #expect(try await socket.next() == .text(small))
+
+                socket.send("4" + String(repeating: "a", count: 2500))
+                try await socket.waitForClose()
+                #expect(await eventually { server.sessionIsGone(sid) })
+            }
+        }
+
+        @Test("a second POST while one is in flight is refused, and ends the session")
+        func overlappingPosts() async throws {
+            try await withServer(makeServer()) { server in
+                let sid = try await server.openPollingSession(path: path)
+                // The first POST promises 6 bytes and sends 3: it stays in flight.
+                let first = try await server.start("POST", polling(sid), contentLength: 6, bodyPrefix: "4he")
+                try await Task.sleep(for: .milliseconds(200))
+                let second = try await server.post(polling(sid), body: "4x")
+                #expect(second.status == 400)
+                let error = try JSONValue(parsing: second.text)
+                #expect(error["code"] == 3)  // Bad request (not 1, unknown session)
+                #expect(await eventually { server.sessionIsGone(sid) })
+                first.abort()
+                let pollResponse = try await server.get(polling(sid))
+                #expect(pollResponse.status == 400)
+            }
+        }
+
+        @Test("CORS: an allowed origin gets Access-Control-Allow-Origin, and its preflight 204")
+        func corsAllowedOrigin() async throws {
+            try await withServer(makeServer(cors: .origins(["http://example.com"]))) { server in
+                let handshake = try await server.get(polling, headers: [("Origin", "http://example.com")])
+                #expect(handshake.status == 200)
+                #expect(handshake[header: "Access-Control-Allow-Origin"] == "http://example.com")
+                #expect(handshake[header: "Access-Control-Allow-Credentials"] == "true")
+
+                let preflight = try await server.request(
+                    "OPTIONS",
+                    polling,
+                    headers: [
+                        ("Origin", "http://example.com"),
+                        ("Access-Control-Request-Method", "POST"),
+                        ("Access-Control-Request-Headers", "content-type"),
+                    ]
+                )
+                #expect(preflight.status == 204)
+                #expect(preflight[header: "Access-Control-Allow-Origin"] == "http://example.com")
+                let methods = preflight[header: "Access-Control-Allow-Methods"] ?? ""
+                #expect(methods.contains("GET") && methods.contains("POST"))
+                #expect(preflight[header: "Access-Control-Allow-Headers"]?.lowercased().contains("content-type") == true)
+            }
+        }
+
+        @Test("CORS: another origin gets no CORS header")
+        func corsOtherOrigin() async throws {
+            try await withServer(makeServer(cors: .origins(["http://example.com"]))) { server in
+                let handshake = try await server.get(polling, headers: [("Origin", "http://evil.example")])
+                #expect(handshake.status == 200)
+                #expect(handshake[header: "Access-Control-Allow-Origin"] == nil)
+
+                let preflight = try await server.request(
+                    "OPTIONS",
+                    polling,
+                    headers: [("Origin", "http://evil.example"), ("Access-Control-Request-Method", "POST")]
+                )
+                #expect(preflight[header: "Access-Control-Allow-Origin"] == nil)
+                #expect(preflight[header: "Access-Control-Allow-Credentials"] == nil)
+
+                let noOrigin = try await server.get(polling)
+                #expect(noOrigin[header: "Access-Control-Allow-Origin"] == nil)
+            }
+        }
+
+        @Test("session ids are distinct and at least 20 characters")
+        func sessionIDs() async throws {
+            try await withServer(makeServer()) { server in
+                var sids: [String] = []
+                for _ in 0..<40 { sids.append(try await server.openPollingSession(path: path)) }
+                for _ in 0..<10 {
+                    let socket = try await server.webSocket(websocket)
+                    sids.append(try handshakeSID(try await socket.next().text))
+                    socket.close()
+                }
+                #expect(Set(sids).count == sids.count)
+                let urlSafe = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+                for sid in sids {
+                    #expect(sid.count >= 20, "\(sid)")
+                    #expect(sid.allSatisfy(urlSafe.contains), "\(sid)")
+                }
+            }
+        }
+    }
+}

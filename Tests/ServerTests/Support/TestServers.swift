@@ -1,0 +1,186 @@
+import EngineIOProtocol
+import EngineIOServer
+import Hummingbird
+import JSON
+import Logging
+import ServiceLifecycle
+import SocketIOServer
+import Synchronization
+import Testing
+
+/// Every suite of this target runs one test at a time: the conformance suites keep time
+/// with 300 ms pings, and on a small, busy machine parallel tests would eat their margins.
+@Suite(.serialized) enum ServerSuites {}
+
+/// The conformance suites' Engine.IO server: it echoes every message back.
+final class EchoDelegate: EngineIOSocketDelegate {
+    private let closeReasons: CloseReasons
+
+    init(_ socket: EngineIOSocket, closeReasons: CloseReasons = CloseReasons()) {
+        self.closeReasons = closeReasons
+    }
+
+    func engineIOSocket(_ socket: EngineIOSocket, didReceive message: EngineIOData) {
+        socket.send(.message(message))
+    }
+
+    func engineIOSocket(_ socket: EngineIOSocket, didCloseWith reason: EngineIOCloseReason) {
+        closeReasons.record(reason, for: socket.id)
+    }
+}
+
+/// Why each session of an echo server ended, by sid.
+final class CloseReasons: Sendable {
+    private let reasons = Mutex<[String: EngineIOCloseReason]>([:])
+
+    func record(_ reason: EngineIOCloseReason, for sid: String) { reasons.withLock { $0[sid] = reason } }
+
+    subscript(sid: String) -> EngineIOCloseReason? { reasons.withLock { $0[sid] } }
+}
+
+/// Servers run quietly: warnings and errors only.
+let quietLogger: Logger = {
+    var logger = Logger(label: "ServerTests")
+    logger.logLevel = .warning
+    return logger
+}()
+
+/// The Engine.IO v4 test suite's server: path `/engine.io/`, pingInterval 300 ms,
+/// pingTimeout 200 ms, maxPayload 1000000, echo.
+func makeEchoEngine(
+    pingInterval: Duration = .milliseconds(300),
+    pingTimeout: Duration = .milliseconds(200),
+    maxHttpBufferSize: Int = 1_000_000,
+    cors: EngineIOServerOptions.CORS = .disabled,
+    closeReasons: CloseReasons = CloseReasons()
+) -> EngineIOServer {
+    let options = EngineIOServerOptions(
+        path: "/engine.io/",
+        pingInterval: pingInterval,
+        pingTimeout: pingTimeout,
+        maxHttpBufferSize: maxHttpBufferSize,
+        cors: cors
+    )
+    return EngineIOServer(options: options) { socket in EchoDelegate(socket, closeReasons: closeReasons) }
+}
+
+/// The Socket.IO v5 test suite's server: path `/socket.io/`, pingInterval 300 ms,
+/// pingTimeout 200 ms, connectTimeout 1000 ms; namespaces `/` and `/custom` that emit
+/// `auth` with the CONNECT payload, answer `message` with `message-back` and acknowledge
+/// `message-with-ack` with its own arguments.
+func makeSuiteSocketIOServer() -> SocketIOServer {
+    let io = SocketIOServer(
+        engineOptions: EngineIOServerOptions(
+            path: "/socket.io/",
+            pingInterval: .milliseconds(300),
+            pingTimeout: .milliseconds(200)
+        ),
+        connectTimeout: .milliseconds(1000),
+        logger: quietLogger
+    )
+    for name in ["/", "/custom"] {
+        io.of(name).onConnection { socket in
+            socket.emit("auth", socket.auth)
+            socket.on("message") { socket, arguments, _ in
+                socket.emit("message-back", arguments: arguments)
+            }
+            socket.on("message-with-ack") { _, arguments, ack in
+                ack?(arguments: arguments)
+            }
+        }
+    }
+    return io
+}
+
+/// A server listening on 127.0.0.1, with clients for it.
+struct RunningServer: Sendable {
+    let port: Int
+    let engine: EngineIOServer
+
+    func get(_ target: String, headers: [(String, String)] = []) async throws -> HTTPReply {
+        try await request("GET", target, headers: headers)
+    }
+
+    func post(_ target: String, body: String) async throws -> HTTPReply {
+        try await request("POST", target, body: body)
+    }
+
+    func request(
+        _ method: String,
+        _ target: String,
+        headers: [(String, String)] = [],
+        body: String? = nil
+    ) async throws -> HTTPReply {
+        try await HTTPClient.request(method, port: port, target, headers: headers, body: body)
+    }
+
+    func start(
+        _ method: String,
+        _ target: String,
+        contentLength: Int? = nil,
+        bodyPrefix: String = ""
+    ) async throws -> InFlightRequest {
+        try await HTTPClient.start(method, port: port, target, contentLength: contentLength, bodyPrefix: bodyPrefix)
+    }
+
+    func webSocket(_ target: String, answerPings: Bool = false) async throws -> WebSocketClient {
+        try await WebSocketClient.connect(port: port, target, answerPings: answerPings)
+    }
+
+    /// The suites' `initLongPollingSession`: a polling handshake on `path`; the sid.
+    func openPollingSession(path: String) async throws -> String {
+        let reply = try await get("\(path)?EIO=4&transport=polling")
+        try #require(reply.status == 200, "handshake: \(reply)")
+        return try handshakeSID(reply.text)
+    }
+
+    /// Whether the session is gone from the server (closed and forgotten).
+    func sessionIsGone(_ sid: String) -> Bool { engine.session(id: sid) == nil }
+}
+
+/// The sid of an Engine.IO open packet `0{…}`.
+func handshakeSID(_ packet: String) throws -> String {
+    try #require(packet.hasPrefix("0"), "not an open packet: \(packet)")
+    let value = try JSONValue(parsing: packet.dropFirst())
+    return try #require(value["sid"]?.stringValue, "no sid in \(packet)")
+}
+
+/// Runs `engine` on an ephemeral port for the duration of `body`, and always stops it:
+/// every session is closed (so no long poll is left waiting), then the service group
+/// shuts down gracefully (cancelled if that takes more than a few seconds).
+func withServer(_ engine: EngineIOServer, _ body: (RunningServer) async throws -> Void) async throws {
+    let ports = Mailbox<Int>()
+    let app = engine.application(host: "127.0.0.1", port: 0, logger: quietLogger) { port in ports.put(port) }
+    let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: quietLogger))
+    let service = Task { try await group.run() }
+    let outcome: Result<Void, any Error>
+    do {
+        let port = try await ports.next(timeout: .seconds(10), "the server to start")
+        try await body(RunningServer(port: port, engine: engine))
+        outcome = .success(())
+    } catch {
+        outcome = .failure(error)
+    }
+    engine.shutdown()
+    await group.triggerGracefulShutdown()
+    let stopped = Mailbox<Bool>()
+    Task {
+        _ = await service.result
+        stopped.put(true)
+    }
+    if (try? await stopped.next(timeout: .seconds(5), "the server to stop")) == nil {
+        Issue.record("the server did not shut down gracefully within 5 s")
+        service.cancel()
+        _ = try? await stopped.next(timeout: .seconds(5), "the server to stop")
+    }
+    try outcome.get()
+}
+
+func withServer(_ io: SocketIOServer, _ body: (RunningServer) async throws -> Void) async throws {
+    try await withServer(io.engine, body)
+}
+
+/// The keys of a JSON object, sorted.
+func sortedKeys(_ value: JSONValue) -> [String] {
+    (value.objectValue?.keys ?? []).sorted()
+}
