@@ -3,6 +3,7 @@ import HummingbirdCore
 public import HummingbirdWebSocket
 import EngineIOProtocol
 public import NIOCore
+import NIOWebSocket
 public import Logging
 public import ServiceLifecycle
 
@@ -162,16 +163,8 @@ extension EngineIOServer {
                     case nil: return nil
                     }
                 },
-                write: { frames in
-                    for frame in frames {
-                        switch frame {
-                        case .text(let text): try await outbound.write(.text(text))
-                        case .binary(let bytes): try await outbound.write(.binary(ByteBuffer(bytes: bytes)))
-                        }
-                    }
-                },
-                closeConnection: {
-                    try? await outbound.close(.normalClosure, reason: nil)
+                sink: ChannelSink(channel: channel) {
+                    Task { try? await outbound.close(.normalClosure, reason: nil) }
                 }
             )
         }
@@ -208,5 +201,78 @@ extension EngineIOServer {
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger
         )
+    }
+}
+
+/// A WebSocket session's packets, written straight onto the connection.
+///
+/// Frames are encoded once per packet (`EngineIOOutgoing.webSocketFrame`) and written as bytes
+/// below the pipeline's WebSocket encoder, so a frame costs each recipient one buffer write;
+/// each `send` is one hop onto the event loop; and a flush is scheduled once per turn of the
+/// loop, not per frame: when a login broadcasts `user connected` to every socket, the frames a
+/// connection gets within one turn leave in one system call.
+final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
+    private let channel: any Channel
+    let eventLoop: any EventLoop
+    private let onClose: @Sendable () -> Void
+    // Touched on the event loop only:
+    private var flushScheduled = false
+    private var lastFlush = NIODeadline.uptimeNanoseconds(0)
+    /// The context of the WebSocket frame encoder: bytes written there go to the socket.
+    private var encoderContext: ChannelHandlerContext?
+    private var lookedUp = false
+
+    /// At most one flush (one system call) per connection per this long: a lone message
+    /// leaves at once; a stream of them (a login storm, a flood) leaves in batches.
+    static let flushInterval = TimeAmount.milliseconds(1)
+
+    init(channel: any Channel, onClose: @escaping @Sendable () -> Void) {
+        self.channel = channel
+        self.eventLoop = channel.eventLoop
+        self.onClose = onClose
+    }
+
+    func send(_ packets: [EngineIOOutgoing]) {
+        eventLoop.execute { [self] in writeOnLoop(packets) }
+    }
+
+    func writeOnLoop(_ packets: [EngineIOOutgoing]) {
+        if !lookedUp {
+            lookedUp = true
+            encoderContext = try? channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
+        }
+        if let context = encoderContext {
+            for packet in packets { context.write(NIOAny(packet.webSocketFrame), promise: nil) }
+        } else {
+            // No encoder where one was expected: hand frames to the pipeline instead.
+            for packet in packets {
+                let frame = WebSocketFrame(fin: true, opcode: packet.isText ? .text : .binary, data: packet.webSocketPayload)
+                channel.write(frame, promise: nil)
+            }
+        }
+        scheduleFlush()
+    }
+
+    private func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let due = lastFlush + Self.flushInterval
+        if NIODeadline.now() >= due {
+            // After whatever else this turn of the loop writes.
+            eventLoop.execute { [self] in flush() }
+        } else {
+            eventLoop.scheduleTask(deadline: due) { [self] in flush() }
+        }
+    }
+
+    private func flush() {
+        flushScheduled = false
+        lastFlush = NIODeadline.now()
+        channel.flush()
+    }
+
+    func close() {
+        eventLoop.execute { [self] in channel.flush() }
+        onClose()
     }
 }

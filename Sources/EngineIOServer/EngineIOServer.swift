@@ -38,22 +38,20 @@ public final class EngineIOServer: Sendable {
 
     /// The open packet for a new session on `transport`: only a polling session has
     /// an upgrade to offer (a WebSocket session says `upgrades: []`).
-    var handshakeJSON: (String, EngineIOServerOptions.Transport) -> String {
-        { [options] sid, transport in
-            var upgrades: [String] = []
-            if transport == .polling && options.allowUpgrades && options.transports.contains(.websocket) {
-                upgrades = ["websocket"]
-            }
-            return EngineIOPacket.open(
-                EngineIOHandshake(
-                    sid: sid,
-                    upgrades: upgrades,
-                    pingInterval: options.pingInterval,
-                    pingTimeout: options.pingTimeout,
-                    maxPayload: options.maxHttpBufferSize
-                )
-            ).encodedTextForServer()
+    func handshakePacket(_ sid: String, _ transport: EngineIOServerOptions.Transport) -> EngineIOPacket {
+        var upgrades: [String] = []
+        if transport == .polling && options.allowUpgrades && options.transports.contains(.websocket) {
+            upgrades = ["websocket"]
         }
+        return .open(
+            EngineIOHandshake(
+                sid: sid,
+                upgrades: upgrades,
+                pingInterval: options.pingInterval,
+                pingTimeout: options.pingTimeout,
+                maxPayload: options.maxHttpBufferSize
+            )
+        )
     }
 
     /// Creates, registers and hands to the application a new session.
@@ -167,7 +165,7 @@ public final class EngineIOServer: Sendable {
             guard options.transports.contains(.polling), let socket = open(request: request()) else {
                 return .error(.forbidden, status: 403)
             }
-            let answer = HTTPAnswer.ok(handshakeJSON(socket.id, .polling))
+            let answer = HTTPAnswer.ok(handshakePacket(socket.id, .polling).encodedTextForServer())
             start(socket)
             return answer
         }
@@ -175,7 +173,9 @@ public final class EngineIOServer: Sendable {
         switch method {
         case "GET":
             let generation = socket.beginPoll()
-            onPollStart { [weak socket] in socket?.pollAborted(generation: generation) }
+            // Strong references throughout: a weak one would give the socket a side table, and
+            // every retain of it (one per message sent to it) would take the slow path.
+            onPollStart { socket.pollAborted(generation: generation) }
             switch await socket.poll(generation: generation) {
             case .payload(let text): return .ok(text)
             case .badRequest(let why): return .error(.badRequest, message: why)
@@ -234,70 +234,53 @@ public final class EngineIOServer: Sendable {
     }
 
     /// Runs a session on a WebSocket until either side closes it. `receive` yields the
-    /// client's messages (nil at the end); `write` sends one frame.
+    /// client's messages (nil at the end); packets for the client go to `sink`.
     public func serveWebSocket(
         plan: WebSocketPlan,
         request: EngineIOHandshakeRequest,
         receive: () async throws -> WebSocketMessage?,
-        write: @escaping @Sendable ([EngineIOData]) async throws -> Void,
-        closeConnection: @escaping @Sendable () async -> Void
+        sink: any EngineIOWebSocketSink
     ) async {
         let socket: EngineIOSocket
         switch plan {
         case .refuse:
             return
         case .open:
-            guard let opened = open(request: request) else { return }
-            socket = opened
-            do {
-                try await write([.text(handshakeJSON(socket.id, .websocket))])
-            } catch {
-                socket.close(reason: .transportError)
+            guard let opened = open(request: request) else {
+                sink.close()
                 return
             }
+            socket = opened
+            socket.attach(sink)
+            socket.send(EngineIOOutgoing(handshakePacket(socket.id, .websocket)))
             start(socket)
         case .upgrade(let existing):
             socket = existing
-            guard await probe(socket, receive: receive, write: write, closeConnection: closeConnection) else {
+            guard await probe(socket, receive: receive, sink: sink) else {
                 socket.abortUpgrade()
-                await closeConnection()
+                sink.close()
                 return
             }
         }
 
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                while let packets = await socket.nextOutgoing() {
+        do {
+            while let message = try await receive() {
+                switch message {
+                case .binary(let bytes):
+                    socket.received(.message(.binary(bytes)))
+                case .text(let text):
                     do {
-                        try await write(packets.map(\.frame))
+                        socket.received(try EngineIOPacket(decodingText: text))
                     } catch {
-                        socket.close(reason: .transportError)
-                        break
+                        socket.close(reason: .parseError)
                     }
                 }
-                // The session is over: end the connection too (a close frame, then the reader stops).
-                await closeConnection()
+                if socket.isClosed { break }
             }
-            do {
-                while let message = try await receive() {
-                    switch message {
-                    case .binary(let bytes):
-                        socket.received(.message(.binary(bytes)))
-                    case .text(let text):
-                        do {
-                            socket.received(try EngineIOPacket(decodingText: text))
-                        } catch {
-                            socket.close(reason: .parseError)
-                        }
-                    }
-                    if socket.isClosed { break }
-                }
-                socket.close(reason: .transportClose)
-            } catch {
-                // Larger than maxHttpBufferSize, or the connection failed.
-                socket.close(reason: socket.isClosed ? .transportClose : .parseError)
-            }
-            await group.waitForAll()
+            socket.close(reason: .transportClose)
+        } catch {
+            // Larger than maxHttpBufferSize, or the connection failed.
+            socket.close(reason: socket.isClosed ? .transportClose : .parseError)
         }
     }
 
@@ -305,23 +288,22 @@ public final class EngineIOServer: Sendable {
     private func probe(
         _ socket: EngineIOSocket,
         receive: () async throws -> WebSocketMessage?,
-        write: @escaping @Sendable ([EngineIOData]) async throws -> Void,
-        closeConnection: @escaping @Sendable () async -> Void
+        sink: any EngineIOWebSocketSink
     ) async -> Bool {
         // The upgrade timeout: a client that opens the WebSocket and says nothing does not hold it.
         let timeout = options.upgradeTimeout
         let timer = Task {
             do { try await Task.sleep(for: timeout) } catch { return }
             socket.abortUpgrade()
-            await closeConnection()
+            sink.close()
         }
         defer { timer.cancel() }
         do {
             guard case .text("2probe")? = try await receive() else { return false }
-            try await write([.text("3probe")])
+            sink.send([EngineIOOutgoing(.pong("probe"))])
             socket.probed()
             guard case .text("5")? = try await receive() else { return false }
-            return socket.completeUpgrade()
+            return socket.completeUpgrade(to: sink)
         } catch {
             return false
         }

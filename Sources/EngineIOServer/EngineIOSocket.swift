@@ -1,4 +1,5 @@
 public import EngineIOProtocol
+public import NIOCore
 import Synchronization
 
 /// Receives what one Engine.IO session delivers, in order, from whichever transport carries it.
@@ -9,18 +10,71 @@ public protocol EngineIOSocketDelegate: AnyObject, Sendable {
 }
 
 /// A packet encoded once, ready to be queued on any number of sessions (a broadcast encodes
-/// its Socket.IO packet once, not once per recipient).
+/// its Socket.IO packet once, not once per recipient). One reference: queuing it for ten
+/// thousand sockets costs ten thousand retains of one object, not three of each.
 public struct EngineIOOutgoing: Sendable {
-    let packet: EngineIOPacket
-    /// The WebSocket frame.
-    let frame: EngineIOData
+    final class Storage: Sendable {
+        let packet: EngineIOPacket
+        let frame: EngineIOData
+        /// The whole WebSocket frame as a server sends it (header, unmasked payload).
+        let webSocketFrame: ByteBuffer
+
+        init(_ packet: EngineIOPacket) {
+            self.packet = packet
+            self.frame = packet.encoded()
+            switch frame {
+            case .text(let text): webSocketFrame = Self.encodeFrame(opcode: 0x1, text.utf8)
+            case .binary(let bytes): webSocketFrame = Self.encodeFrame(opcode: 0x2, bytes)
+            }
+        }
+
+        /// RFC 6455 §5.2: FIN and the opcode, the length in 7, 16 or 64 bits, no mask.
+        static func encodeFrame(opcode: UInt8, _ payload: some Collection<UInt8>) -> ByteBuffer {
+            let count = payload.count
+            var buffer = ByteBuffer()
+            buffer.reserveCapacity(count + 10)
+            buffer.writeInteger(0x80 | opcode, as: UInt8.self)
+            if count < 126 {
+                buffer.writeInteger(UInt8(count))
+            } else if count <= 0xFFFF {
+                buffer.writeInteger(UInt8(126))
+                buffer.writeInteger(UInt16(count))
+            } else {
+                buffer.writeInteger(UInt8(127))
+                buffer.writeInteger(UInt64(count))
+            }
+            buffer.writeBytes(payload)
+            return buffer
+        }
+    }
+
+    let storage: Storage
 
     public init(_ packet: EngineIOPacket) {
-        self.packet = packet
-        self.frame = packet.encoded()
+        storage = Storage(packet)
     }
 
     public static func message(_ data: EngineIOData) -> EngineIOOutgoing { EngineIOOutgoing(.message(data)) }
+
+    var packet: EngineIOPacket { storage.packet }
+    /// The WebSocket frame.
+    var frame: EngineIOData { storage.frame }
+    /// The encoded WebSocket frame, made once: every recipient's connection writes these bytes.
+    public var webSocketFrame: ByteBuffer { storage.webSocketFrame }
+
+    /// The frame's payload alone (the frame's bytes after its header), sharing its storage.
+    public var webSocketPayload: ByteBuffer {
+        let frame = storage.webSocketFrame
+        let lengthByte = frame.getInteger(at: frame.readerIndex + 1, as: UInt8.self) ?? 0
+        let header = lengthByte < 126 ? 2 : lengthByte == 126 ? 4 : 10
+        return frame.getSlice(at: frame.readerIndex + header, length: frame.readableBytes - header) ?? ByteBuffer()
+    }
+
+    /// Whether the WebSocket frame is a text frame (else binary).
+    public var isText: Bool {
+        if case .text = storage.frame { return true }
+        return false
+    }
 
     /// This packet's part of a long-polling payload.
     var pollingText: String {
@@ -29,6 +83,20 @@ public struct EngineIOOutgoing: Sendable {
         case .binary: return EngineIOPayload.encode([packet])
         }
     }
+}
+
+/// Where a WebSocket session's packets go: onto the connection, in the order given.
+public protocol EngineIOWebSocketSink: AnyObject, Sendable {
+    /// The event loop the connection lives on.
+    var eventLoop: any EventLoop { get }
+    /// Queues frames on the connection. Never blocks: it is called under the session's lock,
+    /// which is what keeps every sender's packets in one order.
+    func send(_ packets: [EngineIOOutgoing])
+    /// Writes frames at once; only on `eventLoop` (a broadcast groups its recipients by
+    /// event loop and makes one hop per loop).
+    func writeOnLoop(_ packets: [EngineIOOutgoing])
+    /// Ends the connection once what was sent has gone (a close frame).
+    func close()
 }
 
 /// One Engine.IO session: an id, a queue of packets for the client, the heartbeat, and
@@ -67,8 +135,8 @@ public final class EngineIOSocket: Sendable {
         /// A GET whose client went away before it began to wait (see `pollAborted`).
         var abortedPoll: Int?
         var postInFlight = false
-        // WebSocket: the writer loop waiting for packets.
-        var writer: CheckedContinuation<[EngineIOOutgoing]?, Never>?
+        // WebSocket: the connection, once the session is on it.
+        var sink: (any EngineIOWebSocketSink)?
         var upgrading = false
         /// The upgrade's probe was answered: a GET now ends at once with a `noop`.
         var probed = false
@@ -103,9 +171,13 @@ public final class EngineIOSocket: Sendable {
 
     /// Queues packets for the client; they leave on the current transport in this order.
     /// Ignored once the session is closed.
-    public func send(_ packets: some Sequence<EngineIOOutgoing>) {
+    public func send(_ packets: [EngineIOOutgoing]) {
         let wake: Wake = state.withLock { state in
             guard !state.closed else { return .none }
+            if let sink = state.sink, state.transport == .websocket {
+                sink.send(packets)
+                return .none
+            }
             state.outbox.append(contentsOf: packets)
             return Self.takeWaiter(&state)
         }
@@ -113,7 +185,31 @@ public final class EngineIOSocket: Sendable {
     }
 
     public func send(_ packet: EngineIOOutgoing) {
-        send(CollectionOfOne(packet))
+        send([packet])
+    }
+
+    /// The same packets to many sessions (a broadcast). Sessions on a WebSocket are written
+    /// with one hop per event loop rather than one per session; the rest queue as usual.
+    public static func send(_ packets: [EngineIOOutgoing], to sockets: [EngineIOSocket]) {
+        var byLoop: [ObjectIdentifier: (loop: any EventLoop, sinks: [any EngineIOWebSocketSink])] = [:]
+        for socket in sockets {
+            let sink: (any EngineIOWebSocketSink)? = socket.state.withLock { state in
+                guard !state.closed, state.transport == .websocket, let sink = state.sink else { return nil }
+                return sink
+            }
+            guard let sink else {
+                socket.send(packets)
+                continue
+            }
+            let loop = sink.eventLoop
+            byLoop[ObjectIdentifier(loop), default: (loop, [])].sinks.append(sink)
+        }
+        for (_, group) in byLoop {
+            let sinks = group.sinks
+            group.loop.execute {
+                for sink in sinks { sink.writeOnLoop(packets) }
+            }
+        }
     }
 
     /// A waiting transport to hand the outbox to, taken out of the state under the lock
@@ -121,13 +217,11 @@ public final class EngineIOSocket: Sendable {
     enum Wake {
         case none
         case poll(CheckedContinuation<PollResult, Never>, String)
-        case writer(CheckedContinuation<[EngineIOOutgoing]?, Never>, [EngineIOOutgoing]?)
 
         func fire() {
             switch self {
             case .none: break
             case .poll(let c, let payload): c.resume(returning: .payload(payload))
-            case .writer(let c, let packets): c.resume(returning: packets)
             }
         }
     }
@@ -141,11 +235,7 @@ public final class EngineIOSocket: Sendable {
             state.outbox.removeAll(keepingCapacity: true)
             return .poll(poll.continuation, payload)
         case .websocket:
-            guard let writer = state.writer, !state.outbox.isEmpty else { return .none }
-            state.writer = nil
-            let packets = state.outbox
-            state.outbox = []
-            return .writer(writer, packets)
+            return .none
         }
     }
 
@@ -189,9 +279,11 @@ public final class EngineIOSocket: Sendable {
     /// Arms the next ping, pingInterval from now.
     func scheduleHeartbeat() {
         let interval = options.pingInterval
-        let task = Task { [weak self] in
+        // The timers hold the socket strongly (a weak reference would make every retain of it
+        // slow); closing the session cancels them.
+        let task = Task {
             do { try await Task.sleep(for: interval) } catch { return }
-            self?.sendPing()
+            self.sendPing()
         }
         let stale = state.withLock { state -> Bool in
             guard !state.closed else { return true }
@@ -203,9 +295,9 @@ public final class EngineIOSocket: Sendable {
 
     private func sendPing() {
         let timeout = options.pingTimeout
-        let task = Task { [weak self] in
+        let task = Task {
             do { try await Task.sleep(for: timeout) } catch { return }
-            self?.pingTimedOut()
+            self.pingTimedOut()
         }
         let proceed = state.withLock { state -> Bool in
             guard !state.closed else { return false }
@@ -236,8 +328,8 @@ public final class EngineIOSocket: Sendable {
     /// `pollAnswer` replaces what a waiting GET receives (a `noop` when the client itself
     /// asked to close, a `close` when it broke the rules).
     func close(reason: EngineIOCloseReason, pollAnswer: String?) {
-        let (closing, delegate, wake, timer): (Bool, (any EngineIOSocketDelegate)?, Wake, Task<Void, Never>?) = state.withLock { state in
-            guard !state.closed else { return (false, nil, .none, nil) }
+        let (closing, delegate, wake, timer, sink): (Bool, (any EngineIOSocketDelegate)?, Wake, Task<Void, Never>?, (any EngineIOWebSocketSink)?) = state.withLock { state in
+            guard !state.closed else { return (false, nil, .none, nil, nil) }
             state.closed = true
             let timer = state.timer
             state.timer = nil
@@ -252,19 +344,17 @@ public final class EngineIOSocket: Sendable {
                 }
                 state.outbox = []
                 wake = .poll(poll.continuation, answer)
-            } else if let writer = state.writer {
-                state.writer = nil
-                let rest = state.outbox
-                state.outbox = []
-                wake = .writer(writer, rest.isEmpty ? nil : rest)
             }
+            let sink = state.sink
+            state.sink = nil
             let delegate = state.delegate
             state.delegate = nil
-            return (true, delegate, wake, timer)
+            return (true, delegate, wake, timer, sink)
         }
         guard closing else { return }
         timer?.cancel()
         wake.fire()
+        sink?.close()
         onClose(self)
         delegate?.engineIOSocket(self, didCloseWith: reason)
     }
@@ -384,10 +474,11 @@ public final class EngineIOSocket: Sendable {
     }
 
     /// The client sent `5`: from now on everything goes over the WebSocket.
-    func completeUpgrade() -> Bool {
+    func completeUpgrade(to sink: any EngineIOWebSocketSink) -> Bool {
         let (ok, waiter): (Bool, CheckedContinuation<PollResult, Never>?) = state.withLock { state in
             guard !state.closed, state.upgrading else { return (false, nil) }
             state.upgrading = false
+            Self.attach(sink, &state)
             state.probed = false
             state.transport = .websocket
             let poll = state.poll
@@ -409,26 +500,22 @@ public final class EngineIOSocket: Sendable {
         wake.fire()
     }
 
-    // MARK: WebSocket writer
+    // MARK: WebSocket
 
-    /// The next packets for the WebSocket, waiting until there are some; nil once closed.
-    func nextOutgoing() async -> [EngineIOOutgoing]? {
-        await withCheckedContinuation { (continuation: CheckedContinuation<[EngineIOOutgoing]?, Never>) in
-            enum Outcome {
-                case now([EngineIOOutgoing]?)
-                case wait
-            }
-            let outcome: Outcome = state.withLock { state in
-                if !state.outbox.isEmpty {
-                    let packets = state.outbox
-                    state.outbox = []
-                    return .now(packets)
-                }
-                if state.closed { return .now(nil) }
-                state.writer = continuation
-                return .wait
-            }
-            if case .now(let packets) = outcome { continuation.resume(returning: packets) }
+    /// Puts a session that opened on a WebSocket onto its connection.
+    func attach(_ sink: any EngineIOWebSocketSink) {
+        state.withLock { state in
+            guard !state.closed else { return }
+            Self.attach(sink, &state)
+        }
+    }
+
+    /// What waited in the queue goes first, under the lock, so no sender overtakes it.
+    private static func attach(_ sink: any EngineIOWebSocketSink, _ state: inout State) {
+        state.sink = sink
+        if !state.outbox.isEmpty {
+            sink.send(state.outbox)
+            state.outbox = []
         }
     }
 }

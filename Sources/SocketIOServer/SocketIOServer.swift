@@ -251,7 +251,7 @@ public struct SocketIOBroadcast: Sendable {
         let targets = namespace.targets(rooms: rooms, exceptRooms: exceptRooms, exceptSockets: exceptSockets)
         guard !targets.isEmpty else { return }
         let frames = SocketIOPacket.event(event, arguments, namespace: namespace.name).encoded().map(EngineIOOutgoing.message)
-        for socket in targets { socket.client.engineSocket.send(frames) }
+        EngineIOSocket.send(frames, to: targets.map(\.client.engineSocket))
     }
 
     /// The sockets this broadcast would reach now.

@@ -23,9 +23,10 @@ final class SocketIOClient: EngineIOSocketDelegate {
         self.state = Mutex(State())
         let timeout = server.value?.connectTimeout ?? .seconds(45)
         // A client that never joins a namespace does not hold a session for long.
-        let timer = Task { [weak engineSocket] in
+        // Cancelled on the first CONNECT or when the connection closes.
+        let timer = Task {
             do { try await Task.sleep(for: timeout) } catch { return }
-            engineSocket?.close(reason: .forcedClose)
+            engineSocket.close(reason: .forcedClose)
         }
         state.withLock { $0.connectTimer = timer }
     }
@@ -212,8 +213,8 @@ public final class SocketIOServerSocket: Sendable {
         var ack: SocketIOAck?
         if let ackID {
             let sent = Once()
-            ack = SocketIOAck { [weak self] arguments in
-                guard let self, sent.first(), self.isConnected else { return }
+            ack = SocketIOAck { arguments in
+                guard sent.first(), self.isConnected else { return }
                 self.client.send(SocketIOPacket.ack(arguments, id: ackID, namespace: self.namespace.name))
             }
         }

@@ -48,6 +48,23 @@ extension ServerSuites {
             }
         }
 
+        @Test("frames of every length form (7-bit, 16-bit, 64-bit) and binary frames echo intact")
+        func framesOfEveryLengthForm() async throws {
+            let engine = makeEchoEngine(pingInterval: .seconds(10), pingTimeout: .seconds(5))
+            try await withServer(engine) { server in
+                let socket = try await server.webSocket(websocket)
+                _ = try handshakeSID(try await socket.next().text)
+                for count in [0, 124, 125, 126, 65_534, 65_535, 65_536, 300_000] {
+                    let text = "4" + String(repeating: "é", count: count / 2) + String(repeating: "a", count: count % 2)
+                    socket.send(text)
+                    #expect(try await socket.next() == .text(text), "\(count)")
+                }
+                let bytes = (0..<70_000).map { UInt8(truncatingIfNeeded: $0) }
+                socket.send(binary: bytes)
+                #expect(try await socket.next() == .binary(bytes))
+            }
+        }
+
         @Test("a second POST while one is in flight is refused, and ends the session")
         func overlappingPosts() async throws {
             try await withServer(makeServer()) { server in
