@@ -1,0 +1,662 @@
+import ArgumentParser
+import Foundation
+import JSON
+import NIOCore
+import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Load on a server of the private-messaging protocol: many WebSocket clients in pairs,
+/// private messages between the two of each pair, deliveries per second and latency.
+struct ServerLoad: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "server",
+        abstract: "Private messages per second and delivery latency through a server, with many clients.",
+        discussion: """
+            Opens --clients WebSocket clients (Engine.IO v4, Socket.IO v5) against the server, logs \
+            each in with a username, pairs client 2k with 2k+1 and has each send private messages to \
+            its peer: with --rate 0 as fast as the server delivers (each client keeps --window messages \
+            in flight and answers every delivery with a new one), else --rate messages per second in \
+            all, evenly over the clients. After the logins (the server broadcasts each to everyone, so \
+            they cost O(clients²)) and a settling time, a warm-up, then --seconds of measurement; prints \
+            one JSON line. Without --url it starts the server itself (--server parley, the parley-server \
+            next to this executable, or --server python, Tests/InteropTests/server.py) and also reports \
+            its memory; --compare runs the same load on both.
+            """
+    )
+
+    @Option(help: "A running server (http://host:port); without it, the benchmark starts one (see --server).")
+    var url: String?
+
+    @Option(help: "The server to start when there is no --url: parley or python.")
+    var server = "parley"
+
+    @Flag(help: "Run the same load on a started parley-server and on the python-socketio server, and print the ratio.")
+    var compare = false
+
+    @Option(help: "Concurrent clients (connections).")
+    var clients = 1_000
+
+    @Option(help: "Length of the measurement, in seconds.")
+    var seconds = 10.0
+
+    @Option(help: "Messages per second in all (open loop); 0 for the maximum (closed loop).")
+    var rate = 0.0
+
+    @Option(help: "With --rate 0: messages each client keeps in flight to its peer.")
+    var window = 4
+
+    @Option(help: "Bytes of content in each message (a 20-digit send time, then padding; at least 20).")
+    var size = 32
+
+    @Option(help: "Connection handshakes in flight at once.")
+    var concurrency = 256
+
+    @Option(help: "Seconds allowed for all the connections to log in; the run goes on with those that did.")
+    var connectTimeout = 120.0
+
+    @Option(help: "Seconds to wait after the logins, at least, and until the login storm has quietened (at most 60 s more).")
+    var settle = 1.0
+
+    @Option(help: "Seconds of traffic before the measurement starts.")
+    var warmup = 1.0
+
+    @Option(help: "The Python interpreter for --server python.")
+    var python = "python3"
+
+    @Option(help: "The parley-server executable (default: next to this one).")
+    var parleyServer: String?
+
+    @Option(help: ArgumentHelp(
+        "Extra arguments for a started parley-server, in one string (write --parley-args=\"…\"; \" \" for none).",
+        discussion: "The default lifts its per-socket rate limit, which python-socketio does not have."
+    ))
+    var parleyArgs = "--rate-limit 0"
+
+    @Option(help: "The python-socketio server script (default: Tests/InteropTests/server.py of this package).")
+    var pythonServer: String?
+
+    func validate() throws {
+        guard clients >= 2 else { throw ValidationError("--clients must be at least 2") }
+        guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
+        guard rate >= 0 else { throw ValidationError("--rate must be 0 (maximum) or positive") }
+        guard window >= 1 else { throw ValidationError("--window must be at least 1") }
+        guard size >= 20 else { throw ValidationError("--size must be at least 20 (the send time takes 20 digits)") }
+        guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        guard connectTimeout > 0, settle >= 0, warmup >= 0 else {
+            throw ValidationError("--connect-timeout must be positive, --settle and --warmup not negative")
+        }
+        guard ["parley", "python"].contains(server) else { throw ValidationError("--server is parley or python") }
+        guard !(compare && url != nil) else { throw ValidationError("--compare starts both servers itself: leave out --url") }
+    }
+
+    func run() async throws {
+        // Before starting any server: it inherits the raised limit.
+        let openFiles = SystemLimits.raiseOpenFileLimit()
+        guard clients + 64 <= openFiles else {
+            throw ServerBenchError(
+                "\(clients) connections do not fit in the open-file limit of \(openFiles) (the hard limit, RLIMIT_NOFILE); "
+                    + "raise it (ulimit -Hn, or LimitNOFILE for a service) or use --clients \(max(2, openFiles - 64))"
+            )
+        }
+        if let ports = SystemLimits.ephemeralPorts(), clients > ports {
+            throw ServerBenchError(
+                "\(clients) connections to one server need more local ports than the \(ports) of net.ipv4.ip_local_port_range"
+            )
+        }
+
+        if let url {
+            let result = try await measure(target: try LoadTarget(url: url))
+            emit(line(result, server: nil))
+            return
+        }
+        let kinds = compare ? ["parley", "python"] : [server]
+        var results: [LoadResult] = []
+        for kind in kinds {
+            let started = try await start(kind)
+            let result: LoadResult
+            do {
+                result = try await measure(target: try LoadTarget(url: "http://127.0.0.1:\(started.port)")) {
+                    // At the end of the run, before the connections close.
+                    started.memory().map { StartedServerMemory(rss: $0.rss, peak: $0.peak) }
+                }
+            } catch {
+                await started.stop()
+                throw error
+            }
+            await started.stop()
+            emit(line(result, server: (kind, result.serverMemory)))
+            results.append(result)
+        }
+        if compare, results.count == 2 {
+            let (parley, python) = (results[0], results[1])
+            var fields: [(String, JSONValue)] = [
+                ("benchmark", "server-compare"),
+                ("ratio", .double(python.perSecond > 0 ? round2(parley.perSecond / python.perSecond) : 0)),
+                ("clients", .int(clients)),
+                ("target_rate", .int(Int(rate))),
+                ("parley_per_second", .int(Int(parley.perSecond.rounded()))),
+                ("python_per_second", .int(Int(python.perSecond.rounded()))),
+                ("parley_p99_ms", .double(milliseconds(parley.histogram.percentile(0.99)))),
+                ("python_p99_ms", .double(milliseconds(python.histogram.percentile(0.99)))),
+            ]
+            if let a = parley.serverMemory, let b = python.serverMemory {
+                fields.append(("parley_rss_mb", .double(round1(a.rss))))
+                fields.append(("python_rss_mb", .double(round1(b.rss))))
+            }
+            emit(orderedJSON(fields))
+        }
+    }
+
+    private func start(_ kind: String) async throws -> StartedServer {
+        switch kind {
+        case "parley":
+            let path = parleyServer ?? Self.siblingExecutable("parley-server")
+            guard FileManager.default.isExecutableFile(atPath: path) else {
+                throw ServerBenchError(
+                    "no parley-server at \(path): build it (swift build -c release --product parley-server), or pass --parley-server or --url"
+                )
+            }
+            let extra = parleyArgs.split(whereSeparator: \.isWhitespace).map(String.init)
+            return try await StartedServer.start(name: "parley", executable: path, arguments: ["--port", "0", "--exit-with-stdin"] + extra)
+        default:
+            let script = pythonServer ?? Self.pythonServerScript()
+            guard FileManager.default.fileExists(atPath: script) else {
+                throw ServerBenchError("no python server script at \(script): pass --python-server")
+            }
+            return try await StartedServer.start(
+                name: "python", executable: python,
+                arguments: [script, "--port", "0", "--exit-with-stdin"]
+            )
+        }
+    }
+
+    static func siblingExecutable(_ name: String) -> String {
+        let me = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
+        return me.resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent(name).path
+    }
+
+    static func pythonServerScript() -> String {
+        let relative = "Tests/InteropTests/server.py"
+        let fromSource = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(relative).path
+        if FileManager.default.fileExists(atPath: fromSource) { return fromSource }
+        return FileManager.default.currentDirectoryPath + "/" + relative
+    }
+
+    private func measure(target: LoadTarget, atEnd: @escaping @Sendable () -> StartedServerMemory? = { nil }) async throws -> LoadResult {
+        let run = LoadRun(
+            target: target, clients: clients, seconds: seconds, rate: rate, window: window, contentSize: size,
+            concurrency: concurrency, connectTimeout: connectTimeout, settle: settle, warmup: warmup
+        )
+        return try await run.run(atEnd: atEnd)
+    }
+
+    private func line(_ result: LoadResult, server: (String, StartedServerMemory?)?) -> String {
+        var fields: [(String, JSONValue)] = [("benchmark", "server")]
+        if let server { fields.append(("server", .string(server.0))) }
+        fields += [
+            ("clients", .int(clients)),
+            ("connected", .int(result.connected)),
+            ("per_second", .int(Int(result.perSecond.rounded()))),
+            ("p50_ms", .double(milliseconds(result.histogram.percentile(0.50)))),
+            ("p99_ms", .double(milliseconds(result.histogram.percentile(0.99)))),
+            ("p999_ms", .double(milliseconds(result.histogram.percentile(0.999)))),
+            ("max_ms", .double(milliseconds(result.histogram.maximum))),
+            ("target_rate", .int(Int(rate))),
+        ]
+        if rate == 0 { fields.append(("window", .int(window))) }
+        fields += [
+            ("seconds", .double(round2(result.seconds))),
+            ("delivered", .int(result.delivered)),
+            ("sent", .int(result.sent)),
+            ("lost", .int(result.lost)),
+            ("connect_seconds", .double(round2(result.connectSeconds))),
+            ("settle_seconds", .double(round2(result.settleSeconds))),
+        ]
+        if let memory = server?.1 {
+            fields.append(("server_rss_mb", .double(round1(memory.rss))))
+            fields.append(("server_hwm_mb", .double(round1(memory.peak))))
+        }
+        if let peak = result.clientPeakMemory { fields.append(("client_hwm_mb", .double(round1(peak)))) }
+        return orderedJSON(fields)
+    }
+}
+
+struct StartedServerMemory: Sendable {
+    var rss: Double
+    var peak: Double
+}
+
+/// A JSON object with its keys in the order given (JSONValue sorts them), `benchmark` first.
+private func orderedJSON(_ fields: [(String, JSONValue)]) -> String {
+    "{" + fields.map { JSONValue.string($0.0).serialized() + ":" + $0.1.serialized() }.joined(separator: ",") + "}"
+}
+
+private func milliseconds(_ nanoseconds: UInt64) -> Double { (Double(nanoseconds) / 1e3).rounded() / 1e3 }
+private func round1(_ x: Double) -> Double { (x * 10).rounded() / 10 }
+private func round2(_ x: Double) -> Double { (x * 100).rounded() / 100 }
+
+/// Where the clients connect: host, port and the Socket.IO path.
+struct LoadTarget: Sendable {
+    var host: String
+    var port: Int
+    var path: String
+
+    init(url text: String) throws {
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty else {
+            throw ServerBenchError("--url \(text) is not a URL like http://127.0.0.1:3000")
+        }
+        switch scheme {
+        case "http", "ws": break
+        case "https", "wss": throw ServerBenchError("the load generator speaks plain ws:// only (no TLS): use an http:// URL")
+        default: throw ServerBenchError("--url must be http:// or ws://, not \(scheme)://")
+        }
+        self.host = host == "localhost" ? "127.0.0.1" : host
+        self.port = url.port ?? 80
+        var path = url.path
+        if path.hasSuffix("/") { path.removeLast() }
+        if !path.hasSuffix("/socket.io") { path += "/socket.io" }
+        self.path = path + "/"
+    }
+
+    var display: String { "\(host):\(port)\(path)" }
+}
+
+struct LoadResult: Sendable {
+    var connected: Int
+    var connectSeconds: Double
+    var settleSeconds: Double
+    var seconds: Double
+    var delivered: Int
+    var sent: Int
+    var lost: Int
+    var histogram: LatencyHistogram
+    var serverMemory: StartedServerMemory?
+    /// This process's peak resident set (VmHWM), in MB.
+    var clientPeakMemory: Double?
+    var perSecond: Double { seconds > 0 ? Double(delivered) / seconds : 0 }
+}
+
+/// One measurement: connect, pair, settle, warm up, measure, close.
+struct LoadRun: Sendable {
+    let target: LoadTarget
+    let clients: Int
+    let seconds: Double
+    let rate: Double
+    let window: Int
+    let contentSize: Int
+    let concurrency: Int
+    let connectTimeout: Double
+    let settle: Double
+    let warmup: Double
+
+    func run(atEnd: @escaping @Sendable () -> StartedServerMemory?) async throws -> LoadResult {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let loops = Array(group.makeIterator())
+        var states: [NIOLoopBound<LoadLoopState>] = []
+        for (i, loop) in loops.enumerated() {
+            let seed = UInt64.random(in: .min ... .max) &+ UInt64(i)
+            states.append(try await loop.submit { NIOLoopBound(LoadLoopState(eventLoop: loop, seed: seed), eventLoop: loop) }.get())
+        }
+        var connected: [ReadyClient] = []
+        do {
+            let result = try await measure(loops: loops, states: states, connected: &connected, atEnd: atEnd)
+            await close(connected, loops: loops, states: states)
+            try? await group.shutdownGracefully()
+            return result
+        } catch {
+            for client in connected { client.channel.close(promise: nil) }
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    private func measure(
+        loops: [any EventLoop], states: [NIOLoopBound<LoadLoopState>], connected: inout [ReadyClient],
+        atEnd: @Sendable () -> StartedServerMemory?
+    ) async throws -> LoadResult {
+        let clock = ContinuousClock()
+        let deadline = NIODeadline.now() + .nanoseconds(Int64(connectTimeout * 1e9))
+        let control = LoadControl(
+            closedLoop: rate == 0, contentSize: contentSize, connectDeadline: deadline,
+            requestHead: "GET \(target.path)?EIO=4&transport=websocket HTTP/1.1\r\n"
+                + "Host: \(target.host):\(target.port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Version: 13\r\n"
+        )
+        let address: SocketAddress
+        do {
+            address = try SocketAddress.makeAddressResolvingHost(target.host, port: target.port)
+        } catch {
+            throw ServerBenchError("cannot resolve \(target.host): \(error)")
+        }
+
+        // 1. Connect and log in, `concurrency` handshakes at a time.
+        let connectStart = clock.now
+        let outcome = try await connectAll(address: address, loops: loops, states: states, control: control, deadline: deadline)
+        connected = outcome.clients
+        let connectSeconds = (clock.now - connectStart).seconds
+        if let failure = outcome.abort { throw failure }
+        let why = (outcome.firstError ?? outcome.firstTimeout).map { " (first failure: \($0))" } ?? ""
+        guard connected.count >= 2 else {
+            throw ServerBenchError("\(connected.count) of \(clients) clients logged in on \(target.display) within \(connectTimeout) s\(why)")
+        }
+        if connected.count < clients {
+            warn("\(connected.count) of \(clients) clients logged in within \(connectTimeout) s\(why); measuring with those")
+        }
+
+        // 2. Pair them (consecutive logged-in clients: 2k and 2k+1 when all logged in).
+        var peers: [[(NIOLoopBound<LoadClientHandler>, [UInt8])]] = Array(repeating: [], count: loops.count)
+        for pair in 0..<(connected.count / 2) {
+            let a = connected[2 * pair]
+            let b = connected[2 * pair + 1]
+            peers[a.index % loops.count].append((a.handler, b.userID))
+            peers[b.index % loops.count].append((b.handler, a.userID))
+        }
+        for (i, loop) in loops.enumerated() {
+            let list = peers[i]
+            let state = states[i]
+            try await loop.submit {
+                for (handler, peer) in list {
+                    handler.value.setPeer(peer)
+                    state.value.senders.append(handler.value)
+                }
+            }.get()
+        }
+
+        // 3. Let the login storm pass: at least --settle, then until no frame arrived for 0.5 s.
+        let settleStart = clock.now
+        var frames = try await health(loops: loops, states: states).frames
+        var quietSince = clock.now
+        while true {
+            try await Task.sleep(for: .milliseconds(100))
+            let total = try await health(loops: loops, states: states).frames
+            if total != frames {
+                frames = total
+                quietSince = clock.now
+            }
+            let waited = clock.now - settleStart
+            if waited >= .seconds(settle), clock.now - quietSince >= .milliseconds(500) { break }
+            if waited >= .seconds(settle + 60) {
+                warn("the server was still sending login traffic after \(Int(settle + 60)) s; measuring anyway")
+                break
+            }
+        }
+        let settleSeconds = (clock.now - settleStart).seconds
+
+        // 4. Traffic: warm up, then measure.
+        control.set(.warmup)
+        let senders = connected.count / 2 * 2
+        for (i, loop) in loops.enumerated() {
+            let state = states[i]
+            let window = self.window
+            let share = rate * Double(peers[i].count) / Double(senders)
+            loop.execute {
+                if control.closedLoop {
+                    state.value.startClosedLoop(window: window)
+                } else {
+                    state.value.startOpenLoop(rate: share)
+                }
+            }
+        }
+        try await watch(for: warmup, loops: loops, states: states, control: control)
+        control.set(.measuring)
+        let measureStart = clock.now
+        try await watch(for: seconds, loops: loops, states: states, control: control)
+        control.set(.stopped)
+        let measured = (clock.now - measureStart).seconds
+
+        // 5. Let the messages in flight arrive (at most 10 s, or until none came for 1 s): what
+        // never does was dropped by the server.
+        let drainStart = clock.now
+        var lastReceived = -1
+        var lastChange = clock.now
+        var lost = 0
+        while true {
+            let now = try await health(loops: loops, states: states)
+            lost = now.sentTotal - now.receivedTotal
+            if lost <= 0 { break }
+            if now.receivedTotal != lastReceived {
+                lastReceived = now.receivedTotal
+                lastChange = clock.now
+            }
+            if clock.now - lastChange >= .seconds(1) || clock.now - drainStart >= .seconds(10) { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        if lost > 0 {
+            warn("\(lost) private message(s) sent were never delivered (\(target.display) dropped them: a rate limit?)")
+        }
+
+        let final = try await snapshots(loops: loops, states: states)
+        let serverMemory = atEnd()
+        let clientPeakMemory = StartedServer.memory(of: "self")?.peak
+        try check(final)
+        var histogram = LatencyHistogram()
+        for snapshot in final { histogram.merge(snapshot.histogram) }
+        let delivered = final.reduce(0) { $0 + $1.delivered }
+        guard delivered > 0 else {
+            throw ServerBenchError("no private message was delivered in \(round2(measured)) s on \(target.display) (does the server implement PROTOCOL.md's private message?)")
+        }
+        return LoadResult(
+            connected: connected.count, connectSeconds: connectSeconds, settleSeconds: settleSeconds, seconds: measured,
+            delivered: delivered, sent: final.reduce(0) { $0 + $1.sent }, lost: max(0, lost), histogram: histogram,
+            serverMemory: serverMemory, clientPeakMemory: clientPeakMemory
+        )
+    }
+
+    /// Connections lost or frames not understood after the logins end the run with an error.
+    private func check(_ snapshots: [LoadLoopState.Snapshot]) throws {
+        let problems = snapshots.reduce(0) { $0 + $1.problems }
+        guard problems > 0 else { return }
+        let first = snapshots.compactMap(\.firstProblem).first ?? "?"
+        throw ServerBenchError("\(problems) failure(s) after the logins on \(target.display); the first: \(first)")
+    }
+
+    /// Totals over the event loops; throws when a connection failed.
+    private func health(loops: [any EventLoop], states: [NIOLoopBound<LoadLoopState>]) async throws -> LoadLoopState.Health {
+        var total = LoadLoopState.Health(frames: 0, sentTotal: 0, receivedTotal: 0, problems: 0)
+        for (i, loop) in loops.enumerated() {
+            let state = states[i]
+            let health = try await loop.submit { state.value.health }.get()
+            total.frames += health.frames
+            total.sentTotal += health.sentTotal
+            total.receivedTotal += health.receivedTotal
+            total.problems += health.problems
+            total.firstProblem = total.firstProblem ?? health.firstProblem
+        }
+        if total.problems > 0 {
+            throw ServerBenchError("\(total.problems) failure(s) after the logins on \(target.display); the first: \(total.firstProblem ?? "?")")
+        }
+        return total
+    }
+
+    /// Sleeps `seconds`, looking at the connections every 200 ms: a failure ends the run at once.
+    private func watch(for seconds: Double, loops: [any EventLoop], states: [NIOLoopBound<LoadLoopState>], control: LoadControl) async throws {
+        let end = ContinuousClock.now + .seconds(seconds)
+        while true {
+            let left = end - ContinuousClock.now
+            if left <= .zero { return }
+            try await Task.sleep(for: min(left, .milliseconds(200)))
+            do {
+                _ = try await health(loops: loops, states: states)
+            } catch {
+                control.set(.stopped)
+                throw error
+            }
+        }
+    }
+
+    private func snapshots(loops: [any EventLoop], states: [NIOLoopBound<LoadLoopState>]) async throws -> [LoadLoopState.Snapshot] {
+        var result: [LoadLoopState.Snapshot] = []
+        for (i, loop) in loops.enumerated() {
+            let state = states[i]
+            result.append(try await loop.submit { state.value.snapshot }.get())
+        }
+        return result
+    }
+
+    private struct ConnectOutcome {
+        var clients: [ReadyClient]
+        var firstError: String?
+        var firstTimeout: String?
+        var abort: ServerBenchError?
+    }
+
+    private func connectAll(
+        address: SocketAddress, loops: [any EventLoop], states: [NIOLoopBound<LoadLoopState>], control: LoadControl, deadline: NIODeadline
+    ) async throws -> ConnectOutcome {
+        var ready: [ReadyClient?] = Array(repeating: nil, count: clients)
+        var count = 0
+        var failures = 0
+        var firstError: String?
+        var firstTimeout: String?
+        var abort: ServerBenchError?
+        // Errors (not the deadline) beyond this many end the run: the server is not there or not right.
+        let tolerated = max(10, clients / 100)
+        await withTaskGroup(of: (Int, Result<ReadyClient, LoadClientError>).self) { group in
+            var next = 0
+            func launch() {
+                let index = next
+                next += 1
+                let loop = loops[index % loops.count]
+                let state = states[index % loops.count]
+                group.addTask {
+                    do {
+                        return (index, .success(try await connectOne(index: index, address: address, loop: loop, state: state, control: control, deadline: deadline)))
+                    } catch let error as LoadClientError {
+                        return (index, .failure(error))
+                    } catch {
+                        return (index, .failure(LoadClientError(description: "\(error)")))
+                    }
+                }
+            }
+            while next < min(concurrency, clients) { launch() }
+            while let (index, result) = await group.next() {
+                switch result {
+                case .success(let client):
+                    ready[index] = client
+                    count += 1
+                case .failure(let error):
+                    if !error.isTimeout {
+                        failures += 1
+                        if firstError == nil { firstError = error.description }
+                    } else if firstTimeout == nil {
+                        firstTimeout = error.description
+                    }
+                }
+                if abort == nil, failures > tolerated {
+                    abort = ServerBenchError(
+                        count == 0
+                            ? "no client could log in on \(target.display): \(firstError ?? "?")"
+                            : "\(failures) connections to \(target.display) failed (\(count) logged in); the first: \(firstError ?? "?")"
+                    )
+                    group.cancelAll()
+                }
+                if abort == nil, next < clients, NIODeadline.now() < deadline { launch() }
+            }
+        }
+        if count == 0, abort == nil, let firstError {
+            abort = ServerBenchError("no client could log in on \(target.display): \(firstError)")
+        }
+        return ConnectOutcome(clients: ready.compactMap { $0 }, firstError: firstError, firstTimeout: firstTimeout, abort: abort)
+    }
+
+    private func connectOne(
+        index: Int, address: SocketAddress, loop: any EventLoop, state: NIOLoopBound<LoadLoopState>, control: LoadControl, deadline: NIODeadline
+    ) async throws -> ReadyClient {
+        let ready = loop.makePromise(of: ReadyClient.self)
+        let remaining = deadline - NIODeadline.now()
+        guard remaining > .zero else { throw LoadClientError(description: "the connection deadline passed", isTimeout: true) }
+        let bootstrap = ClientBootstrap(group: loop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // Each channel keeps its receive buffer between reads: a small fixed one keeps
+            // 10,000 idle connections cheap (an adaptive one grows to 64 KB in the login storm).
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 4096))
+            .connectTimeout(min(remaining, .seconds(10)))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        LoadClientHandler(index: index, loop: state.value, control: control, ready: ready)
+                    )
+                }
+            }
+        let attempt = PendingChannel()
+        return try await withTaskCancellationHandler {
+            let connecting = bootstrap.connect(to: address)
+            connecting.whenComplete { result in
+                switch result {
+                case .success(let channel): attempt.connected(channel)
+                case .failure(let error):
+                    let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(error)"
+                    ready.fail(LoadClientError(description: "cannot connect to \(target.host):\(target.port): \(reason)"))
+                }
+            }
+            return try await ready.futureResult.get()
+        } onCancel: {
+            attempt.cancel()
+        }
+    }
+
+    /// WebSocket close on every connection; those not closed within 5 s are closed outright.
+    private func close(_ clients: [ReadyClient], loops: [any EventLoop], states: [NIOLoopBound<LoadLoopState>]) async {
+        for (i, loop) in loops.enumerated() {
+            let state = states[i]
+            loop.execute {
+                for client in state.value.clients { client.sendClose() }
+            }
+        }
+        guard let first = loops.first else { return }
+        let channels = clients.map(\.channel)
+        let all = EventLoopFuture.andAllComplete(channels.map(\.closeFuture), on: first)
+        let force = first.scheduleTask(in: .seconds(5)) {
+            for channel in channels { channel.close(promise: nil) }
+        }
+        try? await all.get()
+        force.cancel()
+    }
+}
+
+/// A channel being connected, so a cancelled handshake can close it.
+private final class PendingChannel: Sendable {
+    private struct State {
+        var channel: (any Channel)?
+        var cancelled = false
+    }
+
+    private let state = Mutex(State())
+
+    func connected(_ channel: any Channel) {
+        let cancelled = state.withLock { state in
+            state.channel = channel
+            return state.cancelled
+        }
+        if cancelled { channel.close(promise: nil) }
+    }
+
+    func cancel() {
+        let channel = state.withLock { state in
+            state.cancelled = true
+            return state.channel
+        }
+        channel?.close(promise: nil)
+    }
+}
+
+/// A result line, written at once (stdout may be a pipe).
+private func emit(_ line: String) {
+    print(line)
+    fflush(nil)  // all C streams: stdout may be a pipe
+}
+
+private func warn(_ text: String) {
+    FileHandle.standardError.write(Data("parley-bench: \(text)\n".utf8))
+}
+
+extension Duration {
+    fileprivate var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}
