@@ -4,6 +4,7 @@ import EngineIOServer
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import ServiceLifecycle
 import SocketIOServer
 
@@ -93,6 +94,10 @@ struct ParleyServer: AsyncParsableCommand {
         if let data {
             do {
                 store = try SQLiteChatStore(path: data)
+            } catch let error as CocoaError {
+                // Foundation's own wording ("The file doesn't exist."), not its error dump.
+                FileHandle.standardError.write(Data("parley-server: cannot open --data \(data): \(error.localizedDescription)\n".utf8))
+                throw ExitCode(2)
             } catch {
                 FileHandle.standardError.write(Data("parley-server: cannot open --data \(data): \(error)\n".utf8))
                 throw ExitCode(2)
@@ -139,6 +144,11 @@ struct ParleyServer: AsyncParsableCommand {
         }
         do {
             try await application.runService(gracefulShutdownSignals: [.sigterm, .sigint, .sighup])
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            FileHandle.standardError.write(
+                Data("parley-server: cannot listen on \(host):\(port): the address is in use (another server? --port picks another)\n".utf8)
+            )
+            throw ExitCode(1)
         } catch {
             FileHandle.standardError.write(Data("parley-server: \(error)\n".utf8))
             throw ExitCode(1)
