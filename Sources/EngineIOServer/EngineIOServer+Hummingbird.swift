@@ -165,6 +165,20 @@ extension EngineIOServer {
                 },
                 sink: ChannelSink(channel: channel) {
                     Task { try? await outbound.close(.normalClosure, reason: nil) }
+                },
+                readOnEventLoop: { socket in
+                    // Messages are handled on the event loop that read them, in a channel
+                    // handler: no hand-off to the task reading the stream for each one. Control
+                    // frames still go to Hummingbird, and the stream still ends with the connection.
+                    try? await channel.eventLoop.submit {
+                        let decoder = try channel.pipeline.syncOperations.context(
+                            handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self
+                        )
+                        try channel.pipeline.syncOperations.addHandler(
+                            EngineIOFrameHandler(socket: socket, maxSize: maxSize),
+                            position: .after(decoder.handler)
+                        )
+                    }.get()
                 }
             )
         }
@@ -274,5 +288,69 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     func close() {
         eventLoop.execute { [self] in channel.flush() }
         onClose()
+    }
+}
+
+/// Reads a WebSocket session's data frames on the event loop: reassembles fragmented
+/// messages (up to maxHttpBufferSize), decodes Engine.IO packets and hands them to the
+/// session at once. Ping, pong and close frames go on to Hummingbird.
+final class EngineIOFrameHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketFrame
+
+    private let socket: EngineIOSocket
+    private let maxSize: Int
+    /// A fragmented message being put together: its opcode and bytes so far.
+    private var partial: (opcode: WebSocketOpcode, bytes: ByteBuffer)?
+
+    init(socket: EngineIOSocket, maxSize: Int) {
+        self.socket = socket
+        self.maxSize = maxSize
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text, .binary:
+            guard partial == nil else { return fail() }  // a new message inside a fragmented one
+            if frame.fin {
+                deliver(frame.opcode, frame.unmaskedData)
+            } else {
+                partial = (frame.opcode, frame.unmaskedData)
+                if frame.length > maxSize { fail() }
+            }
+        case .continuation:
+            guard var message = partial else { return fail() }
+            var data = frame.unmaskedData
+            guard message.bytes.readableBytes + data.readableBytes <= maxSize else { return fail() }
+            message.bytes.writeBuffer(&data)
+            if frame.fin {
+                partial = nil
+                deliver(message.opcode, message.bytes)
+            } else {
+                partial = message
+            }
+        default:
+            context.fireChannelRead(data)
+        }
+    }
+
+    private func deliver(_ opcode: WebSocketOpcode, _ bytes: ByteBuffer) {
+        guard bytes.readableBytes <= maxSize else { return fail() }
+        if opcode == .binary {
+            socket.received(.message(.binary(Array(bytes.readableBytesView))))
+            return
+        }
+        do {
+            socket.received(try EngineIOPacket(decodingText: String(buffer: bytes)))
+        } catch {
+            socket.close(reason: .parseError)
+        }
+    }
+
+    /// Too large, or fragments out of order: the session ends (and with it the connection).
+    private func fail() {
+        partial = nil
+        socket.close(reason: .parseError)
     }
 }

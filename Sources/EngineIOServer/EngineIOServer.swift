@@ -239,7 +239,8 @@ public final class EngineIOServer: Sendable {
         plan: WebSocketPlan,
         request: EngineIOHandshakeRequest,
         receive: () async throws -> WebSocketMessage?,
-        sink: any EngineIOWebSocketSink
+        sink: any EngineIOWebSocketSink,
+        readOnEventLoop: (EngineIOSocket) async -> Void = { _ in }
     ) async {
         let socket: EngineIOSocket
         switch plan {
@@ -251,6 +252,9 @@ public final class EngineIOServer: Sendable {
                 return
             }
             socket = opened
+            // Before the open packet, so that nothing the client sends can come before it:
+            // from here on its messages may be read where they arrive (see the Hummingbird side).
+            await readOnEventLoop(socket)
             socket.attach(sink)
             socket.send(EngineIOOutgoing(handshakePacket(socket.id, .websocket)))
             start(socket)
