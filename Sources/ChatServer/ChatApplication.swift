@@ -1,5 +1,5 @@
 import EngineIOServer
-public import JSON
+import JSON
 public import Logging
 public import SocketIOServer
 import Synchronization

@@ -55,7 +55,7 @@ public struct EngineIOResponder: HTTPResponder {
             query: query,
             request: Self.handshakeRequest(query: query, headers: request.headers, channel: channel, transport: .polling),
             body: {
-                var body = request.body
+                let body = request.body
                 guard let buffer = try? await body.collect(upTo: limit) else { return nil }
                 return Array(buffer.readableBytesView)
             },

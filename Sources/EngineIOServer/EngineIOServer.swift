@@ -1,4 +1,4 @@
-public import EngineIOProtocol
+import EngineIOProtocol
 import JSON
 import Synchronization
 

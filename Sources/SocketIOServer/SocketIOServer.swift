@@ -2,7 +2,7 @@ public import EngineIOServer
 import EngineIOProtocol
 public import JSON
 public import Logging
-public import SocketIOProtocol
+import SocketIOProtocol
 import Synchronization
 
 /// A Socket.IO v5 server (socket.io-protocol v5) on an Engine.IO server: namespaces with
