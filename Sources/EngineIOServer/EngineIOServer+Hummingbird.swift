@@ -235,6 +235,11 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     /// The context of the WebSocket frame encoder: bytes written there go to the socket.
     private var encoderContext: ChannelHandlerContext?
     private var lookedUp = false
+    private var closedForBackpressure = false
+
+    /// Bytes written to a connection and not yet taken by the client before it is given up
+    /// on. Ample for a `users` list of 10,000 users (about 1 MB).
+    static let highWaterMark = 4 << 20
 
     /// At most one flush (one system call) per connection per this long: a lone message
     /// leaves at once; a stream of them (a login storm, a flood) leaves in batches.
@@ -244,6 +249,8 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
         self.channel = channel
         self.eventLoop = channel.eventLoop
         self.onClose = onClose
+        let mark = ChannelOptions.Types.WriteBufferWaterMark(low: Self.highWaterMark / 4, high: Self.highWaterMark)
+        channel.setOption(ChannelOptions.writeBufferWaterMark, value: mark).whenFailure { _ in }
     }
 
     func send(_ packets: [EngineIOOutgoing]) {
@@ -265,6 +272,13 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
             }
         }
         scheduleFlush()
+        // A client that does not read is not buffered for without end: past the channel's
+        // high water mark (set when the sink is made) the connection is closed, and with it
+        // the session ("transport close"), as when the client goes away.
+        if !channel.isWritable, !closedForBackpressure {
+            closedForBackpressure = true
+            channel.close(promise: nil)
+        }
     }
 
     private func scheduleFlush() {

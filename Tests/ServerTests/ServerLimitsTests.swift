@@ -1,3 +1,4 @@
+import Foundation
 import EngineIOServer
 import JSON
 import Testing
@@ -62,6 +63,39 @@ extension ServerSuites {
                 let bytes = (0..<70_000).map { UInt8(truncatingIfNeeded: $0) }
                 socket.send(binary: bytes)
                 #expect(try await socket.next() == .binary(bytes))
+            }
+        }
+
+        @Test("a WebSocket client that stops reading is disconnected, not buffered for without end")
+        func aClientThatDoesNotReadIsDisconnected() async throws {
+            // A heartbeat far away: only the backpressure limit may end this session.
+            let engine = makeEchoEngine(pingInterval: .seconds(60), pingTimeout: .seconds(30))
+            try await withServer(engine) { server in
+                let port = server.port
+                // A raw connection that never reads after the handshake (the test WebSocket
+                // client reads everything on a thread of its own).
+                let socket = try await onThread { try TCPSocket.connect(port: port) }
+                defer { socket.close() }
+                let request = "GET \(websocket) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                    + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                let status = try await onThread {
+                    try socket.sendAll(Array(request.utf8))
+                    var reader = ByteReader(socket)
+                    return try reader.readHead().status
+                }
+                #expect(status == 101)
+                #expect(await eventually { engine.sessionCount == 1 })
+                // 30 MB of messages to echo, masked with a zero key: far past the 4 MB the
+                // server keeps for a connection plus what the kernel's buffers hold.
+                let payload = [UInt8]("4".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: 99_999)
+                var frame: [UInt8] = [0x81, 0x80 | 127]
+                frame += withUnsafeBytes(of: UInt64(payload.count).bigEndian, Array.init)
+                frame += [0, 0, 0, 0] + payload
+                let message = frame
+                Thread.detachNewThread {
+                    for _ in 0..<300 { if (try? socket.sendAll(message)) == nil { break } }
+                }
+                #expect(await eventually(within: .seconds(20)) { engine.sessionCount == 0 })
             }
         }
 
