@@ -198,6 +198,7 @@ extension EngineIOServer {
         host: String,
         port: Int,
         services: [any Service] = [],
+        eventLoopGroup: (any EventLoopGroup)? = nil,
         logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
@@ -213,6 +214,7 @@ extension EngineIOServer {
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "parley-server", backlog: 4096),
             services: services,
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
+            eventLoopGroupProvider: eventLoopGroup.map { .shared($0) } ?? .singleton,
             logger: logger
         )
     }

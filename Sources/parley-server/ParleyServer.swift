@@ -5,6 +5,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import SocketIOServer
 
@@ -61,6 +62,9 @@ struct ParleyServer: AsyncParsableCommand {
     )
     var corsOrigins: [String] = []
 
+    @Option(help: ArgumentHelp("Event-loop threads for the network (default: one per core).", valueName: "n"))
+    var threads: Int?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -75,6 +79,7 @@ struct ParleyServer: AsyncParsableCommand {
         guard maxHttpBufferSize >= 1024 else { throw ValidationError("--max-http-buffer-size must be at least 1024") }
         guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
         guard rateLimit >= 0, rateBurst >= 1 else { throw ValidationError("--rate-limit must be ≥ 0 and --rate-burst ≥ 1") }
+        if let threads, !(1...256).contains(threads) { throw ValidationError("--threads must be between 1 and 256") }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level is one of trace, debug, info, notice, warning, error, critical")
         }
@@ -130,6 +135,7 @@ struct ParleyServer: AsyncParsableCommand {
             host: host,
             port: port,
             services: [ShutdownService(socketIO: socketIO, store: store, logger: logger)],
+            eventLoopGroup: threads.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) },
             logger: logger
         ) { port in
             FileHandle.standardOutput.write(Data("LISTENING \(port)\n".utf8))
