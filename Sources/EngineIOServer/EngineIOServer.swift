@@ -252,12 +252,14 @@ public final class EngineIOServer: Sendable {
                 return
             }
             socket = opened
-            // Before the open packet, so that nothing the client sends can come before it:
-            // from here on its messages may be read where they arrive (see the Hummingbird side).
+            // The order matters: the client speaks once it has the open packet, and what it
+            // says may be read on the event loop at once (see the Hummingbird side), so the
+            // reading and the receiver are in place before the open packet leaves, and the
+            // open packet is queued before anything the receiver might send.
             await readOnEventLoop(socket)
-            socket.attach(sink)
             socket.send(EngineIOOutgoing(handshakePacket(socket.id, .websocket)))
             start(socket)
+            socket.attach(sink)
         case .upgrade(let existing):
             socket = existing
             guard await probe(socket, receive: receive, sink: sink) else {
