@@ -131,7 +131,7 @@ let package = Package(
         .target(
             name: "ChatServer",
             dependencies: [
-                "SocketIOServer", "JSON",
+                "SocketIOServer", "JSON", "Chat",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -192,7 +192,7 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "ChatServer", "SocketIOServer", "EngineIOServer", "JSON", "SocketIO", "SocketIOTesting",
+                "ChatServer", "Chat", "SocketIOServer", "EngineIOServer", "JSON", "SocketIO", "SocketIOTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import Chat
 import EngineIOServer
 import JSON
 public import Logging
@@ -171,7 +172,7 @@ public final class ChatApplication: Sendable {
         }
         guard directory.withLock({ $0.userIDs.contains(to) }) else { return refuse("no such user") }
 
-        let message = StoredMessage(content: content, from: member.userID, to: to)
+        let message = PrivateMessage(content: content, from: member.userID, to: to)
         persist { try store.save(message) }
         socket.to(to, member.userID).emit(
             "private message",

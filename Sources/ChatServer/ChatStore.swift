@@ -1,3 +1,4 @@
+public import Chat
 import Synchronization
 
 /// A user's session as the server keeps it. `sessionID` is the bearer secret; `userID` is public.
@@ -15,19 +16,7 @@ public struct StoredSession: Sendable, Equatable {
     }
 }
 
-/// A private message as stored (part III of the guide).
-public struct StoredMessage: Sendable, Equatable {
-    public var content: String
-    public var from: String
-    public var to: String
-
-    public init(content: String, from: String, to: String) {
-        self.content = content
-        self.from = from
-        self.to = to
-    }
-}
-
+/// Messages are kept as `Chat.PrivateMessage`, the value the client decodes from the wire.
 /// Where sessions and messages live: in memory, or in SQLite with `--data`.
 /// Implementations are thread-safe and synchronous (handlers call them inline).
 public protocol ChatStore: Sendable {
@@ -37,9 +26,9 @@ public protocol ChatStore: Sendable {
     func save(_ session: StoredSession) throws
     /// Every session, oldest first.
     func allSessions() throws -> [StoredSession]
-    func save(_ message: StoredMessage) throws
+    func save(_ message: PrivateMessage) throws
     /// Every message from or to this user, oldest first.
-    func messages(of userID: String) throws -> [StoredMessage]
+    func messages(of userID: String) throws -> [PrivateMessage]
     /// Makes everything durable (a no-op in memory).
     func close() throws
 }
@@ -52,7 +41,7 @@ public final class MemoryChatStore: ChatStore {
         var sessions: [StoredSession] = []
         var indexBySessionID: [String: Int] = [:]
         var userIDs: Set<String> = []
-        var messages: [StoredMessage] = []
+        var messages: [PrivateMessage] = []
         /// Positions in `messages` of each user's messages.
         var messagesByUser: [String: [Int]] = [:]
     }
@@ -83,7 +72,7 @@ public final class MemoryChatStore: ChatStore {
         state.withLock { $0.sessions }
     }
 
-    public func save(_ message: StoredMessage) {
+    public func save(_ message: PrivateMessage) {
         state.withLock { state in
             let index = state.messages.count
             state.messages.append(message)
@@ -92,7 +81,7 @@ public final class MemoryChatStore: ChatStore {
         }
     }
 
-    public func messages(of userID: String) -> [StoredMessage] {
+    public func messages(of userID: String) -> [PrivateMessage] {
         state.withLock { state in (state.messagesByUser[userID] ?? []).map { state.messages[$0] } }
     }
 

@@ -1,3 +1,4 @@
+public import Chat
 import Foundation
 import GRDB
 #if canImport(Glibc)
@@ -108,7 +109,7 @@ public final class SQLiteChatStore: ChatStore {
         }
     }
 
-    public func save(_ message: StoredMessage) throws {
+    public func save(_ message: PrivateMessage) throws {
         try queue.write { db in
             try db.execute(
                 sql: "INSERT INTO message (content, from_user, to_user) VALUES (?, ?, ?)",
@@ -117,13 +118,13 @@ public final class SQLiteChatStore: ChatStore {
         }
     }
 
-    public func messages(of userID: String) throws -> [StoredMessage] {
+    public func messages(of userID: String) throws -> [PrivateMessage] {
         try queue.read { db in
             try Row.fetchAll(
                 db,
                 sql: "SELECT content, from_user, to_user FROM message WHERE from_user = ? OR to_user = ? ORDER BY id",
                 arguments: [userID, userID]
-            ).map { StoredMessage(content: $0["content"], from: $0["from_user"], to: $0["to_user"]) }
+            ).map { PrivateMessage(content: $0["content"], from: $0["from_user"], to: $0["to_user"]) }
         }
     }
 

@@ -71,7 +71,7 @@ extension EngineIOPacket {
 
     /// The text form of a packet whose payload is text.
     /// A binary message has no text form here; see `EngineIOPayload` for polling's `b<base64>`.
-    func encodedText() -> String {
+    public func encodedText() -> String {
         switch self {
         case .open(let handshake): return "0" + handshake.json.serialized()
         case .close: return "1"

@@ -165,7 +165,7 @@ public final class EngineIOServer: Sendable {
             guard options.transports.contains(.polling), let socket = open(request: request()) else {
                 return .error(.forbidden, status: 403)
             }
-            let answer = HTTPAnswer.ok(handshakePacket(socket.id, .polling).encodedTextForServer())
+            let answer = HTTPAnswer.ok(handshakePacket(socket.id, .polling).encodedText())
             start(socket)
             return answer
         }
@@ -313,13 +313,5 @@ public final class EngineIOServer: Sendable {
         } catch {
             return false
         }
-    }
-}
-
-extension EngineIOPacket {
-    /// The text form, for the packets a server sends as text.
-    func encodedTextForServer() -> String {
-        guard case .text(let text) = encoded() else { preconditionFailure("binary packet has no text form") }
-        return text
     }
 }

@@ -1,3 +1,4 @@
+import Chat
 import ChatServer
 import EngineIOServer
 import Foundation
@@ -22,9 +23,9 @@ import Testing
         #expect(try store.hasUser("u2"))
         #expect(try !store.hasUser("u3"))
 
-        try store.save(StoredMessage(content: "hi", from: "u1", to: "u2"))
-        try store.save(StoredMessage(content: "note to self", from: "u1", to: "u1"))
-        try store.save(StoredMessage(content: "yo", from: "u2", to: "u1"))
+        try store.save(PrivateMessage(content: "hi", from: "u1", to: "u2"))
+        try store.save(PrivateMessage(content: "note to self", from: "u1", to: "u1"))
+        try store.save(PrivateMessage(content: "yo", from: "u2", to: "u1"))
         #expect(try store.messages(of: "u1").map(\.content) == ["hi", "note to self", "yo"])
         #expect(try store.messages(of: "u2").map(\.content) == ["hi", "yo"])
     }
