@@ -135,15 +135,15 @@ public final class ChatApplication: Sendable {
     private func connected(_ socket: SocketIOServerSocket, namespace: SocketIONamespace) {
         guard let member = socket.data as? Member else { return }
         let session = StoredSession(sessionID: member.sessionID, userID: member.userID, username: member.username, connected: true)
-        let entries = directory.withLock { dir -> [String] in
+        let (entries, userIDs) = directory.withLock { dir -> ([String], [String]) in
             dir.save(session)
-            return dir.entries
+            return (dir.entries, dir.sessions.map(\.userID))
         }
         persist { try store.save(session) }
 
         socket.emit("session", ["sessionID": .string(member.sessionID), "userID": .string(member.userID)])
         socket.join(member.userID)
-        socket.emit("users", serializedArguments: [usersList(entries: entries, for: member.userID)])
+        socket.emit("users", serializedArguments: [usersList(entries: entries, userIDs: userIDs, for: member.userID)])
         socket.broadcast.emit(
             "user connected",
             ["userID": .string(member.userID), "username": .string(member.username), "connected": true, "messages": []]
@@ -199,9 +199,9 @@ public final class ChatApplication: Sendable {
 
     /// `users` for one receiver: every session, each with the conversation between that
     /// user and the receiver (part III).
-    func usersList(entries: [String], for receiver: String) -> String {
+    /// `entries[i]` is the entry of the user `userIDs[i]` (both taken under one lock).
+    func usersList(entries: [String], userIDs: [String], for receiver: String) -> String {
         var conversations: [String: [String]] = [:]
-        let userIDs = directory.withLock { dir in dir.sessions.map(\.userID) }
         let stored = (try? store.messages(of: receiver)) ?? []
         for message in stored {
             let other = message.from == receiver ? message.to : message.from
@@ -214,7 +214,7 @@ public final class ChatApplication: Sendable {
             if index > 0 { text += "," }
             text += entry
             text += ",\"messages\":["
-            if index < userIDs.count, let messages = conversations[userIDs[index]] {
+            if let messages = conversations[userIDs[index]] {
                 text += messages.joined(separator: ",")
             }
             text += "]}"
