@@ -164,9 +164,9 @@ extension EngineIOData {
 /// single consumer of a connection.
 private final class InboundCursor: @unchecked Sendable {
     // Only the connection's one consumer touches this (the handshake, then `events`).
-    private var iterator: AsyncThrowingStream<[EngineIOData], any Error>.AsyncIterator
+    private var iterator: AsyncThrowingStream<[EngineIOPacket], any Error>.AsyncIterator
     private let transport: any EngineIOTransport
-    private var batch: [EngineIOData] = []
+    private var batch: [EngineIOPacket] = []
     private var position = 0
 
     init(_ transport: any EngineIOTransport) {
@@ -175,7 +175,7 @@ private final class InboundCursor: @unchecked Sendable {
     }
 
     /// The next frame: from the batch in hand, else from the next batch (on the caller's actor).
-    func next(isolation actor: isolated (any Actor)?) async throws -> EngineIOData? {
+    func next(isolation actor: isolated (any Actor)?) async throws -> EngineIOPacket? {
         while position == batch.count {
             guard let more = try await iterator.next(isolation: actor) else { return nil }
             transport.consumedBatch()
@@ -187,7 +187,7 @@ private final class InboundCursor: @unchecked Sendable {
     }
 
     /// The next frame of the batch in hand, without waiting: nil when it is used up.
-    func nextBuffered() -> EngineIOData? {
+    func nextBuffered() -> EngineIOPacket? {
         guard position < batch.count else { return nil }
         defer { position += 1 }
         return batch[position]
@@ -226,9 +226,12 @@ final class Session: Sendable {
 
     /// The first frame must be a valid open packet.
     func readHandshake() async throws -> EngineIOHandshake {
-        let frame: EngineIOData?
+        let packet: EngineIOPacket?
         do {
-            frame = try await cursor.next(isolation: nil)
+            packet = try await cursor.next(isolation: nil)
+        } catch let error as EngineIOParseError {
+            finish(.parseError(error.description))
+            throw EngineIOError.handshakeFailed(error.description)
         } catch WebSocketTransportError.messageTooLarge(let limit) {
             let why = WebSocketTransportError.messageTooLarge(limit: limit).description
             finish(.parseError(why))
@@ -237,16 +240,9 @@ final class Session: Sendable {
             finish(.transportError("\(error)"))
             throw EngineIOError.handshakeFailed("\(error)")
         }
-        guard let frame else {
+        guard let packet else {
             finish(.transportClose)
             throw EngineIOError.handshakeFailed("connection closed")
-        }
-        let packet: EngineIOPacket
-        do {
-            packet = try EngineIOPacket(decoding: frame)
-        } catch {
-            finish(.parseError(error.description))
-            throw EngineIOError.handshakeFailed(error.description)
         }
         guard case .open(let info) = packet else {
             finish(.parseError("expected an open packet first"))
@@ -263,9 +259,13 @@ final class Session: Sendable {
             if let reason = state.withLock({ $0.closeReason }) {
                 return reportClose(reason)
             }
-            let frame: EngineIOData?
+            let packet: EngineIOPacket?
             do {
-                frame = try await cursor.next(isolation: actor)
+                packet = try await cursor.next(isolation: actor)
+            } catch let error as EngineIOParseError {
+                logger.warning("closing connection: \(error)")
+                finish(.parseError(error.description))
+                continue
             } catch WebSocketTransportError.messageTooLarge(let limit) {
                 // Oversize input is malformed input, not a network failure.
                 finish(.parseError(WebSocketTransportError.messageTooLarge(limit: limit).description))
@@ -274,11 +274,11 @@ final class Session: Sendable {
                 finish(.transportError("\(error)"))
                 continue
             }
-            guard let frame else {
+            guard let packet else {
                 finish(.transportClose)
                 continue
             }
-            if let event = process(frame) { return event }
+            if let event = process(packet) { return event }
         }
     }
 
@@ -287,22 +287,14 @@ final class Session: Sendable {
     /// A flood is handled a batch at a time, one frame after another, with no
     /// suspension point per frame.
     func nextBufferedEvent() -> EngineIOConnection.Event? {
-        while !closed.load(ordering: .acquiring), let frame = cursor.nextBuffered() {
-            if let event = process(frame) { return event }
+        while !closed.load(ordering: .acquiring), let packet = cursor.nextBuffered() {
+            if let event = process(packet) { return event }
         }
         return nil
     }
 
     /// One frame: a message for the layer above, or handled here (nil).
-    private func process(_ frame: EngineIOData) -> EngineIOConnection.Event? {
-        let packet: EngineIOPacket
-        do {
-            packet = try EngineIOPacket(decoding: frame)
-        } catch {
-            logger.warning("closing connection: \(error)")
-            finish(.parseError(error.description))
-            return nil
-        }
+    private func process(_ packet: EngineIOPacket) -> EngineIOConnection.Event? {
         switch packet {
         case .ping(let data):
             // engine.io-protocol v4, "Heartbeat": the server pings, the client answers.

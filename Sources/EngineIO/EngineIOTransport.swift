@@ -1,10 +1,13 @@
 /// A connected, message-oriented transport under Engine.IO: WebSocket in
 /// production, an in-memory pair in tests.
 public protocol EngineIOTransport: Sendable {
-    /// Frames from the server, in order, in batches (a transport hands over what one
+    /// Packets from the server, in order, in batches (a transport hands over what one
     /// read of the socket brought, so a flood costs one hand-off per read, not per frame).
-    /// Finishes when the peer closes the connection; throws when the connection fails.
-    var inbound: AsyncThrowingStream<[EngineIOData], any Error> { get }
+    /// As in engine.io-client, the transport decodes its frames into packets, on its own
+    /// thread: the consumer gets them ready to use. Finishes when the peer closes the
+    /// connection; throws when the connection fails, or `EngineIOParseError` after the
+    /// packets before a frame that is not an Engine.IO packet.
+    var inbound: AsyncThrowingStream<[EngineIOPacket], any Error> { get }
     /// Called by the one consumer of `inbound` each time it takes a batch, so a transport
     /// that stops reading the socket while too much waits (backpressure) can resume.
     func consumedBatch()

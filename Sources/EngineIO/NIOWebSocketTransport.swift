@@ -29,11 +29,11 @@ public struct NIOWebSocketTransportFactory: EngineIOTransportFactory {
 }
 
 final class NIOWebSocketTransport: EngineIOTransport {
-    let inbound: AsyncThrowingStream<[EngineIOData], any Error>
+    let inbound: AsyncThrowingStream<[EngineIOPacket], any Error>
     private let channel: any Channel
     let window: InboundWindow
 
-    private init(inbound: AsyncThrowingStream<[EngineIOData], any Error>, channel: any Channel, window: InboundWindow) {
+    private init(inbound: AsyncThrowingStream<[EngineIOPacket], any Error>, channel: any Channel, window: InboundWindow) {
         self.inbound = inbound
         self.channel = channel
         self.window = window
@@ -59,7 +59,7 @@ final class NIOWebSocketTransport: EngineIOTransport {
         logger: Logger
     ) async throws -> NIOWebSocketTransport {
         let limit = options.maxIncomingMessageSize
-        let (inbound, continuation) = AsyncThrowingStream.makeStream(of: [EngineIOData].self)
+        let (inbound, continuation) = AsyncThrowingStream.makeStream(of: [EngineIOPacket].self)
         let window = InboundWindow()
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         let upgraded = eventLoop.makePromise(of: Upgrade.self)
@@ -211,13 +211,13 @@ private final class FrameReader: ChannelDuplexHandler {
     typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
-    private let continuation: AsyncThrowingStream<[EngineIOData], any Error>.Continuation
+    private let continuation: AsyncThrowingStream<[EngineIOPacket], any Error>.Continuation
     private let limit: Int
     let window: InboundWindow
-    private var batch: [EngineIOData] = []
+    private var batch: [EngineIOPacket] = []
     private var failed = false
 
-    init(continuation: AsyncThrowingStream<[EngineIOData], any Error>.Continuation, limit: Int, window: InboundWindow) {
+    init(continuation: AsyncThrowingStream<[EngineIOPacket], any Error>.Continuation, limit: Int, window: InboundWindow) {
         self.continuation = continuation
         self.limit = limit
         self.window = window
@@ -238,9 +238,15 @@ private final class FrameReader: ChannelDuplexHandler {
                 return
             }
             if frame.opcode == .text {
-                batch.append(.text(payload.readString(length: payload.readableBytes) ?? ""))
+                do {
+                    batch.append(try payload.withUnsafeReadableBytes { raw in
+                        try EngineIOPacket(decodingUTF8: raw.assumingMemoryBound(to: UInt8.self))
+                    })
+                } catch {
+                    fail(context, error)
+                }
             } else {
-                batch.append(.binary(payload.readBytes(length: payload.readableBytes) ?? []))
+                batch.append(.message(.binary(payload.readBytes(length: payload.readableBytes) ?? [])))
             }
         case .ping:
             let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)

@@ -97,11 +97,11 @@ public enum WebSocketTransportError: Error, Sendable, Equatable, CustomStringCon
 /// to a long-lived object: a task runs the scope, forwarding inbound messages
 /// to a stream and draining an outbound queue into the socket.
 final class WebSocketTransport: EngineIOTransport {
-    let inbound: AsyncThrowingStream<[EngineIOData], any Error>
+    let inbound: AsyncThrowingStream<[EngineIOPacket], any Error>
     private let outbound: AsyncStream<EngineIOData>.Continuation
     private let task: Mutex<Task<Void, Never>?>
 
-    private init(inbound: AsyncThrowingStream<[EngineIOData], any Error>, outbound: AsyncStream<EngineIOData>.Continuation) {
+    private init(inbound: AsyncThrowingStream<[EngineIOPacket], any Error>, outbound: AsyncStream<EngineIOData>.Continuation) {
         self.inbound = inbound
         self.outbound = outbound
         self.task = Mutex(nil)
@@ -127,7 +127,7 @@ final class WebSocketTransport: EngineIOTransport {
         maxMessageSize: Int,
         logger: Logger
     ) async throws -> WebSocketTransport {
-        let (inboundStream, inboundContinuation) = AsyncThrowingStream.makeStream(of: [EngineIOData].self)
+        let (inboundStream, inboundContinuation) = AsyncThrowingStream.makeStream(of: [EngineIOPacket].self)
         let (outboundStream, outboundContinuation) = AsyncStream.makeStream(of: EngineIOData.self)
         let transport = WebSocketTransport(inbound: inboundStream, outbound: outboundContinuation)
         let opened = OneShot<Void>()
@@ -157,9 +157,9 @@ final class WebSocketTransport: EngineIOTransport {
                                     throw WebSocketTransportError.messageTooLarge(limit: maxMessageSize)
                                 }
                                 switch message {
-                                case .text(let text): inboundContinuation.yield([.text(text)])
+                                case .text(let text): inboundContinuation.yield([try EngineIOPacket(decodingText: text)])
                                 case .binary(var buffer):
-                                    inboundContinuation.yield([.binary(buffer.readBytes(length: buffer.readableBytes) ?? [])])
+                                    inboundContinuation.yield([.message(.binary(buffer.readBytes(length: buffer.readableBytes) ?? []))])
                                 }
                             }
                         }
@@ -170,6 +170,8 @@ final class WebSocketTransport: EngineIOTransport {
                 }
                 inboundContinuation.finish()
             } catch let error as WebSocketTransportError {
+                inboundContinuation.finish(throwing: error)
+            } catch let error as EngineIOParseError {
                 inboundContinuation.finish(throwing: error)
             } catch let error as WebSocketClientError where error == .serverSentMessageTooLarge {
                 inboundContinuation.finish(throwing: WebSocketTransportError.messageTooLarge(limit: maxMessageSize))

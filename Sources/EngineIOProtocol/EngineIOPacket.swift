@@ -94,22 +94,30 @@ extension EngineIOPacket {
 
     /// Decodes `<type>[<data>]`.
     public init(decodingText text: String) throws(EngineIOParseError) {
-        guard let first = text.utf8.first else { throw .empty }
-        guard first >= UInt8(ascii: "0"), first <= UInt8(ascii: "6") else {
-            throw .unknownPacketType(String(text.unicodeScalars.prefix(1)))
-        }
+        var text = text
+        let result = text.withUTF8 { bytes in Result { () throws(EngineIOParseError) in try EngineIOPacket(decodingUTF8: bytes) } }
+        self = try result.get()
+    }
+
+    /// Decodes `<type>[<data>]` from the UTF-8 bytes of a text frame, as they come off the
+    /// socket: the data is made a `String` once, without a copy of the whole frame first.
+    /// Bytes that are not valid UTF-8 are repaired (U+FFFD), as `String(decoding:as:)` does.
+    public init(decodingUTF8 bytes: UnsafeBufferPointer<UInt8>) throws(EngineIOParseError) {
+        guard let first = bytes.first else { throw .empty }
         // By bytes, not Characters: a combining mark after the type digit belongs to the data.
         // The type byte is ASCII, so one byte in is a scalar boundary.
-        let rest = String(Substring(text.utf8.dropFirst()))
+        func rest() -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[1...]), as: UTF8.self) }
         switch first {
-        case UInt8(ascii: "0"): self = .open(try EngineIOHandshake(decoding: rest))
+        case UInt8(ascii: "0"): self = .open(try EngineIOHandshake(decoding: rest()))
         case UInt8(ascii: "1"): self = .close
-        case UInt8(ascii: "2"): self = .ping(rest)
-        case UInt8(ascii: "3"): self = .pong(rest)
-        case UInt8(ascii: "4"): self = .message(.text(rest))
+        case UInt8(ascii: "2"): self = .ping(rest())
+        case UInt8(ascii: "3"): self = .pong(rest())
+        case UInt8(ascii: "4"): self = .message(.text(rest()))
         case UInt8(ascii: "5"): self = .upgrade
         case UInt8(ascii: "6"): self = .noop
-        default: throw .unknownPacketType(String(text.unicodeScalars.prefix(1)))
+        default:
+            let text = String(decoding: bytes, as: UTF8.self)
+            throw .unknownPacketType(String(text.unicodeScalars.prefix(1)))
         }
     }
 }

@@ -5,12 +5,12 @@ import Testing
 
 /// A transport whose server side the test plays by hand.
 final class MemoryTransport: EngineIOTransport {
-    let inbound: AsyncThrowingStream<[EngineIOData], any Error>
-    private let server: AsyncThrowingStream<[EngineIOData], any Error>.Continuation
+    let inbound: AsyncThrowingStream<[EngineIOPacket], any Error>
+    private let server: AsyncThrowingStream<[EngineIOPacket], any Error>.Continuation
     private let state = Mutex((sent: [EngineIOData](), closed: false))
 
     init() {
-        (inbound, server) = AsyncThrowingStream.makeStream(of: [EngineIOData].self)
+        (inbound, server) = AsyncThrowingStream.makeStream(of: [EngineIOPacket].self)
     }
 
     func send(_ frame: EngineIOData) { state.withLock { $0.sent.append(frame) } }
@@ -24,9 +24,16 @@ final class MemoryTransport: EngineIOTransport {
     var sent: [EngineIOData] { state.withLock { $0.sent } }
     var isClosed: Bool { state.withLock { $0.closed } }
 
-    func serverSends(_ packet: EngineIOPacket) { server.yield([packet.encoded()]) }
-    func serverSends(batch packets: [EngineIOPacket]) { server.yield(packets.map { $0.encoded() }) }
-    func serverSendsRaw(_ frame: EngineIOData) { server.yield([frame]) }
+    func serverSends(_ packet: EngineIOPacket) { server.yield([packet]) }
+    func serverSends(batch packets: [EngineIOPacket]) { server.yield(packets) }
+    /// A frame as a real transport would hand it on: decoded, or the parse error.
+    func serverSendsRaw(_ frame: EngineIOData) {
+        do {
+            server.yield([try EngineIOPacket(decoding: frame)])
+        } catch {
+            server.finish(throwing: error)
+        }
+    }
     func serverEnds(throwing error: (any Error)? = nil) {
         if let error { server.finish(throwing: error) } else { server.finish() }
     }
