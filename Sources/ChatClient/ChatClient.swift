@@ -375,7 +375,25 @@ public final class ChatClient: Sendable {
     }
 
     private func handle(_ event: ReceivedEvent) {
+        // The event of a flood first: a switch on strings compares them in order.
         switch event.name {
+        case "private message":
+            switch ServerPayload.privateMessage(event.arguments) {
+            case .success(let message):
+                let at = Date()
+                let fromSelf = inner.withLock { state in
+                    state.apply(.messageReceived(message, at: at))
+                    return message.from == state.chat.selfID
+                }
+                if publishes || observer != nil {
+                    publish(.message(MessageRecord(
+                        id: nil, from: message.from, to: message.to, content: message.content,
+                        fromSelf: fromSelf, at: at, delivery: fromSelf ? .sent : .received
+                    )))
+                }
+            case .failure(let problem):
+                logger.warning("\(problem)")
+            }
         case "session":
             switch ServerPayload.session(event.arguments) {
             case .success(let (sessionID, userID)):
@@ -430,23 +448,6 @@ public final class ChatClient: Sendable {
             case .success(let userID):
                 apply(.userDisconnected(userID: userID))
                 publish(.userDisconnected(userID: userID))
-            case .failure(let problem):
-                logger.warning("\(problem)")
-            }
-        case "private message":
-            switch ServerPayload.privateMessage(event.arguments) {
-            case .success(let message):
-                let at = Date()
-                let fromSelf = inner.withLock { state in
-                    state.apply(.messageReceived(message, at: at))
-                    return message.from == state.chat.selfID
-                }
-                if publishes || observer != nil {
-                    publish(.message(MessageRecord(
-                        id: nil, from: message.from, to: message.to, content: message.content,
-                        fromSelf: fromSelf, at: at, delivery: fromSelf ? .sent : .received
-                    )))
-                }
             case .failure(let problem):
                 logger.warning("\(problem)")
             }

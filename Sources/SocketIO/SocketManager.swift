@@ -93,7 +93,11 @@ public actor SocketManager {
         var nextAckID = 0
     }
 
+    /// Entries are never removed: a `Namespace` once made stays the state of that name.
     private var namespaces: [String: Namespace] = [:]
+    /// The namespace the last packet was for: a flood is for one namespace, and comparing
+    /// its short name is cheaper than hashing it for every packet.
+    private var lastReceived: (name: String, state: Namespace)?
     private var engine: EngineIOConnection?
     private var decoder = SocketIOPacketDecoder()
     private var loop: Task<Void, Never>?
@@ -425,7 +429,14 @@ public actor SocketManager {
             return
         }
         let nsp = packet.namespace
-        guard let state = namespaces[nsp], state.active else {
+        let found: Namespace?
+        if let last = lastReceived, last.name == nsp {
+            found = last.state
+        } else {
+            found = namespaces[nsp]
+            if let found { lastReceived = (nsp, found) }
+        }
+        guard let state = found, state.active else {
             logger.debug("ignoring a packet for namespace \(nsp) with no active socket")
             return
         }
@@ -481,7 +492,7 @@ public actor SocketManager {
             let ack = packet.id.map { Acknowledgement(manager: self, namespace: nsp, id: $0) }
             let event = ReceivedEvent(name: name, arguments: arguments, ack: ack)
             if state.connected {
-                dispatch(.event(event), to: nsp)
+                dispatch(.event(event), to: state)
             } else if state.receiveBuffer.count < Self.receiveBufferLimit {
                 namespaces[nsp]!.receiveBuffer.append(event)
             } else {
@@ -511,7 +522,12 @@ public actor SocketManager {
     }
 
     private func dispatch(_ event: SocketEvent, to nsp: String) {
-        guard let listeners = namespaces[nsp]?.listeners, !listeners.isEmpty else { return }
+        guard let state = namespaces[nsp] else { return }
+        dispatch(event, to: state)
+    }
+
+    private func dispatch(_ event: SocketEvent, to state: Namespace) {
+        let listeners = state.listeners
         for (_, listener) in listeners {
             switch (listener.filter, event) {
             case (.everything, _): listener.handler(event)
