@@ -4,6 +4,7 @@ public import HummingbirdWebSocket
 import EngineIOProtocol
 public import NIOCore
 import NIOWebSocket
+import Synchronization
 public import Logging
 public import ServiceLifecycle
 
@@ -223,10 +224,13 @@ extension EngineIOServer {
 /// A WebSocket session's packets, written straight onto the connection.
 ///
 /// Frames are encoded once per packet (`EngineIOOutgoing.webSocketFrame`) and written as bytes
-/// below the pipeline's WebSocket encoder, so a frame costs each recipient one buffer write;
-/// each `send` is one hop onto the event loop; and a flush is scheduled once per turn of the
-/// loop, not per frame: when a login broadcasts `user connected` to every socket, the frames a
-/// connection gets within one turn leave in one system call.
+/// below the pipeline's WebSocket encoder, so a frame costs each recipient one buffer write.
+/// A `send` from the connection's own event loop (a message between two sockets of one loop)
+/// is written at once, unless hops from other threads are still on their way (they go
+/// first); from elsewhere it is one hop onto the loop. A connection is flushed at once,
+/// unless it was less than `flushInterval` ago: then once, when that is over. So a lone
+/// message leaves in the turn of the loop that wrote it, and when a login broadcasts
+/// `user connected` to every socket, the frames one connection gets leave in one system call.
 final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     private let channel: any Channel
     let eventLoop: any EventLoop
@@ -238,6 +242,9 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     private var encoderContext: ChannelHandlerContext?
     private var lookedUp = false
     private var closedForBackpressure = false
+    /// Hops onto the loop that are on their way: while there are any, a `send` made on the
+    /// loop hops too, behind them, so that packets keep the order they were sent in.
+    private let hopsInFlight = Atomic(0)
 
     /// Bytes written to a connection and not yet taken by the client before it is given up
     /// on. Ample for a `users` list of 10,000 users (about 1 MB).
@@ -255,11 +262,33 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
         channel.setOption(ChannelOptions.writeBufferWaterMark, value: mark).whenFailure { _ in }
     }
 
-    func send(_ packets: [EngineIOOutgoing]) {
-        eventLoop.execute { [self] in writeOnLoop(packets) }
+    func send(_ packets: [EngineIOOutgoing]) -> Bool {
+        if eventLoop.inEventLoop, hopsInFlight.load(ordering: .acquiring) == 0 {
+            write(packets)
+            return true
+        }
+        reserveHop()
+        eventLoop.execute { [self] in writeHopped(packets) }
+        return false
     }
 
-    func writeOnLoop(_ packets: [EngineIOOutgoing]) {
+    func flushWritten() {
+        scheduleFlush()
+        closeIfBackedUp()
+    }
+
+    func reserveHop() {
+        hopsInFlight.add(1, ordering: .releasing)
+    }
+
+    func writeHopped(_ packets: [EngineIOOutgoing]) {
+        hopsInFlight.subtract(1, ordering: .releasing)
+        write(packets)
+        flushWritten()
+    }
+
+    /// Into the channel's buffer only: no system call, nothing called back.
+    private func write(_ packets: [EngineIOOutgoing]) {
         if !lookedUp {
             lookedUp = true
             encoderContext = try? channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
@@ -273,10 +302,12 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
                 channel.write(frame, promise: nil)
             }
         }
-        scheduleFlush()
-        // A client that does not read is not buffered for without end: past the channel's
-        // high water mark (set when the sink is made) the connection is closed, and with it
-        // the session ("transport close"), as when the client goes away.
+    }
+
+    /// A client that does not read is not buffered for without end: past the channel's
+    /// high water mark (set when the sink is made) the connection is closed, and with it
+    /// the session ("transport close"), as when the client goes away.
+    private func closeIfBackedUp() {
         if !channel.isWritable, !closedForBackpressure {
             closedForBackpressure = true
             channel.close(promise: nil)
@@ -285,12 +316,11 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
 
     private func scheduleFlush() {
         guard !flushScheduled else { return }
-        flushScheduled = true
         let due = lastFlush + Self.flushInterval
         if NIODeadline.now() >= due {
-            // After whatever else this turn of the loop writes.
-            eventLoop.execute { [self] in flush() }
+            flush()
         } else {
+            flushScheduled = true
             eventLoop.scheduleTask(deadline: due) { [self] in flush() }
         }
     }
@@ -358,7 +388,9 @@ final class EngineIOFrameHandler: ChannelInboundHandler, RemovableChannelHandler
             return
         }
         do {
-            socket.received(try EngineIOPacket(decodingText: String(buffer: bytes)))
+            socket.received(try bytes.withUnsafeReadableBytes { raw in
+                try EngineIOPacket(decodingUTF8: raw.assumingMemoryBound(to: UInt8.self))
+            })
         } catch {
             socket.close(reason: .parseError)
         }

@@ -89,12 +89,21 @@ public struct EngineIOOutgoing: Sendable {
 public protocol EngineIOWebSocketSink: AnyObject, Sendable {
     /// The event loop the connection lives on.
     var eventLoop: any EventLoop { get }
-    /// Queues frames on the connection. Never blocks: it is called under the session's lock,
-    /// which is what keeps every sender's packets in one order.
-    func send(_ packets: [EngineIOOutgoing])
-    /// Writes frames at once; only on `eventLoop` (a broadcast groups its recipients by
-    /// event loop and makes one hop per loop).
-    func writeOnLoop(_ packets: [EngineIOOutgoing])
+    /// Queues frames on the connection, after those sent before. Never blocks, and calls
+    /// nothing back: it is called under the session's lock, which is what keeps every
+    /// sender's packets in one order. Returns true when the frames were written at once (a
+    /// call on the connection's own loop with no hop ahead of it): the caller then calls
+    /// `flushWritten()`, on the loop, once out of its lock.
+    func send(_ packets: [EngineIOOutgoing]) -> Bool
+    /// Flushes what `send` wrote at once (or schedules the flush). May call back (a
+    /// connection that fails closes), so never under a lock.
+    func flushWritten()
+    /// For a hop onto `eventLoop` that the caller makes itself (a broadcast makes one per
+    /// loop, not one per recipient): called where `send` would be, under the session's lock;
+    /// the hop then calls `writeHopped` on the loop.
+    func reserveHop()
+    /// Writes frames reserved with `reserveHop`; only on `eventLoop`.
+    func writeHopped(_ packets: [EngineIOOutgoing])
     /// Ends the connection once what was sent has gone (a close frame).
     func close()
 }
@@ -175,8 +184,7 @@ public final class EngineIOSocket: Sendable {
         let wake: Wake = state.withLock { state in
             guard !state.closed else { return .none }
             if let sink = state.sink, state.transport == .websocket {
-                sink.send(packets)
-                return .none
+                return sink.send(packets) ? .flush(sink) : .none
             }
             state.outbox.append(contentsOf: packets)
             return Self.takeWaiter(&state)
@@ -188,26 +196,40 @@ public final class EngineIOSocket: Sendable {
         send([packet])
     }
 
-    /// The same packets to many sessions (a broadcast). Sessions on a WebSocket are written
-    /// with one hop per event loop rather than one per session; the rest queue as usual.
+    /// The same packets to many sessions (a broadcast). Sessions on a WebSocket of another
+    /// event loop are written with one hop per loop rather than one per session; those of
+    /// this loop at once; the rest queue as usual.
     public static func send(_ packets: [EngineIOOutgoing], to sockets: [EngineIOSocket]) {
         var byLoop: [ObjectIdentifier: (loop: any EventLoop, sinks: [any EngineIOWebSocketSink])] = [:]
         for socket in sockets {
-            let sink: (any EngineIOWebSocketSink)? = socket.state.withLock { state in
-                guard !state.closed, state.transport == .websocket, let sink = state.sink else { return nil }
-                return sink
+            enum Route {
+                /// Not on a WebSocket: the session's own queue.
+                case queue
+                /// Sent (by a hop of its own, behind others).
+                case sent
+                /// Written at once: to be flushed.
+                case written(any EngineIOWebSocketSink)
+                case hop(any EngineIOWebSocketSink)
             }
-            guard let sink else {
-                socket.send(packets)
-                continue
+            let route: Route = socket.state.withLock { state in
+                guard !state.closed, state.transport == .websocket, let sink = state.sink else { return .queue }
+                if sink.eventLoop.inEventLoop {
+                    return sink.send(packets) ? .written(sink) : .sent
+                }
+                sink.reserveHop()
+                return .hop(sink)
             }
-            let loop = sink.eventLoop
-            byLoop[ObjectIdentifier(loop), default: (loop, [])].sinks.append(sink)
+            switch route {
+            case .queue: socket.send(packets)
+            case .sent: break
+            case .written(let sink): sink.flushWritten()
+            case .hop(let sink): byLoop[ObjectIdentifier(sink.eventLoop), default: (sink.eventLoop, [])].sinks.append(sink)
+            }
         }
         for (_, group) in byLoop {
             let sinks = group.sinks
             group.loop.execute {
-                for sink in sinks { sink.writeOnLoop(packets) }
+                for sink in sinks { sink.writeHopped(packets) }
             }
         }
     }
@@ -217,11 +239,14 @@ public final class EngineIOSocket: Sendable {
     enum Wake {
         case none
         case poll(CheckedContinuation<PollResult, Never>, String)
+        /// Frames written at once onto a WebSocket, to flush.
+        case flush(any EngineIOWebSocketSink)
 
         func fire() {
             switch self {
             case .none: break
             case .poll(let c, let payload): c.resume(returning: .payload(payload))
+            case .flush(let sink): sink.flushWritten()
             }
         }
     }
@@ -475,16 +500,17 @@ public final class EngineIOSocket: Sendable {
 
     /// The client sent `5`: from now on everything goes over the WebSocket.
     func completeUpgrade(to sink: any EngineIOWebSocketSink) -> Bool {
-        let (ok, waiter): (Bool, CheckedContinuation<PollResult, Never>?) = state.withLock { state in
-            guard !state.closed, state.upgrading else { return (false, nil) }
+        let (ok, waiter, written): (Bool, CheckedContinuation<PollResult, Never>?, Bool) = state.withLock { state in
+            guard !state.closed, state.upgrading else { return (false, nil, false) }
             state.upgrading = false
-            Self.attach(sink, &state)
+            let written = Self.attach(sink, &state)
             state.probed = false
             state.transport = .websocket
             let poll = state.poll
             state.poll = nil
-            return (true, poll?.continuation)
+            return (true, poll?.continuation, written)
         }
+        if written { sink.flushWritten() }
         waiter?.resume(returning: .payload("6"))
         return ok
     }
@@ -504,18 +530,19 @@ public final class EngineIOSocket: Sendable {
 
     /// Puts a session that opened on a WebSocket onto its connection.
     func attach(_ sink: any EngineIOWebSocketSink) {
-        state.withLock { state in
-            guard !state.closed else { return }
-            Self.attach(sink, &state)
+        let written = state.withLock { state in
+            guard !state.closed else { return false }
+            return Self.attach(sink, &state)
         }
+        if written { sink.flushWritten() }
     }
 
     /// What waited in the queue goes first, under the lock, so no sender overtakes it.
-    private static func attach(_ sink: any EngineIOWebSocketSink, _ state: inout State) {
+    /// Returns whether frames were written at once (see `EngineIOWebSocketSink.send`).
+    private static func attach(_ sink: any EngineIOWebSocketSink, _ state: inout State) -> Bool {
         state.sink = sink
-        if !state.outbox.isEmpty {
-            sink.send(state.outbox)
-            state.outbox = []
-        }
+        guard !state.outbox.isEmpty else { return false }
+        defer { state.outbox = [] }
+        return sink.send(state.outbox)
     }
 }

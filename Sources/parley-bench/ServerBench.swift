@@ -20,7 +20,8 @@ struct ServerLoad: AsyncParsableCommand {
             each in with a username, pairs client 2k with 2k+1 and has each send private messages to \
             its peer: with --rate 0 as fast as the server delivers (each client keeps --window messages \
             in flight and answers every delivery with a new one), else --rate messages per second in \
-            all, evenly over the clients. After the logins (the server broadcasts each to everyone, so \
+            all, evenly over the clients, the messages due within one --tick leaving together (each \
+            is timed from when it was due, so the tick's delay counts as latency). After the logins (the server broadcasts each to everyone, so \
             they cost O(clients²)) and a settling time, a warm-up, then --seconds of measurement; prints \
             one JSON line. Without --url it starts the server itself (--server parley, the parley-server \
             next to this executable, or --server python, Tests/InteropTests/server.py) and also reports \
@@ -48,6 +49,12 @@ struct ServerLoad: AsyncParsableCommand {
 
     @Option(help: "With --rate 0: messages each client keeps in flight to its peer.")
     var window = 4
+
+    @Option(help: ArgumentHelp(
+        "With --rate: milliseconds between the sender's timer ticks; each tick sends what has come due.",
+        discussion: "A timer per message would cost the benchmark, on the server's cores, more than the server spends."
+    ))
+    var tick = 1.0
 
     @Option(help: "Bytes of content in each message (a 20-digit send time, then padding; at least 20).")
     var size = 32
@@ -83,6 +90,7 @@ struct ServerLoad: AsyncParsableCommand {
         guard clients >= 2 else { throw ValidationError("--clients must be at least 2") }
         guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
         guard rate >= 0 else { throw ValidationError("--rate must be 0 (maximum) or positive") }
+        guard tick >= 0.01, tick <= 100 else { throw ValidationError("--tick must be between 0.01 and 100 ms") }
         guard window >= 1 else { throw ValidationError("--window must be at least 1") }
         guard size >= 20 else { throw ValidationError("--size must be at least 20 (the send time takes 20 digits)") }
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
@@ -189,7 +197,7 @@ struct ServerLoad: AsyncParsableCommand {
 
     private func measure(target: LoadTarget, atEnd: @escaping @Sendable () -> StartedServerMemory? = { nil }) async throws -> LoadResult {
         let run = LoadRun(
-            target: target, clients: clients, seconds: seconds, rate: rate, window: window, contentSize: size,
+            target: target, clients: clients, seconds: seconds, rate: rate, window: window, tick: tick, contentSize: size,
             concurrency: concurrency, connectTimeout: connectTimeout, settle: settle, warmup: warmup
         )
         return try await run.run(atEnd: atEnd)
@@ -208,7 +216,7 @@ struct ServerLoad: AsyncParsableCommand {
             ("max_ms", .double(milliseconds(result.histogram.maximum))),
             ("target_rate", .int(Int(rate))),
         ]
-        if rate == 0 { fields.append(("window", .int(window))) }
+        if rate == 0 { fields.append(("window", .int(window))) } else { fields.append(("tick_ms", .double(tick))) }
         fields += [
             ("seconds", .double(round2(result.seconds))),
             ("delivered", .int(result.delivered)),
@@ -288,6 +296,8 @@ struct LoadRun: Sendable {
     let seconds: Double
     let rate: Double
     let window: Int
+    /// Open loop: milliseconds between sends.
+    let tick: Double
     let contentSize: Int
     let concurrency: Int
     let connectTimeout: Double
@@ -393,12 +403,13 @@ struct LoadRun: Sendable {
         for (i, loop) in loops.enumerated() {
             let state = states[i]
             let window = self.window
+            let tick = UInt64(self.tick * 1e6)
             let share = rate * Double(peers[i].count) / Double(senders)
             loop.execute {
                 if control.closedLoop {
                     state.value.startClosedLoop(window: window)
                 } else {
-                    state.value.startOpenLoop(rate: share)
+                    state.value.startOpenLoop(rate: share, tick: tick)
                 }
             }
         }

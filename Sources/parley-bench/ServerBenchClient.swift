@@ -86,6 +86,7 @@ final class LoadLoopState {
     private var openLoopStart: UInt64 = 0
     private var openLoopInterval: Double = 0
     private var openLoopCount: UInt64 = 0
+    private var openLoopTick: UInt64 = 1_000_000
     private var nextSender = 0
 
     init(eventLoop: any EventLoop, seed: UInt64) {
@@ -139,12 +140,13 @@ final class LoadLoopState {
     /// Open loop: `rate` messages per second from this loop's senders, round robin. Each
     /// message carries the time it was due (not the time the timer fired), so a late timer
     /// shows as latency instead of silently lowering the load.
-    func startOpenLoop(rate: Double) {
+    func startOpenLoop(rate: Double, tick: UInt64) {
         guard !senders.isEmpty, rate > 0 else { return }
         openLoopInterval = 1e9 / rate
+        openLoopTick = tick
         openLoopStart = NIODeadline.now().uptimeNanoseconds
         openLoopCount = 0
-        tick()
+        self.tick()
     }
 
     private func tick() {
@@ -162,8 +164,8 @@ final class LoadLoopState {
             openLoopCount += 1
             due = openLoopStart + UInt64(Double(openLoopCount) * openLoopInterval)
         }
-        // Not more often than every 20 µs: beyond that, messages go out in small batches.
-        let next = max(due, now + 20_000)
+        // Once a tick at most: the messages due in between go out together.
+        let next = max(due, now + openLoopTick)
         eventLoop.assumeIsolated().scheduleTask(deadline: NIODeadline.uptimeNanoseconds(next)) { [self] in
             self.tick()
         }
