@@ -245,10 +245,11 @@ extension EngineIOServer {
 /// below the pipeline's WebSocket encoder, so a frame costs each recipient one buffer write.
 /// A `send` from the connection's own event loop (a message between two sockets of one loop)
 /// is written at once, unless hops from other threads are still on their way (they go
-/// first); from elsewhere it is one hop onto the loop. A connection is flushed at once,
-/// unless it was less than `flushInterval` ago: then once, when that is over. So a lone
-/// message leaves in the turn of the loop that wrote it, and when a login broadcasts
-/// `user connected` to every socket, the frames one connection gets leave in one system call.
+/// first); from elsewhere it is one hop onto the loop. Connections written in a turn of the
+/// loop are flushed together right after it (`LoopFlusher`), each at most once per
+/// `flushInterval`. So a lone message leaves in the turn that wrote it, and when a login
+/// broadcasts `user connected` to every socket, the frames one connection gets leave in one
+/// system call.
 final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     private let channel: any Channel
     let eventLoop: any EventLoop
@@ -263,6 +264,7 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     /// Hops onto the loop that are on their way: while there are any, a `send` made on the
     /// loop hops too, behind them, so that packets keep the order they were sent in.
     private let hopsInFlight = Atomic(0)
+    private let flusher: LoopFlusher
 
     /// Bytes written to a connection and not yet taken by the client before it is given up
     /// on. Ample for a `users` list of 10,000 users (about 1 MB).
@@ -275,6 +277,7 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     init(channel: any Channel, onClose: @escaping @Sendable () -> Void) {
         self.channel = channel
         self.eventLoop = channel.eventLoop
+        self.flusher = LoopFlusher.of(channel.eventLoop)
         self.onClose = onClose
         let mark = ChannelOptions.Types.WriteBufferWaterMark(low: Self.highWaterMark / 4, high: Self.highWaterMark)
         channel.setOption(ChannelOptions.writeBufferWaterMark, value: mark).whenFailure { _ in }
@@ -334,16 +337,16 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
 
     private func scheduleFlush() {
         guard !flushScheduled else { return }
+        flushScheduled = true
         let due = lastFlush + Self.flushInterval
         if NIODeadline.now() >= due {
-            flush()
+            flusher.add(self)
         } else {
-            flushScheduled = true
             eventLoop.scheduleTask(deadline: due) { [self] in flush() }
         }
     }
 
-    private func flush() {
+    fileprivate func flush() {
         flushScheduled = false
         lastFlush = NIODeadline.now()
         channel.flush()
@@ -352,6 +355,45 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     func close() {
         eventLoop.execute { [self] in channel.flush() }
         onClose()
+    }
+}
+
+/// Flushes the connections of one event loop that were written in a turn of it, once, after
+/// that turn: one task per turn for all of them, not one per connection, and each connection
+/// flushed once however many frames it got in the turn.
+final class LoopFlusher: @unchecked Sendable {
+    private static let all = Mutex<[ObjectIdentifier: LoopFlusher]>([:])
+
+    /// The flusher of `loop` (event loops live as long as the process).
+    static func of(_ loop: any EventLoop) -> LoopFlusher {
+        all.withLock { table in
+            if let flusher = table[ObjectIdentifier(loop)] { return flusher }
+            let flusher = LoopFlusher(loop)
+            table[ObjectIdentifier(loop)] = flusher
+            return flusher
+        }
+    }
+
+    private let loop: any EventLoop
+    // Touched on the loop only:
+    private var pending: [ChannelSink] = []
+    private var scheduled = false
+
+    private init(_ loop: any EventLoop) { self.loop = loop }
+
+    /// On the loop.
+    func add(_ sink: ChannelSink) {
+        pending.append(sink)
+        guard !scheduled else { return }
+        scheduled = true
+        loop.execute { [self] in run() }
+    }
+
+    private func run() {
+        scheduled = false
+        let sinks = pending
+        pending.removeAll(keepingCapacity: true)
+        for sink in sinks { sink.flush() }
     }
 }
 
