@@ -73,7 +73,7 @@ final class NIOWebSocketTransport: EngineIOTransport {
         let host = endpoint.host
 
         let bootstrap = ClientBootstrap(group: eventLoop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(20))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

@@ -3,6 +3,7 @@ import HummingbirdCore
 public import HummingbirdWebSocket
 import EngineIOProtocol
 public import NIOCore
+import NIOPosix
 import NIOWebSocket
 import Synchronization
 public import Logging
@@ -107,21 +108,6 @@ public struct EngineIOResponder: HTTPResponder {
 /// waiting on it. Hummingbird allows remote half-closure, so a client that goes away in the
 /// middle of a poll does not close the channel: without this, the poll would wait on (and
 /// the session live on) until the next ping went unanswered.
-/// Turns Nagle's algorithm off on an accepted connection, then leaves the pipeline.
-///
-/// An accepted socket does not inherit TCP_NODELAY from the listening one (NIO sets it
-/// there; Hummingbird sets nothing on the connections), and with Nagle a small frame
-/// written while the last one is unacknowledged waits for the client's delayed ACK: up
-/// to 40 ms on Linux. Two chat messages to one client in quick succession paid that.
-final class NoDelayHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = NIOAny
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        try? context.channel.syncOptions?.setOption(.socketOption(.tcp_nodelay), value: 1)
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-    }
-}
-
 final class ClientGoneHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
     private var gone = false
@@ -222,7 +208,7 @@ extension EngineIOServer {
             responder: EngineIOResponder(server: self),
             server: .http1WebSocketUpgrade(
                 configuration: .init(
-                    http1: .init(additionalChannelHandlers: [NoDelayHandler(), ClientGoneHandler()]),
+                    http1: .init(additionalChannelHandlers: [ClientGoneHandler()]),
                     ws: webSocketConfiguration
                 )
             ) { [self] request, channel, _ in
@@ -243,17 +229,24 @@ extension EngineIOServer {
 ///
 /// Frames are encoded once per packet (`EngineIOOutgoing.webSocketFrame`) and written as bytes
 /// below the pipeline's WebSocket encoder, so a frame costs each recipient one buffer write.
-/// A `send` from the connection's own event loop (a message between two sockets of one loop)
-/// is written at once, unless hops from other threads are still on their way (they go
-/// first); from elsewhere it is one hop onto the loop. Connections written in a turn of the
-/// loop are flushed together right after it (`LoopFlusher`), each at most once per
-/// `flushInterval`. So a lone message leaves in the turn that wrote it, and when a login
-/// broadcasts `user connected` to every socket, the frames one connection gets leave in one
-/// system call.
+///
+/// Order: packets sent from other threads wait in `queue`, in the order they were sent (the
+/// caller holds the session's lock), until a hop onto the loop drains it; a broadcast puts
+/// its packets into the queues of all its recipients on a loop, then makes one hop for them
+/// all. A send on the connection's own loop (a message between two sockets of one loop)
+/// drains the queue first and writes at once: no hop, and nothing sent earlier overtaken.
+///
+/// Flushes: the connections written in a turn of the loop are flushed together right after
+/// it (`LoopFlusher`), each at most once per `flushInterval`. So a lone message leaves in the
+/// turn that wrote it, and when a login broadcasts `user connected` to every socket, the
+/// frames one connection gets leave in one system call.
 final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     private let channel: any Channel
     let eventLoop: any EventLoop
     private let onClose: @Sendable () -> Void
+    /// Packets sent from other threads, not written yet, and whether a hop to drain them is
+    /// on its way.
+    private let queue = Mutex((packets: [EngineIOOutgoing](), hopScheduled: false))
     // Touched on the event loop only:
     private var flushScheduled = false
     private var lastFlush = NIODeadline.uptimeNanoseconds(0)
@@ -261,10 +254,6 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     private var encoderContext: ChannelHandlerContext?
     private var lookedUp = false
     private var closedForBackpressure = false
-    /// Hops onto the loop that are on their way: while there are any, a `send` made on the
-    /// loop hops too, behind them, so that packets keep the order they were sent in.
-    private let hopsInFlight = Atomic(0)
-    private let flusher: LoopFlusher
 
     /// Bytes written to a connection and not yet taken by the client before it is given up
     /// on. Ample for a `users` list of 10,000 users (about 1 MB).
@@ -277,20 +266,49 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     init(channel: any Channel, onClose: @escaping @Sendable () -> Void) {
         self.channel = channel
         self.eventLoop = channel.eventLoop
-        self.flusher = LoopFlusher.of(channel.eventLoop)
         self.onClose = onClose
         let mark = ChannelOptions.Types.WriteBufferWaterMark(low: Self.highWaterMark / 4, high: Self.highWaterMark)
         channel.setOption(ChannelOptions.writeBufferWaterMark, value: mark).whenFailure { _ in }
     }
 
     func send(_ packets: [EngineIOOutgoing]) -> Bool {
-        if eventLoop.inEventLoop, hopsInFlight.load(ordering: .acquiring) == 0 {
+        if eventLoop.inEventLoop {
+            write(takeQueued())
             write(packets)
             return true
         }
-        reserveHop()
-        eventLoop.execute { [self] in writeHopped(packets) }
+        if enqueue(packets) {
+            eventLoop.execute { [self] in drain() }
+        }
         return false
+    }
+
+    func enqueue(_ packets: [EngineIOOutgoing]) -> Bool {
+        queue.withLock { queue in
+            queue.packets.append(contentsOf: packets)
+            defer { queue.hopScheduled = true }
+            return !queue.hopScheduled
+        }
+    }
+
+    func drain() {
+        let packets = queue.withLock { queue in
+            queue.hopScheduled = false
+            defer { queue.packets = [] }
+            return queue.packets
+        }
+        guard !packets.isEmpty else { return }  // a send on the loop took them first
+        write(packets)
+        flushWritten()
+    }
+
+    /// What other threads sent and no hop has written yet (on the loop).
+    private func takeQueued() -> [EngineIOOutgoing] {
+        queue.withLock { queue in
+            guard !queue.packets.isEmpty else { return [] }
+            defer { queue.packets = [] }
+            return queue.packets
+        }
     }
 
     func flushWritten() {
@@ -298,18 +316,10 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
         closeIfBackedUp()
     }
 
-    func reserveHop() {
-        hopsInFlight.add(1, ordering: .releasing)
-    }
-
-    func writeHopped(_ packets: [EngineIOOutgoing]) {
-        hopsInFlight.subtract(1, ordering: .releasing)
-        write(packets)
-        flushWritten()
-    }
-
-    /// Into the channel's buffer only: no system call, nothing called back.
+    /// Into the channel's buffer only: no system call. (Crossing the high water mark fires
+    /// `channelWritabilityChanged` down the pipeline, which no handler of ours acts on.)
     private func write(_ packets: [EngineIOOutgoing]) {
+        guard !packets.isEmpty else { return }
         if !lookedUp {
             lookedUp = true
             encoderContext = try? channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
@@ -340,7 +350,7 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
         flushScheduled = true
         let due = lastFlush + Self.flushInterval
         if NIODeadline.now() >= due {
-            flusher.add(self)
+            LoopFlusher.current(on: eventLoop).add(self)
         } else {
             eventLoop.scheduleTask(deadline: due) { [self] in flush() }
         }
@@ -353,35 +363,38 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     }
 
     func close() {
-        eventLoop.execute { [self] in channel.flush() }
+        // What was sent before the close goes first (the close frame follows it).
+        eventLoop.execute { [self] in
+            write(takeQueued())
+            channel.flush()
+        }
         onClose()
     }
 }
 
 /// Flushes the connections of one event loop that were written in a turn of it, once, after
 /// that turn: one task per turn for all of them, not one per connection, and each connection
-/// flushed once however many frames it got in the turn.
+/// flushed once however many frames it got in the turn. One per event-loop thread, in
+/// thread-local storage: it lives and dies with its thread, and only that thread touches it.
 final class LoopFlusher: @unchecked Sendable {
-    private static let all = Mutex<[ObjectIdentifier: LoopFlusher]>([:])
+    private static let perThread = ThreadSpecificVariable<LoopFlusher>()
 
-    /// The flusher of `loop` (event loops live as long as the process).
-    static func of(_ loop: any EventLoop) -> LoopFlusher {
-        all.withLock { table in
-            if let flusher = table[ObjectIdentifier(loop)] { return flusher }
-            let flusher = LoopFlusher(loop)
-            table[ObjectIdentifier(loop)] = flusher
-            return flusher
-        }
+    /// The flusher of `loop`, on that loop's thread.
+    static func current(on loop: any EventLoop) -> LoopFlusher {
+        loop.assertInEventLoop()
+        if let flusher = perThread.currentValue { return flusher }
+        let flusher = LoopFlusher(loop)
+        perThread.currentValue = flusher
+        return flusher
     }
 
     private let loop: any EventLoop
-    // Touched on the loop only:
     private var pending: [ChannelSink] = []
+    private var spare: [ChannelSink] = []
     private var scheduled = false
 
     private init(_ loop: any EventLoop) { self.loop = loop }
 
-    /// On the loop.
     func add(_ sink: ChannelSink) {
         pending.append(sink)
         guard !scheduled else { return }
@@ -391,9 +404,9 @@ final class LoopFlusher: @unchecked Sendable {
 
     private func run() {
         scheduled = false
-        let sinks = pending
-        pending.removeAll(keepingCapacity: true)
-        for sink in sinks { sink.flush() }
+        swap(&pending, &spare)
+        for sink in spare { sink.flush() }
+        spare.removeAll(keepingCapacity: true)
     }
 }
 

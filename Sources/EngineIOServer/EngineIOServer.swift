@@ -306,7 +306,7 @@ public final class EngineIOServer: Sendable {
         defer { timer.cancel() }
         do {
             guard case .text("2probe")? = try await receive() else { return false }
-            sink.send([EngineIOOutgoing(.pong("probe"))])
+            if sink.send([EngineIOOutgoing(.pong("probe"))]) { sink.flushWritten() }
             socket.probed()
             guard case .text("5")? = try await receive() else { return false }
             return socket.completeUpgrade(to: sink)

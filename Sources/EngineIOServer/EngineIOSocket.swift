@@ -92,18 +92,19 @@ public protocol EngineIOWebSocketSink: AnyObject, Sendable {
     /// Queues frames on the connection, after those sent before. Never blocks, and calls
     /// nothing back: it is called under the session's lock, which is what keeps every
     /// sender's packets in one order. Returns true when the frames were written at once (a
-    /// call on the connection's own loop with no hop ahead of it): the caller then calls
-    /// `flushWritten()`, on the loop, once out of its lock.
+    /// call on the connection's own loop): the caller then calls `flushWritten()`, on the
+    /// loop, once out of its lock.
     func send(_ packets: [EngineIOOutgoing]) -> Bool
+    /// For a broadcast, which makes one hop per event loop rather than one per recipient:
+    /// queues frames in order as `send` would (under the session's lock) without hopping,
+    /// and returns true when the caller's hop must then `drain()` this connection (false
+    /// when a drain is already on its way, which will take these too).
+    func enqueue(_ packets: [EngineIOOutgoing]) -> Bool
+    /// Writes what was queued, and flushes; only on `eventLoop`.
+    func drain()
     /// Flushes what `send` wrote at once (or schedules the flush). May call back (a
     /// connection that fails closes), so never under a lock.
     func flushWritten()
-    /// For a hop onto `eventLoop` that the caller makes itself (a broadcast makes one per
-    /// loop, not one per recipient): called where `send` would be, under the session's lock;
-    /// the hop then calls `writeHopped` on the loop.
-    func reserveHop()
-    /// Writes frames reserved with `reserveHop`; only on `eventLoop`.
-    func writeHopped(_ packets: [EngineIOOutgoing])
     /// Ends the connection once what was sent has gone (a close frame).
     func close()
 }
@@ -205,7 +206,7 @@ public final class EngineIOSocket: Sendable {
             enum Route {
                 /// Not on a WebSocket: the session's own queue.
                 case queue
-                /// Sent (by a hop of its own, behind others).
+                /// Queued behind a hop already on its way.
                 case sent
                 /// Written at once: to be flushed.
                 case written(any EngineIOWebSocketSink)
@@ -216,8 +217,7 @@ public final class EngineIOSocket: Sendable {
                 if sink.eventLoop.inEventLoop {
                     return sink.send(packets) ? .written(sink) : .sent
                 }
-                sink.reserveHop()
-                return .hop(sink)
+                return sink.enqueue(packets) ? .hop(sink) : .sent
             }
             switch route {
             case .queue: socket.send(packets)
@@ -229,7 +229,7 @@ public final class EngineIOSocket: Sendable {
         for (_, group) in byLoop {
             let sinks = group.sinks
             group.loop.execute {
-                for sink in sinks { sink.writeHopped(packets) }
+                for sink in sinks { sink.drain() }
             }
         }
     }

@@ -115,7 +115,7 @@ public final class FakeSocketIOServer: Sendable {
         }
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
                 let upgrader = NIOWebSocketServerUpgrader(
                     maxFrameSize: 64 << 20,

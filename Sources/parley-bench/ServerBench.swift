@@ -582,7 +582,7 @@ struct LoadRun: Sendable {
         let remaining = deadline - NIODeadline.now()
         guard remaining > .zero else { throw LoadClientError(description: "the connection deadline passed", isTimeout: true) }
         let bootstrap = ClientBootstrap(group: loop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             // Each channel keeps its receive buffer between reads: a small fixed one keeps
             // 10,000 idle connections cheap (an adaptive one grows to 64 KB in the login storm).
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 4096))
