@@ -28,13 +28,15 @@ struct Harness {
         random: Double = 0.5,
         path: String? = nil,
         query: [URLQueryItem] = [],
-        auth: AuthProvider? = { ["username": "alice"] }
+        auth: AuthProvider? = { ["username": "alice"] },
+        transport: TransportKind = .nio
     ) async throws -> Harness {
         let server = try await FakeSocketIOServer.start(options: options)
         var configuration = SocketManager.Configuration(
             path: path,
             query: query,
             reconnection: reconnection,
+            transport: transport.factory(.init()),
             random: { random }
         )
         if let clock { configuration.clock = clock }
@@ -277,9 +279,9 @@ extension SocketEvent {
         .text(""),
         .binary([0xFF, 0x00]),
         .text("4" + String(repeating: "[", count: 5000)),
-    ])
-    func garbageFromTheServerReconnectsWithoutCrashing(garbage: EngineIOData) async throws {
-        let h = try await Harness.make()
+    ], TransportKind.allCases)
+    func garbageFromTheServerReconnectsWithoutCrashing(garbage: EngineIOData, transport: TransportKind) async throws {
+        let h = try await Harness.make(transport: transport)
         let connection = try await h.connectAndAccept()
         connection.sendRaw(garbage)
         let reason = try await h.events.disconnected()
