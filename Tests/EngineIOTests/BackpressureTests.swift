@@ -68,3 +68,39 @@ import Testing
         await server.stop()
     }
 }
+
+/// The NIO transport decodes Engine.IO packets on its event loop: a frame that is not a
+/// packet ends its stream with the parse error, after the packets before it and before
+/// anything after it, however the frames were split into reads.
+@Suite(.timeLimit(.minutes(1))) struct NIOTransportDecodingTests {
+    @Test(arguments: [EngineIOData.text("9 not engine.io"), .text("")])
+    func garbageEndsTheStreamAfterWhatCameBeforeIt(garbage: EngineIOData) async throws {
+        let server = try await FakeSocketIOServer.start()
+        let transport = try await NIOWebSocketTransportFactory().connect(to: EngineIOEndpoint(url: server.url))
+        let connection = try await server.nextConnection()
+        connection.sendRaw(.text("4before"))
+        connection.sendRaw(.text("2"))
+        connection.sendRaw(garbage)
+        connection.sendRaw(.text("4after"))
+        var packets: [EngineIOPacket] = []
+        var failure: (any Error)?
+        do {
+            for try await batch in transport.inbound {
+                transport.consumedBatch()
+                packets += batch
+            }
+        } catch {
+            failure = error
+        }
+        // The fake server's open packet comes first.
+        guard case .open? = packets.first else {
+            Issue.record("expected the open packet first, got \(packets)")
+            return
+        }
+        #expect(packets.dropFirst() == [.message(.text("before")), .ping()])
+        #expect(failure is EngineIOParseError)
+        #expect(!packets.contains(.message(.text("after"))))
+        transport.close()
+        await server.stop()
+    }
+}
