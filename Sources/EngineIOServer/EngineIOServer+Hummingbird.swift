@@ -292,19 +292,17 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     }
 
     func drain() {
-        let packets = queue.withLock { queue in
-            queue.hopScheduled = false
-            defer { queue.packets = [] }
-            return queue.packets
-        }
+        let packets = takeQueued(byTheHop: true)
         guard !packets.isEmpty else { return }  // a send on the loop took them first
         write(packets)
         flushWritten()
     }
 
-    /// What other threads sent and no hop has written yet (on the loop).
-    private func takeQueued() -> [EngineIOOutgoing] {
+    /// What other threads sent and no hop has written yet (on the loop). `byTheHop`: the
+    /// caller is the hop that `enqueue` asked for, so the next enqueue must ask for another.
+    private func takeQueued(byTheHop: Bool = false) -> [EngineIOOutgoing] {
         queue.withLock { queue in
+            if byTheHop { queue.hopScheduled = false }
             guard !queue.packets.isEmpty else { return [] }
             defer { queue.packets = [] }
             return queue.packets

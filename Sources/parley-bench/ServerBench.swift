@@ -21,8 +21,9 @@ struct ServerLoad: AsyncParsableCommand {
             its peer: with --rate 0 as fast as the server delivers (each client keeps --window messages \
             in flight and answers every delivery with a new one), else --rate messages per second in \
             all, evenly over the clients, the messages due within one --tick leaving together (each \
-            is timed from when it was due, so the tick's delay counts as latency). After the logins (the server broadcasts each to everyone, so \
-            they cost O(clients²)) and a settling time, a warm-up, then --seconds of measurement; prints \
+            is timed from when it was due, so the tick's delay counts as latency). After the logins \
+            (the server broadcasts each to everyone, so they cost O(clients²)) and a settling time, a \
+            warm-up, then --seconds of measurement; prints \
             one JSON line. Without --url it starts the server itself (--server parley, the parley-server \
             next to this executable, or --server python, Tests/InteropTests/server.py) and also reports \
             its memory; --compare runs the same load on both.
