@@ -41,9 +41,31 @@ public final class MemoryChatStore: ChatStore {
         var sessions: [StoredSession] = []
         var indexBySessionID: [String: Int] = [:]
         var userIDs: Set<String> = []
-        var messages: [PrivateMessage] = []
-        /// Positions in `messages` of each user's messages.
+        /// Every message in arrival order, in chunks of `chunkSize`. One array would copy all
+        /// it holds, and fault in pages for twice as much, each time it doubles: at 500,000
+        /// messages that is tens of milliseconds with the lock held, which every sender on
+        /// every event loop waits out. Chunks never move what they hold.
+        var chunks: [[PrivateMessage]] = []
+        var messageCount = 0
+        /// Positions (in arrival order) of each user's messages.
         var messagesByUser: [String: [Int]] = [:]
+
+        static let chunkSize = 1024
+
+        mutating func append(_ message: PrivateMessage) -> Int {
+            if chunks.isEmpty || chunks[chunks.count - 1].count == Self.chunkSize {
+                var chunk: [PrivateMessage] = []
+                chunk.reserveCapacity(Self.chunkSize)
+                chunks.append(chunk)
+            }
+            chunks[chunks.count - 1].append(message)
+            messageCount += 1
+            return messageCount - 1
+        }
+
+        func message(at position: Int) -> PrivateMessage {
+            chunks[position / Self.chunkSize][position % Self.chunkSize]
+        }
     }
 
     public init() {}
@@ -74,15 +96,14 @@ public final class MemoryChatStore: ChatStore {
 
     public func save(_ message: PrivateMessage) {
         state.withLock { state in
-            let index = state.messages.count
-            state.messages.append(message)
+            let index = state.append(message)
             state.messagesByUser[message.from, default: []].append(index)
             if message.to != message.from { state.messagesByUser[message.to, default: []].append(index) }
         }
     }
 
     public func messages(of userID: String) -> [PrivateMessage] {
-        state.withLock { state in (state.messagesByUser[userID] ?? []).map { state.messages[$0] } }
+        state.withLock { state in (state.messagesByUser[userID] ?? []).map { state.message(at: $0) } }
     }
 
     public func close() {}

@@ -34,6 +34,26 @@ import Testing
         try exercise(MemoryChatStore())
     }
 
+    /// The memory store keeps messages in chunks; a user's messages come back whole and in
+    /// order across the chunks' edges, each exactly once.
+    @Test func memoryKeepsOrderAcrossManyMessages() throws {
+        let store = MemoryChatStore()
+        let users = ["u0", "u1", "u2"]
+        var expected: [String: [String]] = [:]
+        for n in 0..<5_000 {
+            let from = users[n % 3]
+            let to = users[(n / 3) % 3]
+            let message = PrivateMessage(content: "m\(n)", from: from, to: to)
+            store.save(message)
+            expected[from, default: []].append(message.content)
+            if to != from { expected[to, default: []].append(message.content) }
+        }
+        for user in users {
+            #expect(store.messages(of: user).map(\.content) == expected[user])
+        }
+        #expect(store.messages(of: "nobody").isEmpty)
+    }
+
     @Test func sqliteKeepsEverythingAcrossARestartAndTheFileIsPrivate() throws {
         let path = NSTemporaryDirectory() + "parley-store-\(UUID().uuidString)/chat.sqlite"
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
