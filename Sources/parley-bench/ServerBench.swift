@@ -26,7 +26,8 @@ struct ServerLoad: AsyncParsableCommand {
             warm-up, then --seconds of measurement; prints \
             one JSON line. Without --url it starts the server itself (--server parley, the parley-server \
             next to this executable, or --server python, Tests/InteropTests/server.py) and also reports \
-            its memory; --compare runs the same load on both.
+            its memory and its CPU time per message (the benchmark's own CPU is always reported: the \
+            two share the machine); --compare runs the same load on both.
             """
     )
 
@@ -128,7 +129,10 @@ struct ServerLoad: AsyncParsableCommand {
             let started = try await start(kind)
             let result: LoadResult
             do {
-                result = try await measure(target: try LoadTarget(url: "http://127.0.0.1:\(started.port)")) {
+                result = try await measure(
+                    target: try LoadTarget(url: "http://127.0.0.1:\(started.port)"),
+                    serverCPU: { started.cpu() }
+                ) {
                     // At the end of the run, before the connections close.
                     started.memory().map { StartedServerMemory(rss: $0.rss, peak: $0.peak) }
                 }
@@ -196,12 +200,16 @@ struct ServerLoad: AsyncParsableCommand {
         return FileManager.default.currentDirectoryPath + "/" + relative
     }
 
-    private func measure(target: LoadTarget, atEnd: @escaping @Sendable () -> StartedServerMemory? = { nil }) async throws -> LoadResult {
+    private func measure(
+        target: LoadTarget,
+        serverCPU: @escaping @Sendable () -> CPUTime? = { nil },
+        atEnd: @escaping @Sendable () -> StartedServerMemory? = { nil }
+    ) async throws -> LoadResult {
         let run = LoadRun(
             target: target, clients: clients, seconds: seconds, rate: rate, window: window, tick: tick, contentSize: size,
             concurrency: concurrency, connectTimeout: connectTimeout, settle: settle, warmup: warmup
         )
-        return try await run.run(atEnd: atEnd)
+        return try await run.run(serverCPU: serverCPU, atEnd: atEnd)
     }
 
     private func line(_ result: LoadResult, server: (String, StartedServerMemory?)?) -> String {
@@ -231,6 +239,15 @@ struct ServerLoad: AsyncParsableCommand {
             fields.append(("server_hwm_mb", .double(round1(memory.peak))))
         }
         if let peak = result.clientPeakMemory { fields.append(("client_hwm_mb", .double(round1(peak)))) }
+        // Where the CPU went, per message delivered in the measurement: both processes share
+        // this machine's cores, so together they bound the rate any run here can reach.
+        for (name, cpu) in [("server", result.serverCPU), ("bench", result.benchCPU)] {
+            guard let cpu, result.seconds > 0, result.delivered > 0 else { continue }
+            let perMessage = 1e6 / Double(result.delivered)
+            fields.append(("\(name)_cpu_pct", .double(round1(cpu.total / result.seconds * 100))))
+            fields.append(("\(name)_us_per_msg", .double(round1(cpu.total * perMessage))))
+            fields.append(("\(name)_kernel_us_per_msg", .double(round1(cpu.system * perMessage))))
+        }
         return orderedJSON(fields)
     }
 }
@@ -287,6 +304,9 @@ struct LoadResult: Sendable {
     var serverMemory: StartedServerMemory?
     /// This process's peak resident set (VmHWM), in MB.
     var clientPeakMemory: Double?
+    /// CPU time used during the measurement by the started server, and by this benchmark.
+    var serverCPU: CPUTime?
+    var benchCPU: CPUTime?
     var perSecond: Double { seconds > 0 ? Double(delivered) / seconds : 0 }
 }
 
@@ -305,7 +325,10 @@ struct LoadRun: Sendable {
     let settle: Double
     let warmup: Double
 
-    func run(atEnd: @escaping @Sendable () -> StartedServerMemory?) async throws -> LoadResult {
+    func run(
+        serverCPU: @escaping @Sendable () -> CPUTime?,
+        atEnd: @escaping @Sendable () -> StartedServerMemory?
+    ) async throws -> LoadResult {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let loops = Array(group.makeIterator())
         var states: [NIOLoopBound<LoadLoopState>] = []
@@ -315,7 +338,7 @@ struct LoadRun: Sendable {
         }
         var connected: [ReadyClient] = []
         do {
-            let result = try await measure(loops: loops, states: states, connected: &connected, atEnd: atEnd)
+            let result = try await measure(loops: loops, states: states, connected: &connected, serverCPU: serverCPU, atEnd: atEnd)
             await close(connected, loops: loops, states: states)
             try? await group.shutdownGracefully()
             return result
@@ -328,7 +351,7 @@ struct LoadRun: Sendable {
 
     private func measure(
         loops: [any EventLoop], states: [NIOLoopBound<LoadLoopState>], connected: inout [ReadyClient],
-        atEnd: @Sendable () -> StartedServerMemory?
+        serverCPU: @Sendable () -> CPUTime?, atEnd: @Sendable () -> StartedServerMemory?
     ) async throws -> LoadResult {
         let clock = ContinuousClock()
         let deadline = NIODeadline.now() + .nanoseconds(Int64(connectTimeout * 1e9))
@@ -417,8 +440,10 @@ struct LoadRun: Sendable {
         try await watch(for: warmup, loops: loops, states: states, control: control)
         control.set(.measuring)
         let measureStart = clock.now
+        let cpuAtStart = (server: serverCPU(), bench: CPUTime.of("self"))
         try await watch(for: seconds, loops: loops, states: states, control: control)
         control.set(.stopped)
+        let cpuAtEnd = (server: serverCPU(), bench: CPUTime.of("self"))
         let measured = (clock.now - measureStart).seconds
 
         // 5. Let the messages in flight arrive (at most 10 s, or until none came for 1 s): what
@@ -455,7 +480,9 @@ struct LoadRun: Sendable {
         return LoadResult(
             connected: connected.count, connectSeconds: connectSeconds, settleSeconds: settleSeconds, seconds: measured,
             delivered: delivered, sent: final.reduce(0) { $0 + $1.sent }, lost: max(0, lost), histogram: histogram,
-            serverMemory: serverMemory, clientPeakMemory: clientPeakMemory
+            serverMemory: serverMemory, clientPeakMemory: clientPeakMemory,
+            serverCPU: cpuAtEnd.server.flatMap { end in cpuAtStart.server.map { end - $0 } },
+            benchCPU: cpuAtEnd.bench.flatMap { end in cpuAtStart.bench.map { end - $0 } }
         )
     }
 

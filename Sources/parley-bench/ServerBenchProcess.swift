@@ -132,6 +132,9 @@ final class StartedServer: Sendable {
     /// Resident set now and at its peak (VmRSS, VmHWM), in MB.
     func memory() -> (rss: Double, peak: Double)? { Self.memory(of: String(pid)) }
 
+    /// CPU time used so far, all threads.
+    func cpu() -> CPUTime? { CPUTime.of(String(pid)) }
+
     /// The same for /proc/`process` ("self" for this one).
     static func memory(of process: String) -> (rss: Double, peak: Double)? {
         guard let status = try? String(contentsOfFile: "/proc/\(process)/status", encoding: .utf8) else { return nil }
@@ -254,5 +257,32 @@ enum SystemLimits {
         let bounds = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
         guard bounds.count == 2 else { return nil }
         return bounds[1] - bounds[0] + 1
+    }
+}
+
+/// CPU time a process has used, all its threads, in seconds: in user space, and in the kernel
+/// on its behalf (system calls; on loopback TCP that includes the receiving socket's work,
+/// which the kernel does in the writer's context).
+struct CPUTime: Sendable {
+    var user: Double
+    var system: Double
+
+    var total: Double { user + system }
+
+    static func - (a: CPUTime, b: CPUTime) -> CPUTime {
+        CPUTime(user: a.user - b.user, system: a.system - b.system)
+    }
+
+    /// From /proc/`process`/stat ("self" for this one): utime and stime, fields 14 and 15.
+    static func of(_ process: String) -> CPUTime? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(process)/stat", encoding: .utf8),
+              let end = stat.lastIndex(of: ")")  // the command name may hold spaces and parentheses
+        else { return nil }
+        let fields = stat[stat.index(after: end)...].split(separator: " ")
+        // fields[0] is field 3 (state), so field n is fields[n - 3].
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        guard ticks > 0 else { return nil }
+        return CPUTime(user: user / ticks, system: system / ticks)
     }
 }
