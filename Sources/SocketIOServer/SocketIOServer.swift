@@ -100,7 +100,8 @@ public final class SocketIONamespace: Sendable {
         var middleware: [@Sendable (SocketIOServerSocket) -> SocketIOMiddlewareResult] = []
         var onConnection: [@Sendable (SocketIOServerSocket) -> Void] = []
         var sockets: [String: SocketIOServerSocket] = [:]
-        var rooms: [String: Set<String>] = [:]
+        /// Each room's members, by socket ID: a broadcast reaches them without a lookup each.
+        var rooms: [String: [String: SocketIOServerSocket]] = [:]
         var memberships: [String: Set<String>] = [:]
     }
 
@@ -126,7 +127,7 @@ public final class SocketIONamespace: Sendable {
     /// The sockets in a room.
     public func sockets(in room: String) -> [SocketIOServerSocket] {
         state.withLock { state in
-            (state.rooms[room] ?? []).compactMap { state.sockets[$0] }
+            state.rooms[room].map { Array($0.values) } ?? []
         }
     }
 
@@ -134,11 +135,11 @@ public final class SocketIONamespace: Sendable {
     public var sockets: [SocketIOServerSocket] { state.withLock { Array($0.sockets.values) } }
 
     /// A broadcast to these rooms.
-    public func to(_ rooms: String...) -> SocketIOBroadcast { SocketIOBroadcast(namespace: self, rooms: Set(rooms)) }
+    public func to(_ rooms: String...) -> SocketIOBroadcast { SocketIOBroadcast(namespace: self, rooms: rooms) }
 
     /// A broadcast to every socket but those in these rooms.
     public func except(_ rooms: String...) -> SocketIOBroadcast {
-        SocketIOBroadcast(namespace: self, rooms: [], exceptRooms: Set(rooms))
+        SocketIOBroadcast(namespace: self, rooms: [], exceptRooms: rooms)
     }
 
     /// Emits to every socket of the namespace.
@@ -159,7 +160,7 @@ public final class SocketIONamespace: Sendable {
     func add(_ socket: SocketIOServerSocket) -> [@Sendable (SocketIOServerSocket) -> Void] {
         state.withLock { state in
             state.sockets[socket.id] = socket
-            Self.join(&state, socket.id, room: socket.id)
+            Self.join(&state, socket, room: socket.id)
             return state.onConnection
         }
     }
@@ -168,7 +169,7 @@ public final class SocketIONamespace: Sendable {
         state.withLock { state in
             state.sockets.removeValue(forKey: socket.id)
             for room in state.memberships.removeValue(forKey: socket.id) ?? [] {
-                state.rooms[room]?.remove(socket.id)
+                state.rooms[room]?.removeValue(forKey: socket.id)
                 if state.rooms[room]?.isEmpty == true { state.rooms.removeValue(forKey: room) }
             }
         }
@@ -176,20 +177,20 @@ public final class SocketIONamespace: Sendable {
 
     func join(_ socketID: String, room: String) {
         state.withLock { state in
-            guard state.sockets[socketID] != nil else { return }
-            Self.join(&state, socketID, room: room)
+            guard let socket = state.sockets[socketID] else { return }
+            Self.join(&state, socket, room: room)
         }
     }
 
-    private static func join(_ state: inout State, _ socketID: String, room: String) {
-        state.rooms[room, default: []].insert(socketID)
-        state.memberships[socketID, default: []].insert(room)
+    private static func join(_ state: inout State, _ socket: SocketIOServerSocket, room: String) {
+        state.rooms[room, default: [:]][socket.id] = socket
+        state.memberships[socket.id, default: []].insert(room)
     }
 
     func leave(_ socketID: String, room: String) {
         state.withLock { state in
             state.memberships[socketID]?.remove(room)
-            state.rooms[room]?.remove(socketID)
+            state.rooms[room]?.removeValue(forKey: socketID)
             if state.rooms[room]?.isEmpty == true { state.rooms.removeValue(forKey: room) }
         }
     }
@@ -198,21 +199,44 @@ public final class SocketIONamespace: Sendable {
         state.withLock { $0.memberships[socketID] ?? [] }
     }
 
-    /// The sockets a broadcast reaches: members of any of `rooms` (every socket when empty),
-    /// minus members of `exceptRooms` and the sockets in `exceptSockets`.
-    func targets(rooms: Set<String>, exceptRooms: Set<String>, exceptSockets: Set<String>) -> [SocketIOServerSocket] {
+    /// The sockets a broadcast reaches, each once: members of any of `rooms` (every socket
+    /// when empty), minus members of `exceptRooms` and the sockets in `exceptSockets`.
+    ///
+    /// Every private message is such a broadcast (two rooms, the sender left out), so the
+    /// common case builds no set: `exceptSockets` is short and compared in place, and the
+    /// members of a few small rooms are told apart by identity.
+    func targets(rooms: [String], exceptRooms: [String], exceptSockets: [String]) -> [SocketIOServerSocket] {
         state.withLock { state in
-            var excluded = exceptSockets
-            for room in exceptRooms { excluded.formUnion(state.rooms[room] ?? []) }
+            var excludedByRoom: Set<String>?
+            for room in exceptRooms {
+                guard let members = state.rooms[room] else { continue }
+                excludedByRoom = excludedByRoom ?? []
+                excludedByRoom!.formUnion(members.keys)
+            }
+            func isExcluded(_ socket: SocketIOServerSocket) -> Bool {
+                exceptSockets.contains(socket.id) || excludedByRoom?.contains(socket.id) == true
+            }
             if rooms.isEmpty {
-                return state.sockets.values.filter { !excluded.contains($0.id) }
+                return state.sockets.values.filter { !isExcluded($0) }
             }
-            if rooms.count == 1, let members = state.rooms[rooms.first!] {
-                return members.compactMap { excluded.contains($0) ? nil : state.sockets[$0] }
+            if rooms.count == 1 {
+                return state.rooms[rooms[0]]?.values.filter { !isExcluded($0) } ?? []
             }
-            var ids = Set<String>()
-            for room in rooms { ids.formUnion(state.rooms[room] ?? []) }
-            return ids.compactMap { excluded.contains($0) ? nil : state.sockets[$0] }
+            var found: [SocketIOServerSocket] = []
+            var seen: Set<ObjectIdentifier>?  // once there are too many to compare one by one
+            for room in rooms {
+                guard let members = state.rooms[room] else { continue }
+                for socket in members.values where !isExcluded(socket) {
+                    if seen == nil, found.count >= 16 { seen = Set(found.lazy.map { ObjectIdentifier($0) }) }
+                    if seen != nil {
+                        guard seen!.insert(ObjectIdentifier(socket)).inserted else { continue }
+                    } else if found.contains(where: { $0 === socket }) {
+                        continue
+                    }
+                    found.append(socket)
+                }
+            }
+            return found
         }
     }
 }
@@ -220,26 +244,38 @@ public final class SocketIONamespace: Sendable {
 /// A message to several sockets, encoded once (socket.io's `BroadcastOperator`).
 public struct SocketIOBroadcast: Sendable {
     let namespace: SocketIONamespace
-    var rooms: Set<String>
-    var exceptRooms: Set<String> = []
-    var exceptSockets: Set<String> = []
+    // Short lists, each name once (a broadcast names a room or two, not thousands).
+    private(set) var rooms: [String] = []
+    private(set) var exceptRooms: [String] = []
+    private(set) var exceptSockets: [String] = []
+
+    init(namespace: SocketIONamespace, rooms: [String], exceptRooms: [String] = [], exceptSockets: [String] = []) {
+        self.namespace = namespace
+        Self.add(rooms, to: &self.rooms)
+        Self.add(exceptRooms, to: &self.exceptRooms)
+        Self.add(exceptSockets, to: &self.exceptSockets)
+    }
+
+    private static func add(_ names: [String], to list: inout [String]) {
+        for name in names where !list.contains(name) { list.append(name) }
+    }
 
     public func to(_ more: String...) -> SocketIOBroadcast {
         var copy = self
-        copy.rooms.formUnion(more)
+        Self.add(more, to: &copy.rooms)
         return copy
     }
 
     public func except(_ rooms: String...) -> SocketIOBroadcast {
         var copy = self
-        copy.exceptRooms.formUnion(rooms)
+        Self.add(rooms, to: &copy.exceptRooms)
         return copy
     }
 
     /// Leaves out one socket (socket.io's `socket.to(room)` leaves out the sender this way).
     public func excluding(_ socket: SocketIOServerSocket) -> SocketIOBroadcast {
         var copy = self
-        copy.exceptSockets.insert(socket.id)
+        Self.add([socket.id], to: &copy.exceptSockets)
         return copy
     }
 

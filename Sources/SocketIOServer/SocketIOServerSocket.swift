@@ -195,7 +195,7 @@ public final class SocketIOServerSocket: Sendable {
 
     /// A broadcast to these rooms that leaves this socket out.
     public func to(_ rooms: String...) -> SocketIOBroadcast {
-        SocketIOBroadcast(namespace: namespace, rooms: Set(rooms), exceptSockets: [id])
+        SocketIOBroadcast(namespace: namespace, rooms: rooms, exceptSockets: [id])
     }
 
     /// Ends this socket: DISCONNECT to the client, and with `closeConnection` the whole
