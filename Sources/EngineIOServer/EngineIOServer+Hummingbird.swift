@@ -357,7 +357,9 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     fileprivate func flush() {
         flushScheduled = false
         lastFlush = NIODeadline.now()
-        channel.flush()
+        // From where the frames were written: the handlers above the encoder (Hummingbird's
+        // stream writer) have nothing of ours to pass on, and flush what they write themselves.
+        if let encoderContext { encoderContext.flush() } else { channel.flush() }
     }
 
     func close() {
