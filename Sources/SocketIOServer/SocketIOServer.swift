@@ -207,14 +207,21 @@ public final class SocketIONamespace: Sendable {
     /// members of a few small rooms are told apart by identity.
     func targets(rooms: [String], exceptRooms: [String], exceptSockets: [String]) -> [SocketIOServerSocket] {
         state.withLock { state in
-            var excludedByRoom: Set<String>?
+            // A handful of excepted sockets is compared in place; more of them, and the
+            // members of excepted rooms, go into a set.
+            var shortList = exceptSockets
+            var excluded: Set<String>?
+            if shortList.count > 8 {
+                excluded = Set(shortList)
+                shortList = []
+            }
             for room in exceptRooms {
                 guard let members = state.rooms[room] else { continue }
-                excludedByRoom = excludedByRoom ?? []
-                excludedByRoom!.formUnion(members.keys)
+                excluded = excluded ?? []
+                excluded!.formUnion(members.keys)
             }
             func isExcluded(_ socket: SocketIOServerSocket) -> Bool {
-                exceptSockets.contains(socket.id) || excludedByRoom?.contains(socket.id) == true
+                shortList.contains(socket.id) || excluded?.contains(socket.id) == true
             }
             if rooms.isEmpty {
                 return state.sockets.values.filter { !isExcluded($0) }
@@ -244,7 +251,7 @@ public final class SocketIONamespace: Sendable {
 /// A message to several sockets, encoded once (socket.io's `BroadcastOperator`).
 public struct SocketIOBroadcast: Sendable {
     let namespace: SocketIONamespace
-    // Short lists, each name once (a broadcast names a room or two, not thousands).
+    // Each name once, in the order first given (usually a room or two).
     private(set) var rooms: [String] = []
     private(set) var exceptRooms: [String] = []
     private(set) var exceptSockets: [String] = []
@@ -257,7 +264,12 @@ public struct SocketIOBroadcast: Sendable {
     }
 
     private static func add(_ names: [String], to list: inout [String]) {
-        for name in names where !list.contains(name) { list.append(name) }
+        if list.count + names.count <= 16 {
+            for name in names where !list.contains(name) { list.append(name) }
+        } else {
+            var seen = Set(list)
+            for name in names where seen.insert(name).inserted { list.append(name) }
+        }
     }
 
     public func to(_ more: String...) -> SocketIOBroadcast {

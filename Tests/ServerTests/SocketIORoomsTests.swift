@@ -116,6 +116,15 @@ extension ServerSuites {
                     registry.names(of: registry["s0"].to("big1", "big2", "big3").sockets)
                         == all.filter { $0 != "s0" }
                 )
+
+                // Many rooms named (each socket's own, and one twice), many sockets left out.
+                var everyone = main.to("big3")
+                for i in 0..<40 { everyone = everyone.to(registry["s\(i)"].id, "big3") }
+                #expect(registry.names(of: everyone.sockets) == all)
+                var most = main.to("big2")
+                for i in 0..<10 { most = most.excluding(registry["s\(i)"]).excluding(registry["s\(i)"]) }
+                #expect(registry.names(of: most.sockets) == (10..<40).map { "s\($0)" }.sorted())
+                #expect(registry.names(of: most.except("big1").sockets) == (30..<40).map { "s\($0)" }.sorted())
                 _ = clients
             }
         }
