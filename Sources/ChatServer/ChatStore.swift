@@ -46,7 +46,6 @@ public final class MemoryChatStore: ChatStore {
         /// messages that is tens of milliseconds with the lock held, which every sender on
         /// every event loop waits out. Chunks never move what they hold.
         var chunks: [[PrivateMessage]] = []
-        var messageCount = 0
         /// Positions (in arrival order) of each user's messages.
         var messagesByUser: [String: [Int]] = [:]
 
@@ -59,8 +58,7 @@ public final class MemoryChatStore: ChatStore {
                 chunks.append(chunk)
             }
             chunks[chunks.count - 1].append(message)
-            messageCount += 1
-            return messageCount - 1
+            return (chunks.count - 1) * Self.chunkSize + chunks[chunks.count - 1].count - 1
         }
 
         func message(at position: Int) -> PrivateMessage {
