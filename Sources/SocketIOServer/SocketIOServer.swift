@@ -209,19 +209,13 @@ public final class SocketIONamespace: Sendable {
         state.withLock { state in
             // A handful of excepted sockets is compared in place; more of them, and the
             // members of excepted rooms, go into a set.
-            var shortList = exceptSockets
-            var excluded: Set<String>?
-            if shortList.count > 8 {
-                excluded = Set(shortList)
-                shortList = []
-            }
+            let shortList = exceptSockets.count > 8 ? [] : exceptSockets
+            var excluded: Set<String> = exceptSockets.count > 8 ? Set(exceptSockets) : []
             for room in exceptRooms {
-                guard let members = state.rooms[room] else { continue }
-                excluded = excluded ?? []
-                excluded!.formUnion(members.keys)
+                if let members = state.rooms[room] { excluded.formUnion(members.keys) }
             }
             func isExcluded(_ socket: SocketIOServerSocket) -> Bool {
-                shortList.contains(socket.id) || excluded?.contains(socket.id) == true
+                shortList.contains(socket.id) || (!excluded.isEmpty && excluded.contains(socket.id))
             }
             if rooms.isEmpty {
                 return state.sockets.values.filter { !isExcluded($0) }
@@ -230,20 +224,12 @@ public final class SocketIONamespace: Sendable {
                 return state.rooms[rooms[0]]?.values.filter { !isExcluded($0) } ?? []
             }
             var found: [SocketIOServerSocket] = []
-            var seen: Set<ObjectIdentifier>?  // once there are too many to compare one by one
             for room in rooms {
                 guard let members = state.rooms[room] else { continue }
-                for socket in members.values where !isExcluded(socket) {
-                    if seen == nil, found.count >= 16 { seen = Set(found.lazy.map { ObjectIdentifier($0) }) }
-                    if seen != nil {
-                        guard seen!.insert(ObjectIdentifier(socket)).inserted else { continue }
-                    } else if found.contains(where: { $0 === socket }) {
-                        continue
-                    }
-                    found.append(socket)
-                }
+                for socket in members.values where !isExcluded(socket) { found.append(socket) }
             }
-            return found
+            // A member of several of the rooms is reached once.
+            return uniqued(found, by: ObjectIdentifier.init)
         }
     }
 }
@@ -258,36 +244,27 @@ public struct SocketIOBroadcast: Sendable {
 
     init(namespace: SocketIONamespace, rooms: [String], exceptRooms: [String] = [], exceptSockets: [String] = []) {
         self.namespace = namespace
-        Self.add(rooms, to: &self.rooms)
-        Self.add(exceptRooms, to: &self.exceptRooms)
-        Self.add(exceptSockets, to: &self.exceptSockets)
-    }
-
-    private static func add(_ names: [String], to list: inout [String]) {
-        if list.count + names.count <= 16 {
-            for name in names where !list.contains(name) { list.append(name) }
-        } else {
-            var seen = Set(list)
-            for name in names where seen.insert(name).inserted { list.append(name) }
-        }
+        self.rooms = uniqued(rooms, by: { $0 })
+        self.exceptRooms = uniqued(exceptRooms, by: { $0 })
+        self.exceptSockets = uniqued(exceptSockets, by: { $0 })
     }
 
     public func to(_ more: String...) -> SocketIOBroadcast {
         var copy = self
-        Self.add(more, to: &copy.rooms)
+        copy.rooms = uniqued(rooms + more, by: { $0 })
         return copy
     }
 
-    public func except(_ rooms: String...) -> SocketIOBroadcast {
+    public func except(_ more: String...) -> SocketIOBroadcast {
         var copy = self
-        Self.add(rooms, to: &copy.exceptRooms)
+        copy.exceptRooms = uniqued(exceptRooms + more, by: { $0 })
         return copy
     }
 
     /// Leaves out one socket (socket.io's `socket.to(room)` leaves out the sender this way).
     public func excluding(_ socket: SocketIOServerSocket) -> SocketIOBroadcast {
         var copy = self
-        Self.add([socket.id], to: &copy.exceptSockets)
+        copy.exceptSockets = uniqued(exceptSockets + [socket.id], by: { $0 })
         return copy
     }
 
@@ -306,4 +283,21 @@ public struct SocketIOBroadcast: Sendable {
     public var sockets: [SocketIOServerSocket] {
         namespace.targets(rooms: rooms, exceptRooms: exceptRooms, exceptSockets: exceptSockets)
     }
+}
+
+/// `items` without repeats, each kept where it first appears. A few are compared one by one
+/// (and come back as they are when nothing repeats); more than 16 go through a set, so a
+/// long list costs linear time.
+func uniqued<Item, Key: Hashable>(_ items: [Item], by key: (Item) -> Key) -> [Item] {
+    if items.count <= 16 {
+        var repeats = false
+        for i in items.indices.dropFirst() where items[..<i].contains(where: { key($0) == key(items[i]) }) {
+            repeats = true
+            break
+        }
+        guard repeats else { return items }
+    }
+    var seen = Set<Key>()
+    seen.reserveCapacity(items.count)
+    return items.filter { seen.insert(key($0)).inserted }
 }
