@@ -240,6 +240,12 @@ extension EngineIOServer {
 /// it (`LoopFlusher`), each at most once per `flushInterval`. So a lone message leaves in the
 /// turn that wrote it, and when a login broadcasts `user connected` to every socket, the
 /// frames one connection gets leave in one system call.
+///
+/// Until that flush the frames wait in the sink (`unflushed`), not in the channel: a lone
+/// frame as it is, the shared buffer every recipient of the packet writes; several frames
+/// copied one after another into one buffer of the sink's own. A burst (a login storm, a
+/// client with several messages waiting) then costs the channel one write, not one pass down
+/// the pipeline and one pending write per frame.
 final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     private let channel: any Channel
     let eventLoop: any EventLoop
@@ -253,6 +259,10 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     /// The context of the WebSocket frame encoder: bytes written there go to the socket.
     private var encoderContext: ChannelHandlerContext?
     private var lookedUp = false
+    /// Frames for the encoder's context, not yet written to it (see above), and whether the
+    /// buffer is the sink's own (several frames copied into it) or one frame's shared bytes.
+    private var unflushed: ByteBuffer?
+    private var unflushedIsOwn = false
     private var closedForBackpressure = false
 
     /// Bytes written to a connection and not yet taken by the client before it is given up
@@ -314,7 +324,8 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
         closeIfBackedUp()
     }
 
-    /// Into the channel's buffer only: no system call. (Crossing the high water mark fires
+    /// Into the frames waiting for the next flush (or, with no encoder found, into the
+    /// channel's buffer): no system call. (Crossing the channel's high water mark fires
     /// `channelWritabilityChanged` down the pipeline, which no handler of ours acts on.)
     private func write(_ packets: [EngineIOOutgoing]) {
         guard !packets.isEmpty else { return }
@@ -322,8 +333,8 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
             lookedUp = true
             encoderContext = try? channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
         }
-        if let context = encoderContext {
-            for packet in packets { context.write(NIOAny(packet.webSocketFrame), promise: nil) }
+        if encoderContext != nil {
+            for packet in packets { hold(packet.webSocketFrame) }
         } else {
             // No encoder where one was expected: hand frames to the pipeline instead.
             for packet in packets {
@@ -331,6 +342,31 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
                 channel.write(frame, promise: nil)
             }
         }
+    }
+
+    /// Adds a frame to the ones waiting for the next flush.
+    private func hold(_ frame: ByteBuffer) {
+        guard var batch = unflushed else {
+            unflushed = frame
+            unflushedIsOwn = false
+            return
+        }
+        unflushed = nil  // so that `batch` is the only reference and grows in place
+        if !unflushedIsOwn {
+            var own = channel.allocator.buffer(capacity: max(batch.readableBytes + frame.readableBytes, 512))
+            own.writeImmutableBuffer(batch)
+            batch = own
+            unflushedIsOwn = true
+        }
+        batch.writeImmutableBuffer(frame)
+        unflushed = batch
+    }
+
+    /// Hands the waiting frames to the channel (no system call yet).
+    private func writeUnflushed() {
+        guard let batch = unflushed, let encoderContext else { return }
+        unflushed = nil
+        encoderContext.write(NIOAny(batch), promise: nil)
     }
 
     /// A client that does not read is not buffered for without end: past the channel's
@@ -357,15 +393,18 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     fileprivate func flush() {
         flushScheduled = false
         lastFlush = NIODeadline.now()
+        writeUnflushed()
         // From where the frames were written: the handlers above the encoder (Hummingbird's
         // stream writer) have nothing of ours to pass on, and flush what they write themselves.
         if let encoderContext { encoderContext.flush() } else { channel.flush() }
+        closeIfBackedUp()
     }
 
     func close() {
         // What was sent before the close goes first (the close frame follows it).
         eventLoop.execute { [self] in
             write(takeQueued())
+            writeUnflushed()
             channel.flush()
         }
         onClose()

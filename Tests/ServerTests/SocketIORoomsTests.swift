@@ -94,6 +94,27 @@ extension ServerSuites {
             }
         }
 
+        @Test("what a socket is sent right before it is disconnected with its connection arrives, in order, before the close")
+        func sentBeforeDisconnect() async throws {
+            let registry = Registry()
+            try await withServer(makeServer(registry)) { server in
+                // Five times over: whether the close comes before the next flush is timing.
+                for round in 0..<5 {
+                    let client = try await connect(server, "s\(round)", rooms: [])
+                    #expect(await eventually { registry.count == round + 1 })
+                    let socket = registry["s\(round)"]
+                    // Sent one by one from outside the connection's event loop: the first is
+                    // flushed at once, the ones right after it wait for the next flush (at most
+                    // one a millisecond per connection), which the close must not leave behind.
+                    for i in 0..<50 { socket.emit("last", .int(i)) }
+                    socket.disconnect(closeConnection: true)
+                    var received: [String] = []
+                    while case .text(let text) = try await client.nextSkippingPings() { received.append(text) }
+                    #expect(received == (0..<50).map { #"42["last",\#($0)]"# } + ["41"], "round \(round)")
+                }
+            }
+        }
+
         @Test("a broadcast to several large rooms still reaches each member once")
         func manyMembers() async throws {
             let registry = Registry()
