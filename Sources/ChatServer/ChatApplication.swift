@@ -183,7 +183,11 @@ public final class ChatApplication: Sendable {
 
     private func disconnected(_ socket: SocketIOServerSocket, member: Member, namespace: SocketIONamespace, reason: String) {
         guard namespace.sockets(in: member.userID).isEmpty else { return }
-        namespace.emit("user disconnected", .string(member.userID))
+        // A server that shuts down closes every connection: nobody stays to hear who left,
+        // and telling each of n clients about the others would be n² frames on the way out.
+        if reason != EngineIOCloseReason.serverShutdown.rawValue {
+            namespace.emit("user disconnected", .string(member.userID))
+        }
         let session = StoredSession(sessionID: member.sessionID, userID: member.userID, username: member.username, connected: false)
         directory.withLock { $0.save(session) }
         persist { try store.save(session) }
