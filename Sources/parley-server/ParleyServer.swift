@@ -134,7 +134,6 @@ struct ParleyServer: AsyncParsableCommand {
         let application = socketIO.engine.application(
             host: host,
             port: port,
-            services: [ShutdownService(socketIO: socketIO, store: store, logger: logger)],
             eventLoopGroup: threads.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) },
             logger: logger
         ) { port in
@@ -148,8 +147,25 @@ struct ParleyServer: AsyncParsableCommand {
                 kill(getpid(), SIGTERM)
             }
         }
+        // A group stops its services last to first, each after the one before has finished:
+        // the sessions are closed before the HTTP server starts draining its connections.
+        let services = ServiceGroup(
+            configuration: .init(
+                services: [application, CloseSessionsService(socketIO: socketIO, logger: logger)],
+                gracefulShutdownSignals: [.sigterm, .sigint, .sighup],
+                logger: logger
+            )
+        )
+        defer {
+            // Every connection is closed (or the server never started): make the store durable.
+            do {
+                try store.close()
+            } catch {
+                logger.error("could not close the store", metadata: ["error": "\(error)"])
+            }
+        }
         do {
-            try await application.runService(gracefulShutdownSignals: [.sigterm, .sigint, .sighup])
+            try await services.run()
         } catch let error as IOError where error.errnoCode == EADDRINUSE {
             FileHandle.standardError.write(
                 Data("parley-server: cannot listen on \(host):\(port): the address is in use (another server? --port picks another)\n".utf8)
@@ -172,21 +188,17 @@ struct ParleyServer: AsyncParsableCommand {
     }
 }
 
-/// On SIGINT, SIGTERM or SIGHUP (its terminal closed): close every client's connection (so that long polls end and the
-/// HTTP server can drain), then make the store durable.
-struct ShutdownService: Service {
+/// On SIGINT, SIGTERM or SIGHUP (its terminal closed), the first service to stop: it closes
+/// every client's session, as "server shutting down" (long polls end, WebSockets get their
+/// close frame, nobody is told of the others leaving), so that the HTTP server, stopped
+/// next, has nothing left to wait for.
+struct CloseSessionsService: Service {
     let socketIO: SocketIOServer
-    let store: any ChatStore
     let logger: Logger
 
     func run() async throws {
         try? await gracefulShutdown()
         logger.notice("shutting down: closing connections")
         socketIO.shutdown()
-        do {
-            try store.close()
-        } catch {
-            logger.error("could not close the store", metadata: ["error": "\(error)"])
-        }
     }
 }

@@ -114,6 +114,14 @@ final class InteropServer: Sendable {
         return InteropServer(url: "http://127.0.0.1:\(listening)", port: listening, process: process, stdin: stdin, exited: exited)
     }
 
+    /// Stops the server as Ctrl-C would (parley-server sends itself SIGTERM when its standard
+    /// input closes) and waits for it to exit; its exit status.
+    func shutdown() async -> Int32 {
+        try? stdin.fileHandleForWriting.close()
+        for await _ in exited {}
+        return process.terminationStatus
+    }
+
     /// Kills the server (as a crash would: connections drop at once) and waits for it to exit.
     /// SIGKILL, because a child of the test process may inherit a mask that blocks SIGTERM.
     func stop() async {
