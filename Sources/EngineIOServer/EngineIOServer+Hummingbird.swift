@@ -320,8 +320,8 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     }
 
     func flushWritten() {
+        // The frames reach the channel at that flush, which then checks for a backed-up client.
         scheduleFlush()
-        closeIfBackedUp()
     }
 
     /// Into the frames waiting for the next flush (or, with no encoder found, into the
