@@ -129,13 +129,7 @@ struct ServerLoad: AsyncParsableCommand {
             let started = try await start(kind)
             let result: LoadResult
             do {
-                result = try await measure(
-                    target: try LoadTarget(url: "http://127.0.0.1:\(started.port)"),
-                    serverCPU: { started.cpu() }
-                ) {
-                    // At the end of the run, before the connections close.
-                    started.memory().map { StartedServerMemory(rss: $0.rss, peak: $0.peak) }
-                }
+                result = try await measure(target: try LoadTarget(url: "http://127.0.0.1:\(started.port)"), server: started)
             } catch {
                 await started.stop()
                 throw error
@@ -200,16 +194,13 @@ struct ServerLoad: AsyncParsableCommand {
         return FileManager.default.currentDirectoryPath + "/" + relative
     }
 
-    private func measure(
-        target: LoadTarget,
-        serverCPU: @escaping @Sendable () -> CPUTime? = { nil },
-        atEnd: @escaping @Sendable () -> StartedServerMemory? = { nil }
-    ) async throws -> LoadResult {
+    /// `server`: the server this benchmark started, whose CPU time and memory it reports.
+    private func measure(target: LoadTarget, server: StartedServer? = nil) async throws -> LoadResult {
         let run = LoadRun(
             target: target, clients: clients, seconds: seconds, rate: rate, window: window, tick: tick, contentSize: size,
             concurrency: concurrency, connectTimeout: connectTimeout, settle: settle, warmup: warmup
         )
-        return try await run.run(serverCPU: serverCPU, atEnd: atEnd)
+        return try await run.run(server: server)
     }
 
     private func line(_ result: LoadResult, server: (String, StartedServerMemory?)?) -> String {
@@ -325,10 +316,7 @@ struct LoadRun: Sendable {
     let settle: Double
     let warmup: Double
 
-    func run(
-        serverCPU: @escaping @Sendable () -> CPUTime?,
-        atEnd: @escaping @Sendable () -> StartedServerMemory?
-    ) async throws -> LoadResult {
+    func run(server: StartedServer?) async throws -> LoadResult {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let loops = Array(group.makeIterator())
         var states: [NIOLoopBound<LoadLoopState>] = []
@@ -338,7 +326,7 @@ struct LoadRun: Sendable {
         }
         var connected: [ReadyClient] = []
         do {
-            let result = try await measure(loops: loops, states: states, connected: &connected, serverCPU: serverCPU, atEnd: atEnd)
+            let result = try await measure(loops: loops, states: states, connected: &connected, server: server)
             await close(connected, loops: loops, states: states)
             try? await group.shutdownGracefully()
             return result
@@ -351,7 +339,7 @@ struct LoadRun: Sendable {
 
     private func measure(
         loops: [any EventLoop], states: [NIOLoopBound<LoadLoopState>], connected: inout [ReadyClient],
-        serverCPU: @Sendable () -> CPUTime?, atEnd: @Sendable () -> StartedServerMemory?
+        server: StartedServer?
     ) async throws -> LoadResult {
         let clock = ContinuousClock()
         let deadline = NIODeadline.now() + .nanoseconds(Int64(connectTimeout * 1e9))
@@ -440,10 +428,10 @@ struct LoadRun: Sendable {
         try await watch(for: warmup, loops: loops, states: states, control: control)
         control.set(.measuring)
         let measureStart = clock.now
-        let cpuAtStart = (server: serverCPU(), bench: CPUTime.of("self"))
+        let cpuAtStart = (server: server?.cpu(), bench: CPUTime.of("self"))
         try await watch(for: seconds, loops: loops, states: states, control: control)
         control.set(.stopped)
-        let cpuAtEnd = (server: serverCPU(), bench: CPUTime.of("self"))
+        let cpuAtEnd = (server: server?.cpu(), bench: CPUTime.of("self"))
         let measured = (clock.now - measureStart).seconds
 
         // 5. Let the messages in flight arrive (at most 10 s, or until none came for 1 s): what
@@ -468,7 +456,8 @@ struct LoadRun: Sendable {
         }
 
         let final = try await snapshots(loops: loops, states: states)
-        let serverMemory = atEnd()
+        // At the end of the run, before the connections close.
+        let serverMemory = server?.memory().map { StartedServerMemory(rss: $0.rss, peak: $0.peak) }
         let clientPeakMemory = StartedServer.memory(of: "self")?.peak
         try check(final)
         var histogram = LatencyHistogram()
