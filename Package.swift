@@ -70,10 +70,13 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The chat domain: state, reducer, username rule, server payloads. Pure values.
+        // The private-messaging application's wire shapes and the one username rule, for
+        // client and server alike (PROTOCOL.md). Pure values.
+        .target(name: "ChatSchema", dependencies: ["JSON"], swiftSettings: strict),
+        // The chat domain: state and its reducer. Pure values.
         .target(
             name: "Chat",
-            dependencies: ["JSON", .product(name: "DequeModule", package: "swift-collections")],
+            dependencies: ["ChatSchema", "JSON", .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strict
         ),
         // The client: session file, and the chat state driven by a Socket.IO connection.
@@ -187,6 +190,7 @@ let package = Package(
             exclude: ["server.py", "client_scenario.py"],
             swiftSettings: strict
         ),
+        .testTarget(name: "ChatSchemaTests", dependencies: ["ChatSchema", "JSON"], swiftSettings: strict),
         .testTarget(name: "ChatTests", dependencies: ["Chat"], swiftSettings: strict),
         .testTarget(name: "ChatClientTests", dependencies: ["ChatClient", "SocketIOTesting"], swiftSettings: strict),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "Chat"], swiftSettings: strict),

@@ -238,7 +238,7 @@ public final class ChatClient: Sendable {
         let at = Date()
         let record = Mutex<MessageRecord?>(nil)
         do {
-            try await socket.emit("private message", arguments: [["content": .string(text), "to": .string(to)]]) {
+            try await socket.emit(ChatEventName.privateMessage, arguments: [OutgoingMessage(content: text, to: to).json]) {
                 [inner] result in
                 // On the manager's executor: ordered before the connect that would flush it.
                 let queued = result == .buffered
@@ -377,7 +377,7 @@ public final class ChatClient: Sendable {
     private func handle(_ event: ReceivedEvent) {
         // The event of a flood first: a switch on strings compares them in order.
         switch event.name {
-        case "private message":
+        case ChatEventName.privateMessage:
             switch ServerPayload.privateMessage(event.arguments) {
             case .success(let message):
                 let at = Date()
@@ -394,7 +394,7 @@ public final class ChatClient: Sendable {
             case .failure(let problem):
                 logger.warning("\(problem)")
             }
-        case "session":
+        case ChatEventName.session:
             switch ServerPayload.session(event.arguments) {
             case .success(let (sessionID, userID)):
                 let username = inner.withLock { $0.username } ?? userID
@@ -413,7 +413,7 @@ public final class ChatClient: Sendable {
             case .failure(let problem):
                 logger.warning("\(problem)")
             }
-        case "users":
+        case ChatEventName.users:
             let (entries, problems) = ServerPayload.users(event.arguments)
             for problem in problems { logger.warning("\(problem)") }
             let (users, selfID) = inner.withLock { state in
@@ -432,7 +432,7 @@ public final class ChatClient: Sendable {
                     )
                 }))
             }
-        case "user connected":
+        case ChatEventName.userConnected:
             switch ServerPayload.userConnected(event.arguments) {
             case .success(let entry):
                 let user = inner.withLock { state in
@@ -443,7 +443,7 @@ public final class ChatClient: Sendable {
             case .failure(let problem):
                 logger.warning("\(problem)")
             }
-        case "user disconnected":
+        case ChatEventName.userDisconnected:
             switch ServerPayload.userDisconnected(event.arguments) {
             case .success(let userID):
                 apply(.userDisconnected(userID: userID))

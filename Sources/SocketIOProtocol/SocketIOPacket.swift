@@ -92,9 +92,37 @@ extension SocketIOPacket {
         }
         var out: [UInt8] = []
         out.reserveCapacity(64)
+        Self.writeHeader(kind, attachments: attachments.count, namespace: namespace, id: id, to: &out)
+        payload?.write(to: &out)
+        return [.text(String(decoding: out, as: UTF8.self))] + attachments.map(EngineIOData.binary)
+    }
+
+    /// An EVENT whose arguments are serialized already (no binary values): the text frame.
+    /// For a large payload assembled from parts serialized once (see `JSONFragment`).
+    public static func encodedEvent(
+        _ name: String,
+        _ arguments: [JSONFragment],
+        namespace: String = "/",
+        id: Int? = nil
+    ) -> EngineIOData {
+        var out: [UInt8] = []
+        out.reserveCapacity(arguments.reduce(32 + name.utf8.count) { $0 + $1.utf8.count + 1 })
+        writeHeader(.event, attachments: 0, namespace: namespace, id: id, to: &out)
+        out.append(UInt8(ascii: "["))
+        JSONValue.string(name).write(to: &out)
+        for argument in arguments {
+            out.append(UInt8(ascii: ","))
+            out.append(contentsOf: argument.utf8)
+        }
+        out.append(UInt8(ascii: "]"))
+        return .text(String(decoding: out, as: UTF8.self))
+    }
+
+    /// `<type>[<attachments>-][<namespace>,][<id>]`.
+    static func writeHeader(_ kind: Kind, attachments: Int, namespace: String, id: Int?, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "0") + UInt8(kind.rawValue))
         if kind == .binaryEvent || kind == .binaryAck {
-            out.append(contentsOf: String(attachments.count).utf8)
+            out.append(contentsOf: String(attachments).utf8)
             out.append(UInt8(ascii: "-"))
         }
         if namespace != "/" {
@@ -102,8 +130,6 @@ extension SocketIOPacket {
             out.append(UInt8(ascii: ","))
         }
         if let id { out.append(contentsOf: String(id).utf8) }
-        payload?.write(to: &out)
-        return [.text(String(decoding: out, as: UTF8.self))] + attachments.map(EngineIOData.binary)
     }
 
     /// Replaces each `binary` with `{"_placeholder":true,"num":N}`, collecting the bytes.

@@ -189,7 +189,7 @@ import Testing
         _ = model.update(.resize(width: 80, height: 24))
         model.type("x\u{7}y")
         #expect(model.press(.enter) == [])
-        #expect(model.promptProblem?.contains("control characters") == true)
+        #expect(model.promptProblem?.contains("control, invisible") == true)
         _ = model.press(.control("u"))
         model.type(String(repeating: "n", count: 33))
         #expect(model.press(.enter) == [])

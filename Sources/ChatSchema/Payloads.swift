@@ -1,5 +1,33 @@
 public import JSON
 
+// The private-messaging application's wire shapes (PROTOCOL.md, "The application"), for
+// both sides: the client decodes what the server sends with `ServerPayload` and encodes its
+// sends with `OutgoingMessage.json`; the server decodes those with `ClientPayload` and builds
+// every event it emits from these types' `json`. One schema, so the two cannot drift apart.
+
+/// The application's event names.
+public enum ChatEventName {
+    public static let session = "session"
+    public static let users = "users"
+    public static let userConnected = "user connected"
+    public static let userDisconnected = "user disconnected"
+    public static let privateMessage = "private message"
+}
+
+/// `session` `{sessionID, userID}`: the server tells a socket who it is.
+public struct SessionPayload: Sendable, Hashable {
+    /// A bearer secret: it goes to its owner only, and is never logged.
+    public var sessionID: String
+    public var userID: String
+
+    public init(sessionID: String, userID: String) {
+        self.sessionID = sessionID
+        self.userID = userID
+    }
+
+    public var json: JSONValue { ["sessionID": .string(sessionID), "userID": .string(userID)] }
+}
+
 /// A user as the server describes it in `users` and `user connected`.
 public struct UserEntry: Sendable, Hashable {
     public var userID: String
@@ -14,6 +42,22 @@ public struct UserEntry: Sendable, Hashable {
         self.connected = connected
         self.messages = messages
     }
+
+    /// `{userID, username, connected, messages?}`: `messages` only when set (part III).
+    public var json: JSONValue {
+        var object: JSONObject = ["userID": .string(userID), "username": .string(username), "connected": .bool(connected)]
+        if let messages { object["messages"] = .array(messages.map(\.json)) }
+        return .object(object)
+    }
+
+    /// The entry with its conversation given serialized already (`messages` is ignored): a
+    /// server's `users` list, built from messages serialized once.
+    public func json(serializedMessages: [JSONFragment]) -> JSONFragment {
+        .object([
+            ("userID", JSONFragment(.string(userID))), ("username", JSONFragment(.string(username))),
+            ("connected", JSONFragment(.bool(connected))), ("messages", .array(serializedMessages)),
+        ])
+    }
 }
 
 /// `private message` as the server sends it: `from` is set by the server.
@@ -27,13 +71,43 @@ public struct PrivateMessage: Sendable, Hashable {
         self.from = from
         self.to = to
     }
+
+    public var json: JSONValue { ["content": .string(content), "from": .string(from), "to": .string(to)] }
 }
 
-/// Why a payload from the server was not used.
+/// `private message` `{content, to}` as a client sends it: the server sets `from`.
+public struct OutgoingMessage: Sendable, Hashable {
+    public var content: String
+    public var to: String
+
+    public init(content: String, to: String) {
+        self.content = content
+        self.to = to
+    }
+
+    public var json: JSONValue { ["content": .string(content), "to": .string(to)] }
+}
+
+/// Why a payload from the peer was not used.
 public struct PayloadProblem: Error, Sendable, Hashable, CustomStringConvertible {
     public let event: String
     public let why: String
     public var description: String { "ignored a malformed \"\(event)\" payload: \(why)" }
+}
+
+/// Turns the JSON arguments of what a client sends into typed values (the server's side).
+public enum ClientPayload {
+    /// `private message` `{content, to}`. The problem's `why` is what the sender is told.
+    public static func privateMessage(_ arguments: [JSONValue]) -> Result<OutgoingMessage, PayloadProblem> {
+        func problem(_ why: String) -> Result<OutgoingMessage, PayloadProblem> {
+            .failure(PayloadProblem(event: ChatEventName.privateMessage, why: why))
+        }
+        guard let payload = arguments.first?.objectValue else { return problem("the message is not an object") }
+        guard case .string(let content)? = payload["content"] else { return problem("content is not a string") }
+        guard case .string(let to)? = payload["to"] else { return problem("to is not a string") }
+        guard !content.isEmpty else { return problem("content is empty") }
+        return .success(OutgoingMessage(content: content, to: to))
+    }
 }
 
 /// Turns the JSON arguments of the application's events into typed values.

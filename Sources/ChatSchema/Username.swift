@@ -1,0 +1,65 @@
+/// The one username rule, for the client's prompt and the server's CONNECT alike
+/// (PROTOCOL.md, "One username rule, both sides").
+///
+/// A name is shown to every other user, in every `users` list: it must be short in
+/// characters *and* in bytes (one grapheme can carry any number of combining marks), and
+/// free of anything that does not draw as itself (controls, bidi and zero-width format
+/// characters, line and paragraph separators, private-use and unassigned code points).
+public enum Username {
+    public static let minimumLength = 3
+    public static let maximumLength = 32
+    public static let maximumBytes = 128
+
+    public enum Problem: Error, Sendable, Hashable, CustomStringConvertible {
+        case tooShort
+        case tooLong
+        case tooManyBytes
+        case forbiddenCharacter
+
+        public var description: String {
+            switch self {
+            case .tooShort: return "a username needs at least \(Username.minimumLength) characters"
+            case .tooLong: return "a username can have at most \(Username.maximumLength) characters"
+            case .tooManyBytes: return "a username can have at most \(Username.maximumBytes) bytes of UTF-8"
+            case .forbiddenCharacter:
+                return "a username cannot contain control, invisible, private-use or unassigned characters"
+            }
+        }
+    }
+
+    /// The name to use (surrounding whitespace removed), or why it cannot be used.
+    ///
+    /// The checks go from cheap to dear, so a hostile name of a megabyte costs one pass
+    /// over its bytes: the byte count is checked before anything is decoded.
+    public static func validate(_ raw: String) -> Result<String, Problem> {
+        // Surrounding whitespace may be long, but not longer than the limit allows anyway.
+        guard raw.utf8.count <= maximumBytes * 4 else { return .failure(.tooManyBytes) }
+        let name = raw.trimmingWhitespace()
+        if name.utf8.count > maximumBytes { return .failure(.tooManyBytes) }
+        if name.unicodeScalars.contains(where: isForbidden) { return .failure(.forbiddenCharacter) }
+        let count = name.count
+        if count < minimumLength { return .failure(.tooShort) }
+        if count > maximumLength { return .failure(.tooLong) }
+        return .success(name)
+    }
+
+    /// Cc, Cf, Zl, Zp, Co and Cn: what does not draw as itself, or may draw as anything.
+    static func isForbidden(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator, .privateUse, .unassigned, .surrogate: return true
+        default: return false
+        }
+    }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
+        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
+        return String(scalars)
+    }
+
+    /// True when there is nothing but whitespace.
+    public var isBlank: Bool { allSatisfy(\.isWhitespace) }
+}
