@@ -1,86 +1,158 @@
-import Chat
+import ChatSchema
 import EngineIOServer
+import EngineIOProtocol
 import JSON
 public import Logging
+import NIOCore
 public import SocketIOServer
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The private-messaging application of the Socket.IO guide, part II (persistent user ID),
 /// with part III's message store (PROTOCOL.md, "The application, server side").
 ///
-/// Beyond the guide: session and user IDs come from the system's cryptographic source;
-/// a `private message` that is malformed, empty, too large, or to an unknown user is refused
-/// (with an error ack when asked for) and never stored or forwarded; each socket has a
-/// message rate limit; usernames are bounded and free of control characters.
+/// Beyond the guide, every resource a client can make it hold is bounded (PROTOCOL.md,
+/// "Parley's server: limits it keeps"): usernames follow the one username rule; users are
+/// at most `maxUsers`, made at most so fast per address, and forgotten after
+/// `sessionLifetime` away; a user has at most `maxSocketsPerUser` sockets and one message
+/// rate limit across all of them and across reconnections; stored messages are bounded per
+/// conversation and in total; the history a login receives is bounded in bytes. A
+/// `private message` that is malformed, empty, too large, too fast, or to an unknown user is
+/// refused (with an error ack when asked for) and never stored or forwarded; refusals are
+/// logged as summaries.
+///
+/// Everything is served from memory (`UserDirectory`, `MessageLog`); the store is written
+/// behind, off the event loops.
 public final class ChatApplication: Sendable {
     public struct Options: Sendable {
         /// Largest `content`, in UTF-8 bytes.
         public var maxMessageBytes: Int
-        /// Messages a socket may send per second on average (0: no limit)…
+        /// Messages a user may send per second on average, over all their sockets (0: no
+        /// limit)…
         public var messagesPerSecond: Double
         /// …and in a burst.
         public var messageBurst: Double
-        /// Longest username, in characters.
-        public var maxUsernameLength: Int
+        /// Users known at once; a new username beyond them is refused ("server full").
+        public var maxUsers: Int
+        /// New users one address may create per minute on average, and in a burst.
+        public var newUsersPerMinutePerAddress: Double
+        public var newUserBurstPerAddress: Double
+        /// Sockets (tabs, clients) of one user connected at once.
+        public var maxSocketsPerUser: Int
+        /// A user away for longer than this is forgotten, with their conversations.
+        public var sessionLifetime: Duration
+        /// Stored messages per conversation, and in total (bytes of content, plus
+        /// `MessageLog.overhead` each); the oldest go first.
+        public var keepPerConversation: Int
+        public var keepBytes: Int
+        /// Bytes of history (serialized messages) a login receives in its `users` list.
+        public var loginHistoryBytes: Int
 
         public init(
             maxMessageBytes: Int = 100_000,
             messagesPerSecond: Double = 50,
             messageBurst: Double = 100,
-            maxUsernameLength: Int = 64
+            maxUsers: Int = 10_000,
+            newUsersPerMinutePerAddress: Double = 10,
+            newUserBurstPerAddress: Double = 30,
+            maxSocketsPerUser: Int = 16,
+            sessionLifetime: Duration = .seconds(30 * 86_400),
+            keepPerConversation: Int = 200,
+            keepBytes: Int = 256 << 20,
+            loginHistoryBytes: Int = 1 << 20
         ) {
             self.maxMessageBytes = maxMessageBytes
             self.messagesPerSecond = messagesPerSecond
             self.messageBurst = messageBurst
-            self.maxUsernameLength = maxUsernameLength
+            self.maxUsers = maxUsers
+            self.newUsersPerMinutePerAddress = newUsersPerMinutePerAddress
+            self.newUserBurstPerAddress = newUserBurstPerAddress
+            self.maxSocketsPerUser = maxSocketsPerUser
+            self.sessionLifetime = sessionLifetime
+            self.keepPerConversation = keepPerConversation
+            self.keepBytes = keepBytes
+            self.loginHistoryBytes = loginHistoryBytes
         }
+
+        /// The largest `users` frame these options allow, in bytes: every user with the
+        /// longest name (`Username.maximumBytes`, each byte escaped to two at worst: the rule
+        /// leaves no control characters to escape longer), plus the login history. It must
+        /// fit what a client accepts and what a connection may have waiting (`ParleyServer`
+        /// checks both at start).
+        public var largestUsersFrame: Int {
+            maxUsers * Self.largestUsersEntry + loginHistoryBytes + 64
+        }
+
+        /// `{"connected":false,"messages":[],"userID":"…16…","username":"…"}` at its longest.
+        static let largestUsersEntry = 64 + 16 + 2 * Username.maximumBytes
     }
 
     let store: any ChatStore
     let options: Options
     let logger: Logger
-    private let directory: Mutex<Directory>
+    let clock: any ServerClock
+    private let records: Mutex<Records>
+    private let refusals: RefusalLog
+    /// The wall clock, from the server's clock: seconds since 1970 when the server started,
+    /// and the server clock's reading then.
+    private let wallStart: (seconds: Int64, at: NIODeadline)
 
-    /// Every session, in the order they were created, with each user's `users` entry
-    /// (without its messages) kept as JSON text: a login sends the whole list, so it is
-    /// assembled from ready pieces rather than built and serialized anew.
-    struct Directory {
-        var sessions: [StoredSession] = []
-        var indexBySessionID: [String: Int] = [:]
-        var userIDs: Set<String> = []
-        var entries: [String] = []
-
-        mutating func save(_ session: StoredSession) {
-            let entry = ChatApplication.entryPrefix(session)
-            if let index = indexBySessionID[session.sessionID] {
-                sessions[index] = session
-                entries[index] = entry
-            } else {
-                indexBySessionID[session.sessionID] = sessions.count
-                sessions.append(session)
-                entries.append(entry)
-            }
-            userIDs.insert(session.userID)
-        }
+    /// What the application keeps, under one lock.
+    struct Records {
+        var directory = UserDirectory()
+        var log: MessageLog
+        /// New users per address (see `Options.newUsersPerMinutePerAddress`).
+        var newUsers: [String: TokenBucket] = [:]
+        /// When to look for expired users next (at a login).
+        var nextExpiry: NIODeadline
     }
 
-    /// Reads the stored sessions (all offline: the server just started) and installs the
-    /// application on the main namespace.
-    public init(server: SocketIOServer, store: any ChatStore, options: Options = Options(), logger: Logger) throws {
+    /// Reads the stored sessions (all offline: the server just started) and messages, and
+    /// installs the application on the main namespace.
+    public init(
+        server: SocketIOServer,
+        store: any ChatStore,
+        options: Options = Options(),
+        logger: Logger,
+        wallClock: @Sendable () -> Int64 = ChatApplication.secondsSince1970
+    ) async throws {
         self.store = store
         self.options = options
         self.logger = logger
-        var directory = Directory()
-        for var session in try store.allSessions() {
-            session.connected = false
-            directory.save(session)
+        self.clock = server.clock
+        self.refusals = RefusalLog(logger: logger, clock: server.clock)
+        let now = server.clock.now
+        self.wallStart = (wallClock(), now)
+        var records = Records(log: MessageLog(perConversation: options.keepPerConversation, maxBytes: options.keepBytes), nextExpiry: now)
+        let stored = try await store.load()
+        for session in stored.sessions { records.directory.add(session) }
+        var dropped: [Int64] = []
+        for entry in stored.messages {
+            // A message of a user who is gone (a store from an older version) is not kept.
+            guard records.directory.contains(entry.message.from), records.directory.contains(entry.message.to) else {
+                dropped.append(entry.seq)
+                continue
+            }
+            dropped += records.log.restore(entry)
         }
-        self.directory = Mutex(directory)
+        var changes: [StoreChange] = dropped.isEmpty ? [] : [.dropMessages(dropped)]
+        changes += Self.expire(&records, options: options, wallNow: wallStart.seconds, now: now)
+        store.record(changes)
+        self.records = Mutex(records)
         install(on: server.main)
     }
 
-    /// The number of known sessions.
-    public var sessionCount: Int { directory.withLock { $0.sessions.count } }
+    /// The number of known users.
+    public var userCount: Int { records.withLock { $0.directory.count } }
+    /// The number of stored messages.
+    public var messageCount: Int { records.withLock { $0.log.count } }
+
+    /// Seconds since 1970, now.
+    private var wallNow: Int64 {
+        wallStart.seconds + (clock.now - wallStart.at).nanoseconds / 1_000_000_000
+    }
 
     // MARK: Per-socket state
 
@@ -88,13 +160,11 @@ public final class ChatApplication: Sendable {
         let sessionID: String
         let userID: String
         let username: String
-        let limiter: TokenBucket?
 
-        init(sessionID: String, userID: String, username: String, limiter: TokenBucket?) {
+        init(sessionID: String, userID: String, username: String) {
             self.sessionID = sessionID
             self.userID = userID
             self.username = username
-            self.limiter = limiter
         }
     }
 
@@ -107,49 +177,88 @@ public final class ChatApplication: Sendable {
 
     /// The middleware: adopt a known session, else create one for a username.
     func authenticate(_ socket: SocketIOServerSocket) -> SocketIOMiddlewareResult {
-        let limiter = options.messagesPerSecond > 0
-            ? TokenBucket(rate: options.messagesPerSecond, burst: max(1, options.messageBurst)) : nil
-        if let sessionID = socket.auth["sessionID"]?.stringValue,
-            let session = directory.withLock({ dir in dir.indexBySessionID[sessionID].map { dir.sessions[$0] } })
-        {
-            socket.data = Member(sessionID: session.sessionID, userID: session.userID, username: session.username, limiter: limiter)
+        let address = socket.request.addressKey
+        func refuse(_ why: String) -> SocketIOMiddlewareResult {
+            refusals.record("login", reason: why, peer: address, on: socket.eventLoop)
+            return .reject(message: why)
+        }
+        if let sessionID = socket.auth["sessionID"]?.stringValue {
+            let found = records.withLock { records -> (StoredSession, Int)? in
+                records.directory.user(withSession: sessionID).map { ($0.session, $0.sockets) }
+            }
+            if let (session, sockets) = found {
+                guard sockets < options.maxSocketsPerUser else { return refuse("too many connections for this user") }
+                socket.data = Member(sessionID: session.sessionID, userID: session.userID, username: session.username)
+                return .accept
+            }
+        }
+        guard let raw = socket.auth["username"]?.stringValue, case .success(let username) = Username.validate(raw) else {
+            return refuse("invalid username")
+        }
+        let now = clock.now
+        let wall = wallNow
+        let options = self.options
+        let created = records.withLock { records -> Result<StoredSession, RefusalReason> in
+            guard records.directory.count < options.maxUsers else { return .failure(.serverFull) }
+            var bucket = records.newUsers[address]
+                ?? TokenBucket(rate: options.newUsersPerMinutePerAddress / 60, burst: options.newUserBurstPerAddress, now: now)
+            guard bucket.take(now: now) else {
+                records.newUsers[address] = bucket
+                return .failure(.tooManyNewUsers)
+            }
+            records.newUsers[address] = bucket
+            let session = StoredSession(
+                sessionID: Self.randomHex(bytes: 16), userID: Self.randomHex(bytes: 8), username: username,
+                connected: false, lastSeen: wall
+            )
+            records.directory.add(session)
+            return .success(session)
+        }
+        switch created {
+        case .failure(let reason):
+            return refuse(reason.rawValue)
+        case .success(let session):
+            store.record([.session(session)])
+            socket.data = Member(sessionID: session.sessionID, userID: session.userID, username: session.username)
             return .accept
         }
-        guard let username = socket.auth["username"]?.stringValue, isAcceptable(username: username) else {
-            return .reject(message: "invalid username")
-        }
-        socket.data = Member(
-            sessionID: Self.randomHex(bytes: 16),
-            userID: Self.randomHex(bytes: 8),
-            username: username,
-            limiter: limiter
-        )
-        return .accept
     }
 
-    func isAcceptable(username: String) -> Bool {
-        guard !username.isEmpty, username.count <= options.maxUsernameLength else { return false }
-        return !username.unicodeScalars.contains { $0.properties.generalCategory == .control }
+    enum RefusalReason: String, Error {
+        case serverFull = "server full: no new users for now"
+        case tooManyNewUsers = "too many new users from this address; try again later"
     }
 
     private func connected(_ socket: SocketIOServerSocket, namespace: SocketIONamespace) {
         guard let member = socket.data as? Member else { return }
-        let session = StoredSession(sessionID: member.sessionID, userID: member.userID, username: member.username, connected: true)
-        let (entries, userIDs) = directory.withLock { dir -> ([String], [String]) in
-            dir.save(session)
-            return (dir.entries, dir.sessions.map(\.userID))
+        let now = clock.now
+        let wall = wallNow
+        let options = self.options
+        let (users, changes) = records.withLock { records -> (JSONFragment, [StoreChange]) in
+            var changes = Self.expire(&records, options: options, wallNow: wall, now: now)
+            if records.directory[member.userID] == nil {
+                // Forgotten between the middleware and now (expired): back as it was.
+                records.directory.add(StoredSession(
+                    sessionID: member.sessionID, userID: member.userID, username: member.username, connected: false, lastSeen: wall
+                ))
+            }
+            records.directory[member.userID]?.sockets += 1
+            records.directory[member.userID]?.setConnected(true, at: wall)
+            if let session = records.directory[member.userID]?.session { changes.append(.session(session)) }
+            let history = records.log.history(of: member.userID, budget: options.loginHistoryBytes)
+            return (records.directory.usersList(history: history), changes)
         }
-        persist { try store.save(session) }
+        store.record(changes)
 
-        socket.emit("session", ["sessionID": .string(member.sessionID), "userID": .string(member.userID)])
+        socket.emit(ChatEventName.session, SessionPayload(sessionID: member.sessionID, userID: member.userID).json)
         socket.join(member.userID)
-        socket.emit("users", serializedArguments: [usersList(entries: entries, userIDs: userIDs, for: member.userID)])
+        socket.emit(ChatEventName.users, fragments: [users])
         socket.broadcast.emit(
-            "user connected",
-            ["userID": .string(member.userID), "username": .string(member.username), "connected": true, "messages": []]
+            ChatEventName.userConnected,
+            UserEntry(userID: member.userID, username: member.username, connected: true, messages: []).json
         )
 
-        socket.on("private message") { [self] socket, arguments, ack in
+        socket.on(ChatEventName.privateMessage) { [self] socket, arguments, ack in
             privateMessage(from: socket, member: member, arguments: arguments, ack: ack)
         }
         socket.onDisconnect { [self] socket, reason in
@@ -159,82 +268,88 @@ public final class ChatApplication: Sendable {
 
     private func privateMessage(from socket: SocketIOServerSocket, member: Member, arguments: [JSONValue], ack: SocketIOAck?) {
         func refuse(_ why: String) {
-            logger.info("refused a private message", metadata: ["from": "\(member.userID)", "reason": "\(why)"])
+            refusals.record("private message", reason: why, peer: member.userID, on: socket.eventLoop)
             ack?(["error": .string(why)])
         }
-        if let limiter = member.limiter, !limiter.take() { return refuse("rate limit exceeded") }
-        guard let payload = arguments.first?.objectValue else { return refuse("the message is not an object") }
-        guard case .string(let content)? = payload["content"] else { return refuse("content is not a string") }
-        guard case .string(let to)? = payload["to"] else { return refuse("to is not a string") }
-        guard !content.isEmpty else { return refuse("content is empty") }
-        guard content.utf8.count <= options.maxMessageBytes else {
+        let payload: OutgoingMessage
+        switch ClientPayload.privateMessage(arguments) {
+        case .failure(let problem): return refuse(problem.why)
+        case .success(let decoded): payload = decoded
+        }
+        guard payload.content.utf8.count <= options.maxMessageBytes else {
             return refuse("content is larger than \(options.maxMessageBytes) bytes")
         }
-        guard directory.withLock({ $0.userIDs.contains(to) }) else { return refuse("no such user") }
-
-        let message = PrivateMessage(content: content, from: member.userID, to: to)
-        persist { try store.save(message) }
-        socket.to(to, member.userID).emit(
-            "private message",
-            ["content": .string(content), "from": .string(member.userID), "to": .string(to)]
-        )
+        let now = clock.now
+        let options = self.options
+        enum Outcome { case stored(MessageLog.Entry, [Int64]), tooFast, noSuchUser }
+        let message = PrivateMessage(content: payload.content, from: member.userID, to: payload.to)
+        let outcome = records.withLock { records -> Outcome in
+            guard records.directory.contains(payload.to) else { return .noSuchUser }
+            if options.messagesPerSecond > 0 {
+                var bucket = records.directory[member.userID]?.messages
+                    ?? TokenBucket(rate: options.messagesPerSecond, burst: options.messageBurst, now: now)
+                let allowed = bucket.take(now: now)
+                records.directory[member.userID]?.messages = bucket
+                guard allowed else { return .tooFast }
+            }
+            let (entry, dropped) = records.log.append(message)
+            return .stored(entry, dropped)
+        }
+        switch outcome {
+        case .noSuchUser:
+            return refuse("no such user")
+        case .tooFast:
+            return refuse("rate limit exceeded")
+        case .stored(let entry, let dropped):
+            store.record(dropped.isEmpty ? [.message(entry)] : [.message(entry), .dropMessages(dropped)])
+        }
+        socket.to(payload.to, member.userID).emit(ChatEventName.privateMessage, message.json)
         ack?(["ok": true])
     }
 
     private func disconnected(_ socket: SocketIOServerSocket, member: Member, namespace: SocketIONamespace, reason: String) {
-        guard namespace.sockets(in: member.userID).isEmpty else { return }
+        let wall = wallNow
+        let session = records.withLock { records -> StoredSession? in
+            guard var user = records.directory[member.userID] else { return nil }
+            user.sockets -= 1
+            if user.sockets == 0 { user.setConnected(false, at: wall) }
+            records.directory[member.userID] = user
+            return user.sockets == 0 ? user.session : nil
+        }
+        guard let session else { return }
+        store.record([.session(session)])
         // A server that shuts down closes every connection: nobody stays to hear who left,
         // and telling each of n clients about the others would be n² frames on the way out.
-        if reason != EngineIOCloseReason.serverShutdown.rawValue {
-            namespace.emit("user disconnected", .string(member.userID))
+        if reason != EngineIOCloseReason.serverShutdown.name {
+            namespace.emit(ChatEventName.userDisconnected, .string(member.userID))
         }
-        let session = StoredSession(sessionID: member.sessionID, userID: member.userID, username: member.username, connected: false)
-        directory.withLock { $0.save(session) }
-        persist { try store.save(session) }
     }
 
-    // MARK: The users list
+    // MARK: Expiry
 
-    static func entryPrefix(_ session: StoredSession) -> String {
-        "{\"userID\":" + JSONValue.string(session.userID).serialized()
-            + ",\"username\":" + JSONValue.string(session.username).serialized()
-            + ",\"connected\":" + (session.connected ? "true" : "false")
-    }
-
-    /// `users` for one receiver: every session, each with the conversation between that
-    /// user and the receiver (part III).
-    /// `entries[i]` is the entry of the user `userIDs[i]` (both taken under one lock).
-    func usersList(entries: [String], userIDs: [String], for receiver: String) -> String {
-        var conversations: [String: [String]] = [:]
-        let stored = (try? store.messages(of: receiver)) ?? []
-        for message in stored {
-            let other = message.from == receiver ? message.to : message.from
-            let json: JSONValue = ["content": .string(message.content), "from": .string(message.from), "to": .string(message.to)]
-            conversations[other, default: []].append(json.serialized())
+    /// Forgets users away for longer than the session lifetime, with their conversations;
+    /// at most once per `expiryInterval` (it walks every user). The changes for the store.
+    static func expire(_ records: inout Records, options: Options, wallNow: Int64, now: NIODeadline) -> [StoreChange] {
+        guard now >= records.nextExpiry else { return [] }
+        let lifetime = options.sessionLifetime.components.seconds
+        records.nextExpiry = now + TimeAmount(min(options.sessionLifetime / 10, .seconds(3600)))
+        let gone = records.directory.removeAll { user in
+            !user.session.connected && user.sockets == 0 && wallNow - user.session.lastSeen > lifetime
         }
-        var text = "["
-        text.reserveCapacity(entries.reduce(2) { $0 + $1.utf8.count + 16 })
-        for (index, entry) in entries.enumerated() {
-            if index > 0 { text += "," }
-            text += entry
-            text += ",\"messages\":["
-            if let messages = conversations[userIDs[index]] {
-                text += messages.joined(separator: ",")
-            }
-            text += "]}"
-        }
-        text += "]"
-        return text
+        // Buckets that have refilled are the same as new ones.
+        records.newUsers = records.newUsers.filter { !$0.value.isFull(now: now) }
+        for userID in gone { records.log.removeConversations(of: userID) }
+        return gone.map { .forgetUser(userID: $0) }
     }
 
     // MARK: Helpers
 
-    private func persist(_ write: () throws -> Void) {
-        do {
-            try write()
-        } catch {
-            logger.error("storage failed", metadata: ["error": "\(error)"])
-        }
+    /// The system's real-time clock, in seconds since 1970: read once, at start (after that,
+    /// time comes from the server's monotonic clock).
+    public static func secondsSince1970() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec)
     }
 
     /// Random bytes from the system's cryptographic source, as lower-case hex.
@@ -249,31 +364,5 @@ public final class ChatApplication: Sendable {
             out.append(digits[Int(byte & 15)])
         }
         return String(decoding: out, as: UTF8.self)
-    }
-}
-
-/// A token bucket: `rate` tokens a second, at most `burst` saved up.
-final class TokenBucket: Sendable {
-    private let state: Mutex<(tokens: Double, last: ContinuousClock.Instant)>
-    let rate: Double
-    let burst: Double
-
-    init(rate: Double, burst: Double) {
-        self.rate = rate
-        self.burst = burst
-        self.state = Mutex((burst, ContinuousClock.now))
-    }
-
-    func take() -> Bool {
-        let now = ContinuousClock.now
-        return state.withLock { state in
-            let elapsed = now - state.last
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            state.tokens = min(burst, state.tokens + seconds * rate)
-            state.last = now
-            guard state.tokens >= 1 else { return false }
-            state.tokens -= 1
-            return true
-        }
     }
 }

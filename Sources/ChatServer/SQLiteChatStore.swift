@@ -1,20 +1,36 @@
-public import Chat
+public import ChatSchema
 import Foundation
 import GRDB
+public import Logging
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Sessions and messages in a SQLite file (`--data PATH`), so that a restart loses neither.
 ///
+/// Written behind the server's memory: `record` queues changes and returns; one writer at a
+/// time takes everything queued and writes it in one transaction, on GRDB's own queue (never
+/// on an event loop), so a burst of messages costs a few transactions, not one each.
+///
 /// The file holds session IDs, which are bearer secrets: it is created readable by its
 /// owner only, and a file readable by others is tightened.
 public final class SQLiteChatStore: ChatStore {
-    private let queue: DatabaseQueue
+    private let database: DatabaseQueue
+    private let logger: Logger
     public let path: String
+    private let pending = Mutex(Pending())
 
-    public init(path: String) throws {
+    struct Pending {
+        var changes: [StoreChange] = []
+        var writing = false
+        /// Callers of `flush`, resumed when nothing is left to write.
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    public init(path: String, logger: Logger = Logger(label: "parley.store")) throws {
         self.path = path
+        self.logger = logger
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -33,7 +49,7 @@ public final class SQLiteChatStore: ChatStore {
             // do not wait for fsync; a power loss may lose the last moments.
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
-        queue = try DatabaseQueue(path: path, configuration: config)
+        database = try DatabaseQueue(path: path, configuration: config)
         for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
             chmod(file, 0o600)
         }
@@ -60,9 +76,13 @@ public final class SQLiteChatStore: ChatStore {
                     """
             )
         }
-        try migrator.migrate(queue)
-        // Nobody is connected to a server that just started.
-        try queue.write { db in try db.execute(sql: "UPDATE session SET connected = 0") }
+        // When each user was last seen, for the session lifetime: sessions from before it
+        // count as seen when the server first runs with it.
+        migrator.registerMigration("v2 last_seen") { db in
+            try db.execute(sql: "ALTER TABLE session ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0")
+            try db.execute(sql: "UPDATE session SET last_seen = CAST(strftime('%s','now') AS INTEGER)")
+        }
+        try migrator.migrate(database)
     }
 
     public enum StoreError: Error, CustomStringConvertible {
@@ -74,63 +94,100 @@ public final class SQLiteChatStore: ChatStore {
         }
     }
 
-    private static func session(_ row: Row) -> StoredSession {
-        StoredSession(sessionID: row["session_id"], userID: row["user_id"], username: row["username"], connected: row["connected"])
-    }
-
-    public func session(id sessionID: String) throws -> StoredSession? {
-        try queue.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM session WHERE session_id = ?", arguments: [sessionID]).map(Self.session)
+    public func load() async throws -> StoredState {
+        try await database.read { db in
+            let sessions = try Row.fetchAll(db, sql: "SELECT * FROM session ORDER BY seq").map { row in
+                // Nobody is connected to a server that just started.
+                StoredSession(
+                    sessionID: row["session_id"], userID: row["user_id"], username: row["username"],
+                    connected: false, lastSeen: row["last_seen"]
+                )
+            }
+            let messages = try Row.fetchAll(db, sql: "SELECT id, content, from_user, to_user FROM message ORDER BY id").map { row in
+                MessageLog.Entry(seq: row["id"], message: PrivateMessage(content: row["content"], from: row["from_user"], to: row["to_user"]))
+            }
+            return StoredState(sessions: sessions, messages: messages)
         }
     }
 
-    public func hasUser(_ userID: String) throws -> Bool {
-        try queue.read { db in
-            try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM session WHERE user_id = ?)", arguments: [userID]) ?? false
+    public func record(_ changes: [StoreChange]) {
+        guard !changes.isEmpty else { return }
+        let start = pending.withLock { pending -> Bool in
+            pending.changes.append(contentsOf: changes)
+            defer { pending.writing = true }
+            return !pending.writing
+        }
+        if start { Task { await self.writeAll() } }
+    }
+
+    /// Writes batches until nothing is queued; one writer at a time.
+    private func writeAll() async {
+        while true {
+            let batch = pending.withLock { pending -> [StoreChange] in
+                defer { pending.changes.removeAll(keepingCapacity: true) }
+                return pending.changes
+            }
+            if batch.isEmpty {
+                let waiters = pending.withLock { pending -> [CheckedContinuation<Void, Never>]? in
+                    // Something may have come in since the batch was taken.
+                    guard pending.changes.isEmpty else { return nil }
+                    pending.writing = false
+                    defer { pending.waiters = [] }
+                    return pending.waiters
+                }
+                guard let waiters else { continue }
+                for waiter in waiters { waiter.resume() }
+                return
+            }
+            do {
+                try await database.write { db in try Self.apply(batch, to: db) }
+            } catch {
+                logger.error("storage failed", metadata: ["error": "\(error)", "changes": "\(batch.count)"])
+            }
         }
     }
 
-    public func save(_ session: StoredSession) throws {
-        try queue.write { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO session (session_id, user_id, username, connected) VALUES (?, ?, ?, ?)
-                    ON CONFLICT(session_id) DO UPDATE SET user_id = excluded.user_id,
-                        username = excluded.username, connected = excluded.connected
-                    """,
-                arguments: [session.sessionID, session.userID, session.username, session.connected]
-            )
+    private static func apply(_ batch: [StoreChange], to db: Database) throws {
+        let saveSession = try db.cachedStatement(
+            sql: """
+                INSERT INTO session (session_id, user_id, username, connected, last_seen) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT(session_id) DO UPDATE SET user_id = excluded.user_id, username = excluded.username,
+                    connected = excluded.connected, last_seen = excluded.last_seen
+                """
+        )
+        let saveMessage = try db.cachedStatement(sql: "INSERT OR REPLACE INTO message (id, content, from_user, to_user) VALUES (?, ?, ?, ?)")
+        let dropMessage = try db.cachedStatement(sql: "DELETE FROM message WHERE id = ?")
+        for change in batch {
+            switch change {
+            case .session(let session):
+                try saveSession.execute(arguments: [session.sessionID, session.userID, session.username, session.connected, session.lastSeen])
+            case .forgetUser(let userID):
+                try db.execute(sql: "DELETE FROM session WHERE user_id = ?", arguments: [userID])
+                try db.execute(sql: "DELETE FROM message WHERE from_user = ? OR to_user = ?", arguments: [userID, userID])
+            case .message(let entry):
+                try saveMessage.execute(arguments: [entry.seq, entry.message.content, entry.message.from, entry.message.to])
+            case .dropMessages(let seqs):
+                for seq in seqs { try dropMessage.execute(arguments: [seq]) }
+            }
         }
     }
 
-    public func allSessions() throws -> [StoredSession] {
-        try queue.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM session ORDER BY seq").map(Self.session)
+    /// Waits until everything recorded so far is written.
+    public func flush() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = pending.withLock { pending -> Bool in
+                guard pending.writing || !pending.changes.isEmpty else { return true }
+                pending.waiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
         }
     }
 
-    public func save(_ message: PrivateMessage) throws {
-        try queue.write { db in
-            try db.execute(
-                sql: "INSERT INTO message (content, from_user, to_user) VALUES (?, ?, ?)",
-                arguments: [message.content, message.from, message.to]
-            )
-        }
-    }
-
-    public func messages(of userID: String) throws -> [PrivateMessage] {
-        try queue.read { db in
-            try Row.fetchAll(
-                db,
-                sql: "SELECT content, from_user, to_user FROM message WHERE from_user = ? OR to_user = ? ORDER BY id",
-                arguments: [userID, userID]
-            ).map { PrivateMessage(content: $0["content"], from: $0["from_user"], to: $0["to_user"]) }
-        }
-    }
-
-    public func close() throws {
+    public func close() async throws {
+        await flush()
         // Fold the WAL into the main file, so the data is one file at rest.
-        try queue.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
-        try queue.close()
+        try await database.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
+        try database.close()
     }
 }

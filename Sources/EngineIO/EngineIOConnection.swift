@@ -1,31 +1,6 @@
 public import Logging
 import Synchronization
 
-/// Why an Engine.IO connection ended. The Socket.IO layer maps these to its
-/// disconnect reasons ("transport close", "ping timeout", …).
-public enum EngineIOCloseReason: Sendable, Hashable, CustomStringConvertible {
-    /// The server closed the connection (close packet or end of stream).
-    case transportClose
-    /// The connection failed.
-    case transportError(String)
-    /// No ping from the server within pingInterval + pingTimeout.
-    case pingTimeout
-    /// The server sent something that is not valid Engine.IO.
-    case parseError(String)
-    /// This side closed it.
-    case forcedClose
-
-    public var description: String {
-        switch self {
-        case .transportClose: return "transport close"
-        case .transportError(let why): return "transport error: \(why)"
-        case .pingTimeout: return "ping timeout"
-        case .parseError(let why): return "parse error: \(why)"
-        case .forcedClose: return "forced close"
-        }
-    }
-}
-
 extension Logger {
     /// The default of every Parley library type: silent. A library must not write to
     /// stdout on its own (it would corrupt a terminal UI); pass a logger to see its logs.

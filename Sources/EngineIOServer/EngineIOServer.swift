@@ -1,37 +1,48 @@
 import EngineIOProtocol
 import JSON
+public import NIOCore
 import Synchronization
 
 /// An Engine.IO v4 server (engine.io-protocol v4): sessions over HTTP long-polling and
-/// WebSocket, the upgrade from one to the other, the heartbeat and the size limits.
+/// WebSocket, the upgrade from one to the other, the heartbeat, and the limits of
+/// `EngineIOServerOptions.Limits`.
 ///
-/// It knows nothing of HTTP libraries: `EngineIOServer+Hummingbird.swift` connects it to
-/// Hummingbird's requests and WebSocket upgrades.
+/// It knows nothing of HTTP libraries: `EngineIOChannel.swift` connects it to NIO's HTTP and
+/// WebSocket pipelines and to Hummingbird's responder.
 public final class EngineIOServer: Sendable {
     public let options: EngineIOServerOptions
-    private let sessions = Mutex<[String: EngineIOSocket]>([:])
+    /// Every timer and rate limit of the server keeps time with this clock.
+    public let clock: any ServerClock
+    let registry: SessionRegistry
+    /// Counts TCP connections per address and in total (see `EngineIOChannel`).
+    let connections: ConnectionLimiter
     /// Makes the receiver of a new session's messages; called before any message arrives.
     private let onConnection: @Sendable (EngineIOSocket) -> any EngineIOSocketDelegate
-    private let shuttingDown = Atomic<Bool>(false)
 
     public init(
         options: EngineIOServerOptions = EngineIOServerOptions(),
+        clock: any ServerClock = .system,
         onConnection: @escaping @Sendable (EngineIOSocket) -> any EngineIOSocketDelegate
     ) {
         self.options = options
+        self.clock = clock
+        self.registry = SessionRegistry(limits: options.limits, clock: clock)
+        self.connections = ConnectionLimiter(limits: options.limits)
         self.onConnection = onConnection
     }
 
     /// Open sessions.
-    public var sessionCount: Int { sessions.withLock { $0.count } }
+    public var sessionCount: Int { registry.count }
+    /// Open sessions that have joined no namespace (see `EngineIOSocket.setHalfOpen`).
+    public var halfOpenSessionCount: Int { registry.halfOpenCount }
+    /// Open TCP connections.
+    public var connectionCount: Int { connections.count }
 
-    public func session(id: String) -> EngineIOSocket? { sessions.withLock { $0[id] } }
+    public func session(id: String) -> EngineIOSocket? { registry.session(id: id) }
 
     /// Closes every session (`server shutting down`) and refuses new ones.
     public func shutdown() {
-        shuttingDown.store(true, ordering: .relaxed)
-        let all = sessions.withLock { Array($0.values) }
-        for socket in all { socket.close(reason: .serverShutdown) }
+        for socket in registry.shutDown() { socket.close(reason: .serverShutdown) }
     }
 
     // MARK: Handshake
@@ -54,14 +65,18 @@ public final class EngineIOServer: Sendable {
         )
     }
 
-    /// Creates, registers and hands to the application a new session.
-    func open(request: EngineIOHandshakeRequest) -> EngineIOSocket? {
-        guard !shuttingDown.load(ordering: .relaxed) else { return nil }
-        let socket = EngineIOSocket(id: Self.randomID(), request: request, options: options) { [weak self] socket in
-            _ = self?.sessions.withLock { $0.removeValue(forKey: socket.id) }
-        }
-        sessions.withLock { $0[socket.id] = socket }
-        return socket
+    /// Creates and registers a new session, or says why not (the answer for the client).
+    func open(request: EngineIOHandshakeRequest, on loop: any EventLoop) -> Result<EngineIOSocket, HTTPAnswer> {
+        let socket = EngineIOSocket(
+            id: Self.randomID(),
+            request: request,
+            options: options,
+            clock: clock,
+            loop: loop,
+            registry: registry
+        )
+        if let refusal = registry.add(socket) { return .failure(refusal) }
+        return .success(socket)
     }
 
     /// Starts the application's side and the heartbeat, after the open packet is on its way.
@@ -101,24 +116,49 @@ public final class EngineIOServer: Sendable {
 
     // MARK: Requests, independent of the HTTP library
 
-    /// An HTTP answer for the polling transport.
-    public struct HTTPAnswer: Sendable, Equatable {
+    /// An HTTP answer for the polling transport, or a refusal.
+    public struct HTTPAnswer: Sendable, Equatable, Error {
         public var status: Int
         public var body: String
         public var contentType: String
+        /// For 429 and 503: when the client may try again (`Retry-After`, in seconds).
+        public var retryAfter: Int?
 
         static func ok(_ body: String) -> HTTPAnswer {
             HTTPAnswer(status: 200, body: body, contentType: "text/plain; charset=UTF-8")
         }
 
         /// engine.io's error body: `{"code":N,"message":"…"}`.
-        static func error(_ code: ErrorCode, status: Int = 400, message: String? = nil) -> HTTPAnswer {
+        static func error(_ code: ErrorCode, status: Int = 400, message: String? = nil, retryAfter: Int? = nil) -> HTTPAnswer {
             let json: JSONValue = ["code": .int(code.rawValue), "message": .string(message ?? code.message)]
-            return HTTPAnswer(status: status, body: json.serialized(), contentType: "application/json")
+            return HTTPAnswer(status: status, body: json.serialized(), contentType: "application/json", retryAfter: retryAfter)
+        }
+
+        /// The whole HTTP/1.1 response as bytes, for a connection that gets nothing else
+        /// (a refused WebSocket upgrade, a refused connection): engine.io writes these raw too.
+        var rawResponse: String {
+            var head = "HTTP/1.1 \(status) \(Self.reason(status))\r\nConnection: close\r\n"
+            head += "Content-Type: \(contentType)\r\nContent-Length: \(body.utf8.count)\r\n"
+            if let retryAfter { head += "Retry-After: \(retryAfter)\r\n" }
+            return head + "\r\n" + body
+        }
+
+        static func reason(_ status: Int) -> String {
+            switch status {
+            case 200: return "OK"
+            case 400: return "Bad Request"
+            case 403: return "Forbidden"
+            case 408: return "Request Timeout"
+            case 413: return "Payload Too Large"
+            case 429: return "Too Many Requests"
+            case 503: return "Service Unavailable"
+            default: return "Error"
+            }
         }
     }
 
-    /// engine.io's error codes.
+    /// engine.io's error codes. A refusal by a limit is engine.io's `allowRequest` refusal:
+    /// code 4, with a message that says which limit.
     public enum ErrorCode: Int, Sendable {
         case unknownTransport = 0
         case unknownSession = 1
@@ -148,26 +188,38 @@ public final class EngineIOServer: Sendable {
         return nil
     }
 
-    /// A long-polling request. `body` reads the POST body up to the limit (nil when it is
-    /// larger); `abort` is set by the caller to learn the poll's generation, so that it can
-    /// report a client that goes away mid-poll through `pollAborted`.
+    /// What a POST body turned out to be.
+    public enum PostBody: Sendable {
+        case complete([UInt8])
+        /// Larger than maxHttpBufferSize.
+        case tooLarge
+        /// The connection failed or the body stalled (see `Limits.requestBodyTimeout`).
+        case failed
+    }
+
+    /// A long-polling request. `body` reads the POST body up to the limit; `onPollStart`
+    /// learns the GET's abort action, so that a client that goes away mid-poll ends it.
     public func handlePolling(
         method: String,
         query: [String: String],
         request: @autoclosure () -> EngineIOHandshakeRequest,
-        body: () async -> [UInt8]?,
+        loop: any EventLoop,
+        body: () async -> PostBody,
         onPollStart: (_ abort: @escaping @Sendable () -> Void) -> Void = { _ in }
     ) async -> HTTPAnswer {
         if let error = validate(query: query, expecting: .polling) { return error }
         guard let sid = query["sid"] else {
             // A handshake: only GET opens a session.
             guard method == "GET" else { return .error(.badHandshakeMethod) }
-            guard options.transports.contains(.polling), let socket = open(request: request()) else {
-                return .error(.forbidden, status: 403)
+            guard options.transports.contains(.polling) else { return .error(.forbidden, status: 403) }
+            switch open(request: request(), on: loop) {
+            case .failure(let refusal):
+                return refusal
+            case .success(let socket):
+                let answer = HTTPAnswer.ok(handshakePacket(socket.id, .polling).encodedText())
+                start(socket)
+                return answer
             }
-            let answer = HTTPAnswer.ok(handshakePacket(socket.id, .polling).encodedText())
-            start(socket)
-            return answer
         }
         guard let socket = session(id: sid) else { return .error(.unknownSession) }
         switch method {
@@ -184,15 +236,22 @@ public final class EngineIOServer: Sendable {
             guard socket.transport == .polling else { return .error(.badRequest, message: "Bad request: the session is on another transport") }
             guard socket.beginPost() else { return .error(.badRequest, message: "Bad request: overlapping POST requests") }
             defer { socket.endPost() }
-            guard let bytes = await body() else {
-                socket.close(reason: .parseError, pollAnswer: "1")
+            let bytes: [UInt8]
+            switch await body() {
+            case .complete(let complete):
+                bytes = complete
+            case .tooLarge:
+                socket.close(reason: .parseError("a POST body over \(options.maxHttpBufferSize) bytes"), pollAnswer: "1")
                 return .error(.badRequest, status: 413, message: "Payload too large")
+            case .failed:
+                socket.close(reason: .transportError("the POST body did not arrive"), pollAnswer: "1")
+                return .error(.badRequest, status: 408, message: "Bad request: the body did not arrive in time")
             }
             let packets: [EngineIOPacket]
             do {
                 packets = try EngineIOPayload.decode(String(decoding: bytes, as: UTF8.self))
             } catch {
-                socket.close(reason: .parseError, pollAnswer: "1")
+                socket.close(reason: .parseError(error.description), pollAnswer: "1")
                 return .error(.badRequest, message: "Bad request: \(error.description)")
             }
             for packet in packets {
@@ -201,6 +260,9 @@ public final class EngineIOServer: Sendable {
                     break
                 }
                 socket.received(packet)
+                // What a packet did may have ended the session (a limit, a protocol error):
+                // the rest of the payload is not worth reading.
+                if socket.isClosed { break }
             }
             return .ok("ok")
         default:
@@ -210,108 +272,150 @@ public final class EngineIOServer: Sendable {
 
     // MARK: WebSocket
 
-    /// What to do with a WebSocket upgrade request: refuse it, open a new session on it, or
-    /// move an existing polling session onto it.
+    /// What to do with a WebSocket upgrade request: refuse it (with this answer), open a new
+    /// session on it, or move an existing polling session onto it.
     public enum WebSocketPlan: Sendable {
-        case refuse
-        case open
+        case refuse(HTTPAnswer)
+        case open(EngineIOSocket)
         case upgrade(EngineIOSocket)
     }
 
-    public func planWebSocket(query: [String: String]) -> WebSocketPlan {
-        guard validate(query: query, expecting: .websocket) == nil, options.transports.contains(.websocket) else {
-            return .refuse
+    /// Decides on a WebSocket request. A new session is registered here (it counts against
+    /// the limits from now on), so that a refusal is known before the upgrade is answered.
+    func planWebSocket(query: [String: String], request: @autoclosure () -> EngineIOHandshakeRequest, loop: any EventLoop) -> WebSocketPlan {
+        if let error = validate(query: query, expecting: .websocket) { return .refuse(error) }
+        guard options.transports.contains(.websocket) else { return .refuse(.error(.unknownTransport)) }
+        guard let sid = query["sid"] else {
+            switch open(request: request(), on: loop) {
+            case .failure(let refusal): return .refuse(refusal)
+            case .success(let socket): return .open(socket)
+            }
         }
-        guard let sid = query["sid"] else { return .open }
-        guard options.allowUpgrades, let socket = session(id: sid), socket.beginUpgrade() else { return .refuse }
+        guard options.allowUpgrades else { return .refuse(.error(.badRequest, message: "Bad request: upgrades are off")) }
+        guard let socket = session(id: sid) else { return .refuse(.error(.unknownSession)) }
+        guard socket.beginUpgrade() else { return .refuse(.error(.badRequest, message: "Bad request: the session cannot upgrade now")) }
         return .upgrade(socket)
     }
 
-    /// One WebSocket message from the client.
-    public enum WebSocketMessage: Sendable {
-        case text(String)
-        case binary([UInt8])
+    /// A session opened on a WebSocket, once its reader is in place: the open packet goes
+    /// first, then whatever the application sends.
+    func startWebSocketSession(_ socket: EngineIOSocket, sink: any EngineIOWebSocketSink) {
+        socket.send(EngineIOOutgoing(handshakePacket(socket.id, .websocket)))
+        start(socket)
+        socket.attach(sink)
+    }
+}
+
+// MARK: - Sessions and their limits
+
+/// Every open session, and what each address holds: the session table, with the limits on
+/// sessions (in total, per address, half-open) and on how fast an address opens them.
+final class SessionRegistry: Sendable {
+    private let limits: EngineIOServerOptions.Limits
+    private let clock: any ServerClock
+    private let state = Mutex(State())
+
+    struct State {
+        var sessions: [String: EngineIOSocket] = [:]
+        var halfOpen = 0
+        var byAddress: [String: AddressUsage] = [:]
+        /// `byAddress` is swept of forgotten addresses when it grows past this.
+        var sweepAt = 1024
+        var shuttingDown = false
     }
 
-    /// Runs a session on a WebSocket until either side closes it. `receive` yields the
-    /// client's messages (nil at the end); packets for the client go to `sink`.
-    public func serveWebSocket(
-        plan: WebSocketPlan,
-        request: EngineIOHandshakeRequest,
-        receive: () async throws -> WebSocketMessage?,
-        sink: any EngineIOWebSocketSink,
-        readOnEventLoop: (EngineIOSocket) async -> Void = { _ in }
-    ) async {
-        let socket: EngineIOSocket
-        switch plan {
-        case .refuse:
-            return
-        case .open:
-            guard let opened = open(request: request) else {
-                sink.close()
-                return
-            }
-            socket = opened
-            // The order matters: the client speaks once it has the open packet, and what it
-            // says may be read on the event loop at once (see the Hummingbird side), so the
-            // reading and the receiver are in place before the open packet leaves, and the
-            // open packet is queued before anything the receiver might send.
-            await readOnEventLoop(socket)
-            socket.send(EngineIOOutgoing(handshakePacket(socket.id, .websocket)))
-            start(socket)
-            socket.attach(sink)
-        case .upgrade(let existing):
-            socket = existing
-            guard await probe(socket, receive: receive, sink: sink) else {
-                socket.abortUpgrade()
-                sink.close()
-                return
-            }
-        }
+    struct AddressUsage {
+        var sessions = 0
+        var halfOpen = 0
+        var newSessions: TokenBucket
+    }
 
-        do {
-            while let message = try await receive() {
-                switch message {
-                case .binary(let bytes):
-                    socket.received(.message(.binary(bytes)))
-                case .text(let text):
-                    do {
-                        socket.received(try EngineIOPacket(decodingText: text))
-                    } catch {
-                        socket.close(reason: .parseError)
-                    }
-                }
-                if socket.isClosed { break }
+    init(limits: EngineIOServerOptions.Limits, clock: any ServerClock) {
+        self.limits = limits
+        self.clock = clock
+    }
+
+    var count: Int { state.withLock { $0.sessions.count } }
+    var halfOpenCount: Int { state.withLock { $0.halfOpen } }
+
+    func session(id: String) -> EngineIOSocket? { state.withLock { $0.sessions[id] } }
+
+    /// Registers a new (half-open) session, or says why it may not open.
+    func add(_ socket: EngineIOSocket) -> EngineIOServer.HTTPAnswer? {
+        let now = clock.now
+        let limits = self.limits
+        return state.withLock { state -> EngineIOServer.HTTPAnswer? in
+            func busy(_ why: String) -> EngineIOServer.HTTPAnswer {
+                .error(.forbidden, status: 503, message: "Server busy: \(why)", retryAfter: 5)
             }
-            socket.close(reason: .transportClose)
-        } catch {
-            // Larger than maxHttpBufferSize, or the connection failed.
-            socket.close(reason: socket.isClosed ? .transportClose : .parseError)
+            guard !state.shuttingDown else { return busy("shutting down") }
+            guard state.sessions.count < limits.maxSessions else { return busy("too many sessions") }
+            guard state.halfOpen < limits.maxHalfOpenSessions else { return busy("too many sessions waiting to connect") }
+            let key = socket.addressKey
+            var usage = state.byAddress[key]
+                ?? AddressUsage(newSessions: TokenBucket(rate: limits.newSessionsPerSecondPerAddress, burst: limits.newSessionBurstPerAddress, now: now))
+            func tooMany(_ why: String, retryAfter: Int = 5) -> EngineIOServer.HTTPAnswer {
+                .error(.forbidden, status: 429, message: "Too many requests: \(why)", retryAfter: retryAfter)
+            }
+            guard usage.sessions < limits.maxSessionsPerAddress else { return tooMany("too many sessions from this address") }
+            guard usage.halfOpen < limits.maxHalfOpenSessionsPerAddress else {
+                return tooMany("too many sessions from this address waiting to connect")
+            }
+            guard usage.newSessions.take(now: now) else {
+                let wait = usage.newSessions.wait(now: now)
+                state.byAddress[key] = usage
+                let (seconds, fraction) = wait.components
+                return tooMany("new sessions from this address come too fast", retryAfter: max(1, Int(seconds) + (fraction > 0 ? 1 : 0)))
+            }
+            usage.sessions += 1
+            usage.halfOpen += 1
+            state.byAddress[key] = usage
+            state.halfOpen += 1
+            state.sessions[socket.id] = socket
+            if state.byAddress.count > state.sweepAt { Self.sweep(&state, now: now) }
+            return nil
         }
     }
 
-    /// The upgrade handshake on a new WebSocket: `2probe` → `3probe`, then `5`.
-    private func probe(
-        _ socket: EngineIOSocket,
-        receive: () async throws -> WebSocketMessage?,
-        sink: any EngineIOWebSocketSink
-    ) async -> Bool {
-        // The upgrade timeout: a client that opens the WebSocket and says nothing does not hold it.
-        let timeout = options.upgradeTimeout
-        let timer = Task {
-            do { try await Task.sleep(for: timeout) } catch { return }
-            socket.abortUpgrade()
-            sink.close()
+    /// A session joined its first namespace (false) or left its last one (true).
+    func setHalfOpen(_ socket: EngineIOSocket, _ halfOpen: Bool) {
+        state.withLock { state in
+            guard state.sessions[socket.id] === socket else { return }
+            let delta = halfOpen ? 1 : -1
+            state.halfOpen += delta
+            state.byAddress[socket.addressKey]?.halfOpen += delta
         }
-        defer { timer.cancel() }
-        do {
-            guard case .text("2probe")? = try await receive() else { return false }
-            if sink.send([EngineIOOutgoing(.pong("probe"))]) { sink.flushWritten() }
-            socket.probed()
-            guard case .text("5")? = try await receive() else { return false }
-            return socket.completeUpgrade(to: sink)
-        } catch {
-            return false
+    }
+
+    /// A session closed. `wasHalfOpen` as the socket last told.
+    func remove(_ socket: EngineIOSocket, wasHalfOpen: Bool) {
+        state.withLock { state in
+            guard state.sessions[socket.id] === socket else { return }
+            state.sessions.removeValue(forKey: socket.id)
+            if wasHalfOpen { state.halfOpen -= 1 }
+            let key = socket.addressKey
+            guard var usage = state.byAddress[key] else { return }
+            usage.sessions -= 1
+            if wasHalfOpen { usage.halfOpen -= 1 }
+            state.byAddress[key] = usage
         }
+    }
+
+    /// Refuses new sessions from now on; every open one, to close.
+    func shutDown() -> [EngineIOSocket] {
+        state.withLock { state in
+            state.shuttingDown = true
+            return Array(state.sessions.values)
+        }
+    }
+
+    /// Forgets addresses that hold nothing and whose rate bucket has refilled (a new entry
+    /// would be the same), so the table is as large as what addresses hold, not as every
+    /// address ever seen. Amortised: the next sweep waits until the table has doubled.
+    private static func sweep(_ state: inout State, now: NIODeadline) {
+        state.byAddress = state.byAddress.filter { _, usage in
+            usage.sessions > 0 || !usage.newSessions.isFull(now: now)
+        }
+        state.sweepAt = max(1024, state.byAddress.count * 2)
     }
 }

@@ -16,6 +16,8 @@ public struct EngineIOServerOptions: Sendable {
     public var upgradeTimeout: Duration
     /// Which browser origins get CORS headers on polling requests.
     public var cors: CORS
+    /// What a client, an address and everyone together may make the server hold.
+    public var limits: Limits
 
     public enum Transport: String, Sendable, Hashable, CaseIterable {
         case polling
@@ -48,7 +50,8 @@ public struct EngineIOServerOptions: Sendable {
         transports: Set<Transport> = [.polling, .websocket],
         allowUpgrades: Bool = true,
         upgradeTimeout: Duration = .seconds(10),
-        cors: CORS = .disabled
+        cors: CORS = .disabled,
+        limits: Limits = Limits()
     ) {
         self.path = path.hasSuffix("/") ? path : path + "/"
         self.pingInterval = pingInterval
@@ -58,23 +61,77 @@ public struct EngineIOServerOptions: Sendable {
         self.allowUpgrades = allowUpgrades
         self.upgradeTimeout = upgradeTimeout
         self.cors = cors
+        self.limits = limits
     }
-}
 
-/// Why a session ended (engine.io's close reasons).
-public enum EngineIOCloseReason: String, Sendable, Equatable {
-    /// The client closed the connection or sent a `close` packet.
-    case transportClose = "transport close"
-    /// The transport failed (a polling request aborted, a socket error).
-    case transportError = "transport error"
-    /// No pong within pingTimeout.
-    case pingTimeout = "ping timeout"
-    /// The client sent something that is not Engine.IO (or too large).
-    case parseError = "parse error"
-    /// The application closed it.
-    case forcedClose = "forced close"
-    /// The server is stopping.
-    case serverShutdown = "server shutting down"
+    /// Every resource a client can make the server hold, bounded per connection, per remote
+    /// address and in total (PROTOCOL.md, "Parley's server: limits it keeps"). A refusal is
+    /// always an answer: HTTP 429 or 503 with engine.io's error body, or a closed session.
+    ///
+    /// An address is an IPv4 address, or the /64 prefix of an IPv6 one (what one host
+    /// usually holds). `Int.max` or `.infinity` switches a limit off.
+    public struct Limits: Sendable, Equatable {
+        /// Open TCP connections, in total and from one address.
+        public var maxConnections: Int
+        public var maxConnectionsPerAddress: Int
+        /// Engine.IO sessions, in total and from one address.
+        public var maxSessions: Int
+        public var maxSessionsPerAddress: Int
+        /// Sessions that have not (or no longer) joined any namespace, in total and from one
+        /// address. A real client has one for a few milliseconds, between its handshake and
+        /// its CONNECT; an attacker would keep thousands.
+        public var maxHalfOpenSessions: Int
+        public var maxHalfOpenSessionsPerAddress: Int
+        /// New sessions one address may open per second on average, and in a burst.
+        public var newSessionsPerSecondPerAddress: Double
+        public var newSessionBurstPerAddress: Double
+        /// Bytes waiting for a client that does not read (a WebSocket's backlog, a polling
+        /// session's outbox) before the session is closed.
+        public var maxBacklogBytes: Int
+        /// A request head must be complete within this long of the connection opening or of
+        /// the last response (so also the keep-alive idle time)…
+        public var requestHeadTimeout: Duration
+        /// …and a request body within this long of its head.
+        public var requestBodyTimeout: Duration
+
+        public init(
+            maxConnections: Int = 20_000,
+            maxConnectionsPerAddress: Int = 512,
+            maxSessions: Int = 20_000,
+            maxSessionsPerAddress: Int = 256,
+            maxHalfOpenSessions: Int = 1_024,
+            maxHalfOpenSessionsPerAddress: Int = 16,
+            newSessionsPerSecondPerAddress: Double = 5,
+            newSessionBurstPerAddress: Double = 30,
+            maxBacklogBytes: Int = 8 << 20,
+            requestHeadTimeout: Duration = .seconds(10),
+            requestBodyTimeout: Duration = .seconds(15)
+        ) {
+            self.maxConnections = maxConnections
+            self.maxConnectionsPerAddress = maxConnectionsPerAddress
+            self.maxSessions = maxSessions
+            self.maxSessionsPerAddress = maxSessionsPerAddress
+            self.maxHalfOpenSessions = maxHalfOpenSessions
+            self.maxHalfOpenSessionsPerAddress = maxHalfOpenSessionsPerAddress
+            self.newSessionsPerSecondPerAddress = newSessionsPerSecondPerAddress
+            self.newSessionBurstPerAddress = newSessionBurstPerAddress
+            self.maxBacklogBytes = maxBacklogBytes
+            self.requestHeadTimeout = requestHeadTimeout
+            self.requestBodyTimeout = requestBodyTimeout
+        }
+
+        /// No limits but the timeouts and the backlog: for tests and benchmarks that open
+        /// thousands of sessions from one address.
+        public static var unlimitedAddresses: Limits {
+            var limits = Limits()
+            limits.maxConnectionsPerAddress = .max
+            limits.maxSessionsPerAddress = .max
+            limits.maxHalfOpenSessionsPerAddress = .max
+            limits.maxHalfOpenSessions = .max
+            limits.newSessionsPerSecondPerAddress = .infinity
+            return limits
+        }
+    }
 }
 
 /// The parts of the opening HTTP request an application may look at (Socket.IO's `handshake`).
@@ -85,6 +142,11 @@ public struct EngineIOHandshakeRequest: Sendable {
     public var headers: [String: String]
     /// The peer's address, when known.
     public var remoteAddress: String?
+    /// What the per-address limits count the peer as (see `EngineIOServerOptions.Limits`).
+    public var addressKey: String {
+        guard let remoteAddress else { return "" }
+        return AddressKey.of(remoteAddress)
+    }
     /// The transport the session started on.
     public var transport: EngineIOServerOptions.Transport
 

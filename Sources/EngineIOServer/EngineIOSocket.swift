@@ -76,6 +76,15 @@ public struct EngineIOOutgoing: Sendable {
         return false
     }
 
+    /// The bytes this packet adds to a long-polling payload (about: a binary packet is
+    /// counted as its base64 text would be).
+    var pollingByteCount: Int {
+        switch frame {
+        case .text(let text): return text.utf8.count + 1
+        case .binary(let bytes): return (bytes.count + 2) / 3 * 4 + 2
+        }
+    }
+
     /// This packet's part of a long-polling payload.
     var pollingText: String {
         switch frame {
@@ -119,10 +128,15 @@ public final class EngineIOSocket: Sendable {
     public let id: String
     /// The opening request.
     public let request: EngineIOHandshakeRequest
+    /// What the per-address limits count this session under.
+    let addressKey: String
     let options: EngineIOServerOptions
+    /// The session's timers run on this loop (the loop of the connection that opened it).
+    public let eventLoop: any EventLoop
+    public let clock: any ServerClock
     private let state: Mutex<State>
-    /// Removes this session from the server's table; called once when it closes.
-    private let onClose: @Sendable (EngineIOSocket) -> Void
+    /// The server's session table, which this session leaves when it closes.
+    private let registry: SessionRegistry
 
     enum PollResult: Sendable {
         case payload(String)
@@ -138,7 +152,11 @@ public final class EngineIOSocket: Sendable {
         var delegate: (any EngineIOSocketDelegate)?
         var transport: EngineIOServerOptions.Transport
         var closed = false
+        /// Joined no namespace (yet, or any more): counted against the half-open limits.
+        var halfOpen = true
         var outbox: [EngineIOOutgoing] = []
+        /// The bytes `outbox` holds, against `Limits.maxBacklogBytes`.
+        var outboxBytes = 0
         // Long-polling
         var poll: PollWaiter?
         var nextPollGeneration = 0
@@ -152,19 +170,24 @@ public final class EngineIOSocket: Sendable {
         var probed = false
         // Heartbeat
         var awaitingPong = false
-        var timer: Task<Void, Never>?
+        var timer: ServerTimer?
     }
 
     init(
         id: String,
         request: EngineIOHandshakeRequest,
         options: EngineIOServerOptions,
-        onClose: @escaping @Sendable (EngineIOSocket) -> Void
+        clock: any ServerClock,
+        loop: any EventLoop,
+        registry: SessionRegistry
     ) {
         self.id = id
         self.request = request
+        self.addressKey = request.addressKey
         self.options = options
-        self.onClose = onClose
+        self.clock = clock
+        self.eventLoop = loop
+        self.registry = registry
         self.state = Mutex(State(transport: request.transport))
     }
 
@@ -173,8 +196,29 @@ public final class EngineIOSocket: Sendable {
 
     public var isClosed: Bool { state.withLock { $0.closed } }
 
+    /// A long-polling GET is waiting for packets.
+    var isPolling: Bool { state.withLock { $0.poll != nil } }
+
+    /// A POST is being read.
+    var isPosting: Bool { state.withLock { $0.postInFlight } }
+
+    /// A ping went out and its pong has not come.
+    var awaitsPong: Bool { state.withLock { $0.awaitingPong } }
+
     func setDelegate(_ delegate: any EngineIOSocketDelegate) {
         state.withLock { $0.delegate = delegate }
+    }
+
+    /// Whether the session has joined no namespace: the application says so when its client
+    /// joins its first one (false) and when it leaves its last one (true). Half-open sessions
+    /// are counted against `Limits.maxHalfOpenSessions`.
+    public func setHalfOpen(_ halfOpen: Bool) {
+        let changed = state.withLock { state -> Bool in
+            guard !state.closed, state.halfOpen != halfOpen else { return false }
+            state.halfOpen = halfOpen
+            return true
+        }
+        if changed { registry.setHalfOpen(self, halfOpen) }
     }
 
     // MARK: Sending
@@ -188,7 +232,15 @@ public final class EngineIOSocket: Sendable {
                 return sink.send(packets) ? .flush(sink) : .none
             }
             state.outbox.append(contentsOf: packets)
+            for packet in packets { state.outboxBytes += packet.pollingByteCount }
+            if state.outboxBytes > options.limits.maxBacklogBytes { return .overflow }
             return Self.takeWaiter(&state)
+        }
+        if case .overflow = wake {
+            // A client that does not poll is not buffered for without end (as a WebSocket
+            // client that does not read is not).
+            close(reason: .transportError("more than \(options.limits.maxBacklogBytes) bytes waiting for a client that does not poll"))
+            return
         }
         wake.fire()
     }
@@ -241,10 +293,12 @@ public final class EngineIOSocket: Sendable {
         case poll(CheckedContinuation<PollResult, Never>, String)
         /// Frames written at once onto a WebSocket, to flush.
         case flush(any EngineIOWebSocketSink)
+        /// The outbox is over its limit: the session is to close.
+        case overflow
 
         func fire() {
             switch self {
-            case .none: break
+            case .none, .overflow: break
             case .poll(let c, let payload): c.resume(returning: .payload(payload))
             case .flush(let sink): sink.flushWritten()
             }
@@ -258,6 +312,7 @@ public final class EngineIOSocket: Sendable {
             state.poll = nil
             let payload = encodePayload(state.outbox)
             state.outbox.removeAll(keepingCapacity: true)
+            state.outboxBytes = 0
             return .poll(poll.continuation, payload)
         case .websocket:
             return .none
@@ -301,37 +356,28 @@ public final class EngineIOSocket: Sendable {
 
     // MARK: Heartbeat
 
-    /// Arms the next ping, pingInterval from now.
+    /// Arms the next ping, pingInterval from now. The timers hold the socket strongly (a weak
+    /// reference would make every retain of it slow); closing the session cancels them.
     func scheduleHeartbeat() {
-        let interval = options.pingInterval
-        // The timers hold the socket strongly (a weak reference would make every retain of it
-        // slow); closing the session cancels them.
-        let task = Task {
-            do { try await Task.sleep(for: interval) } catch { return }
-            self.sendPing()
-        }
+        let timer = clock.schedule(after: options.pingInterval, on: eventLoop) { self.sendPing() }
         let stale = state.withLock { state -> Bool in
             guard !state.closed else { return true }
-            state.timer = task
+            state.timer = timer
             return false
         }
-        if stale { task.cancel() }
+        if stale { timer.cancel() }
     }
 
     private func sendPing() {
-        let timeout = options.pingTimeout
-        let task = Task {
-            do { try await Task.sleep(for: timeout) } catch { return }
-            self.pingTimedOut()
-        }
+        let timer = clock.schedule(after: options.pingTimeout, on: eventLoop) { self.pingTimedOut() }
         let proceed = state.withLock { state -> Bool in
             guard !state.closed else { return false }
             state.awaitingPong = true
-            state.timer = task
+            state.timer = timer
             return true
         }
         guard proceed else {
-            task.cancel()
+            timer.cancel()
             return
         }
         send(EngineIOOutgoing(.ping()))
@@ -353,8 +399,8 @@ public final class EngineIOSocket: Sendable {
     /// `pollAnswer` replaces what a waiting GET receives (a `noop` when the client itself
     /// asked to close, a `close` when it broke the rules).
     func close(reason: EngineIOCloseReason, pollAnswer: String?) {
-        let (closing, delegate, wake, timer, sink): (Bool, (any EngineIOSocketDelegate)?, Wake, Task<Void, Never>?, (any EngineIOWebSocketSink)?) = state.withLock { state in
-            guard !state.closed else { return (false, nil, .none, nil, nil) }
+        let (closing, delegate, wake, timer, sink, halfOpen): (Bool, (any EngineIOSocketDelegate)?, Wake, ServerTimer?, (any EngineIOWebSocketSink)?, Bool) = state.withLock { state in
+            guard !state.closed else { return (false, nil, .none, nil, nil, false) }
             state.closed = true
             let timer = state.timer
             state.timer = nil
@@ -367,20 +413,21 @@ public final class EngineIOSocket: Sendable {
                 } else {
                     answer = Self.encodePayload(state.outbox + [EngineIOOutgoing(.close)])
                 }
-                state.outbox = []
                 wake = .poll(poll.continuation, answer)
             }
+            state.outbox = []
+            state.outboxBytes = 0
             let sink = state.sink
             state.sink = nil
             let delegate = state.delegate
             state.delegate = nil
-            return (true, delegate, wake, timer, sink)
+            return (true, delegate, wake, timer, sink, state.halfOpen)
         }
         guard closing else { return }
         timer?.cancel()
         wake.fire()
         sink?.close()
-        onClose(self)
+        registry.remove(self, wasHalfOpen: halfOpen)
         delegate?.engineIOSocket(self, didCloseWith: reason)
     }
 
@@ -422,6 +469,7 @@ public final class EngineIOSocket: Sendable {
                 if !state.outbox.isEmpty && !state.upgrading {
                     let payload = Self.encodePayload(state.outbox)
                     state.outbox.removeAll(keepingCapacity: true)
+                    state.outboxBytes = 0
                     return .answer(.payload(payload))
                 }
                 state.poll = PollWaiter(generation: generation, continuation: continuation)
@@ -434,10 +482,10 @@ public final class EngineIOSocket: Sendable {
                 // At most one GET at a time: the first gets a close packet, the session ends.
                 first.resume(returning: .payload("1"))
                 continuation.resume(returning: .badRequest("Bad request: overlapping poll requests"))
-                close(reason: .transportError, pollAnswer: nil)
+                close(reason: .transportError("overlapping poll requests"), pollAnswer: nil)
             case .aborted:
                 continuation.resume(returning: .badRequest("aborted"))
-                close(reason: .transportError)
+                close(reason: .transportError("the poll request was aborted"))
             case .wait:
                 break
             }
@@ -458,7 +506,7 @@ public final class EngineIOSocket: Sendable {
         }
         guard let waiter else { return }
         waiter.resume(returning: .badRequest("aborted"))
-        close(reason: .transportError)
+        close(reason: .transportError("the poll request was aborted"))
     }
 
     /// Marks a POST as in flight; false when one already is (the session is then closed).
@@ -468,7 +516,7 @@ public final class EngineIOSocket: Sendable {
             state.postInFlight = true
             return true
         }
-        if !ok { close(reason: .transportError, pollAnswer: "1") }
+        if !ok { close(reason: .transportError("overlapping POST requests"), pollAnswer: "1") }
         return ok
     }
 

@@ -368,7 +368,7 @@ public actor SocketManager {
     private func connectionClosed(_ reason: EngineIOCloseReason) {
         let disconnect: DisconnectReason
         switch reason {
-        case .transportClose, .forcedClose: disconnect = .transportClose
+        case .transportClose, .forcedClose, .serverShutdown: disconnect = .transportClose
         case .transportError(let why): disconnect = .transportError(why)
         case .pingTimeout: disconnect = .pingTimeout
         case .parseError(let why): disconnect = .parseError(why)

@@ -13,27 +13,47 @@ import Synchronization
 public final class SocketIOServer: Sendable {
     public let engine: EngineIOServer
     private let namespaces: Mutex<[String: SocketIONamespace]>
-    let connectTimeout: Duration
+    let limits: Limits
     let logger: Logger
 
-    /// - Parameter connectTimeout: how long a client may stay without joining any
-    ///   namespace before it is disconnected (socket.io's `connectTimeout`).
+    /// What one client connection may do before it joins a namespace.
+    public struct Limits: Sendable, Equatable {
+        /// How long a client may stay without joining any namespace before it is
+        /// disconnected (socket.io's `connectTimeout`), counted from the handshake and again
+        /// from when it leaves its last namespace; a refused CONNECT does not stop it.
+        public var connectTimeout: Duration
+        /// CONNECT attempts one connection may make per second on average, and in a burst;
+        /// more are refused with CONNECT_ERROR "too many connection attempts".
+        public var connectAttemptsPerSecond: Double
+        public var connectAttemptBurst: Double
+
+        public init(connectTimeout: Duration = .seconds(45), connectAttemptsPerSecond: Double = 1, connectAttemptBurst: Double = 10) {
+            self.connectTimeout = connectTimeout
+            self.connectAttemptsPerSecond = connectAttemptsPerSecond
+            self.connectAttemptBurst = connectAttemptBurst
+        }
+    }
+
     public init(
         engineOptions: EngineIOServerOptions = EngineIOServerOptions(),
-        connectTimeout: Duration = .seconds(45),
+        limits: Limits = Limits(),
+        clock: any ServerClock = .system,
         logger: Logger = Logger(label: "parley.socketio")
     ) {
         let namespaces = Mutex<[String: SocketIONamespace]>([:])
         self.namespaces = namespaces
-        self.connectTimeout = connectTimeout
+        self.limits = limits
         self.logger = logger
         let box = WeakServer()
-        self.engine = EngineIOServer(options: engineOptions) { socket in
-            SocketIOClient(engineSocket: socket, server: box)
+        self.engine = EngineIOServer(options: engineOptions, clock: clock) { socket in
+            SocketIOClient(engineSocket: socket, server: box, limits: limits)
         }
         box.server.withLock { $0 = WeakReference(self) }
         _ = of("/")
     }
+
+    /// The clock of every timer and rate limit (the engine's).
+    public var clock: any ServerClock { engine.clock }
 
     /// The namespace of this name, created on first use.
     @discardableResult

@@ -1,4 +1,5 @@
 public import EngineIOServer
+public import NIOCore
 import EngineIOProtocol
 public import JSON
 import Logging
@@ -6,29 +7,50 @@ import SocketIOProtocol
 import Synchronization
 
 /// One client connection (one Engine.IO session) and the sockets it opened, one per namespace.
+///
+/// What a client may make it do is bounded: one socket per namespace (a CONNECT to a
+/// namespace it is in already is a protocol error, and ends the connection), CONNECT
+/// attempts at `SocketIOServer.Limits`' rate (more are refused with CONNECT_ERROR), and no
+/// longer than the connect timeout without a namespace, whatever its CONNECTs said: the timer
+/// stops only when a namespace is joined, and starts again when the last one is left.
 final class SocketIOClient: EngineIOSocketDelegate {
     let engineSocket: EngineIOSocket
     private let server: WeakServer
+    private let limits: SocketIOServer.Limits
     private let state: Mutex<State>
 
     struct State {
         var decoder = SocketIOPacketDecoder()
         var sockets: [String: SocketIOServerSocket] = [:]
-        var connectTimer: Task<Void, Never>?
+        var connectTimer: ServerTimer?
+        var connectAttempts: TokenBucket
+        var closed = false
     }
 
-    init(engineSocket: EngineIOSocket, server: WeakServer) {
+    init(engineSocket: EngineIOSocket, server: WeakServer, limits: SocketIOServer.Limits) {
         self.engineSocket = engineSocket
         self.server = server
-        self.state = Mutex(State())
-        let timeout = server.value?.connectTimeout ?? .seconds(45)
-        // A client that never joins a namespace does not hold a session for long.
-        // Cancelled on the first CONNECT or when the connection closes.
-        let timer = Task {
-            do { try await Task.sleep(for: timeout) } catch { return }
-            engineSocket.close(reason: .forcedClose)
+        self.limits = limits
+        let now = engineSocket.clock.now
+        self.state = Mutex(State(connectAttempts: TokenBucket(rate: limits.connectAttemptsPerSecond, burst: limits.connectAttemptBurst, now: now)))
+        armConnectTimer()
+    }
+
+    /// A client without a namespace does not hold a session for long.
+    private func armConnectTimer() {
+        let socket = engineSocket
+        let timer = socket.clock.schedule(after: limits.connectTimeout, on: socket.eventLoop) { [self] in
+            // A namespace joined as the timer came due keeps the connection.
+            guard state.withLock({ $0.sockets.isEmpty }) else { return }
+            socket.close(reason: .forcedClose)
         }
-        state.withLock { $0.connectTimer = timer }
+        let stale = state.withLock { state -> Bool in
+            guard !state.closed, state.sockets.isEmpty else { return true }
+            state.connectTimer?.cancel()
+            state.connectTimer = timer
+            return false
+        }
+        if stale { timer.cancel() }
     }
 
     func send(_ packet: SocketIOPacket) {
@@ -42,7 +64,7 @@ final class SocketIOClient: EngineIOSocketDelegate {
         switch decoded {
         case .failure(let error):
             server.value?.logger.debug("closing a client that sent an invalid packet", metadata: ["error": "\(error)"])
-            engineSocket.close(reason: .parseError)
+            engineSocket.close(reason: .parseError(error.description))
         case .success(nil):
             break  // waiting for binary attachments
         case .success(let packet?):
@@ -55,8 +77,8 @@ final class SocketIOClient: EngineIOSocketDelegate {
         case .connect:
             connect(namespace: packet.namespace, auth: packet.data)
         case .disconnect:
-            let socket = state.withLock { $0.sockets.removeValue(forKey: packet.namespace) }
-            socket?.closed(reason: "client namespace disconnect")
+            guard let socket = state.withLock({ $0.sockets.removeValue(forKey: packet.namespace) }) else { return }
+            left(socket, reason: "client namespace disconnect")
         case .event, .binaryEvent:
             guard let socket = state.withLock({ $0.sockets[packet.namespace] }) else { return }
             var packet = packet
@@ -66,35 +88,64 @@ final class SocketIOClient: EngineIOSocketDelegate {
             // This server does not emit with acknowledgements; a stray ACK is ignored.
             break
         case .connectError:
-            engineSocket.close(reason: .parseError)
+            engineSocket.close(reason: .parseError("a client sent CONNECT_ERROR"))
         }
     }
 
     private func connect(namespace name: String, auth: JSONValue?) {
-        state.withLock { state in
-            state.connectTimer?.cancel()
-            state.connectTimer = nil
+        enum Admission { case accept, alreadyConnected, tooFast }
+        let now = engineSocket.clock.now
+        let admission = state.withLock { state -> Admission in
+            if state.sockets[name] != nil { return .alreadyConnected }
+            return state.connectAttempts.take(now: now) ? .accept : .tooFast
+        }
+        switch admission {
+        case .alreadyConnected:
+            // socket.io-protocol v5: one socket per namespace per connection.
+            engineSocket.close(reason: .parseError("CONNECT to \(name), which this client is connected to already"))
+            return
+        case .tooFast:
+            send(SocketIOPacket(kind: .connectError, namespace: name, data: ["message": "too many connection attempts"]))
+            return
+        case .accept:
+            break
         }
         guard let server = server.value, let namespace = server.existingNamespace(name) else {
             send(SocketIOPacket(kind: .connectError, namespace: name, data: ["message": "Invalid namespace"]))
             return
         }
-        guard state.withLock({ $0.sockets[name] == nil }) else { return }  // already connected there
         let socket = SocketIOServerSocket(client: self, namespace: namespace, auth: auth ?? .object([:]))
         if case .reject(let message, let data) = namespace.connect(socket) {
             let payload: JSONValue = data.map { ["message": .string(message), "data": $0] } ?? ["message": .string(message)]
             send(SocketIOPacket(kind: .connectError, namespace: name, data: payload))
             return
         }
-        guard !engineSocket.isClosed else { return }
-        state.withLock { $0.sockets[name] = socket }
+        let (joined, timer) = state.withLock { state -> (Bool, ServerTimer?) in
+            guard !state.closed else { return (false, nil) }
+            state.sockets[name] = socket
+            defer { state.connectTimer = nil }
+            return (true, state.connectTimer)
+        }
+        guard joined else { return }  // the connection closed meanwhile
+        timer?.cancel()
+        engineSocket.setHalfOpen(false)
         let handlers = namespace.add(socket)
         send(SocketIOPacket(kind: .connect, namespace: name, data: ["sid": .string(socket.id)]))
         for handler in handlers { handler(socket) }
     }
 
+    /// A socket left its namespace while the connection stays: with no namespace left, the
+    /// client is half-open again, and has the connect timeout to join one.
+    private func left(_ socket: SocketIOServerSocket, reason: String) {
+        socket.closed(reason: reason)
+        guard state.withLock({ !$0.closed && $0.sockets.isEmpty }) else { return }
+        engineSocket.setHalfOpen(true)
+        armConnectTimer()
+    }
+
     func engineIOSocket(_ socket: EngineIOSocket, didCloseWith reason: EngineIOCloseReason) {
         let (sockets, timer) = state.withLock { state in
+            state.closed = true
             let all = Array(state.sockets.values)
             state.sockets.removeAll()
             let timer = state.connectTimer
@@ -102,14 +153,19 @@ final class SocketIOClient: EngineIOSocketDelegate {
             return (all, timer)
         }
         timer?.cancel()
-        for socket in sockets { socket.closed(reason: reason.rawValue) }
+        for socket in sockets { socket.closed(reason: reason.name) }
     }
 
     /// The server side ended one namespace's socket.
     func forget(_ socket: SocketIOServerSocket) {
-        state.withLock { state in
-            if state.sockets[socket.namespace.name] === socket { state.sockets.removeValue(forKey: socket.namespace.name) }
+        let removed = state.withLock { state -> Bool in
+            guard state.sockets[socket.namespace.name] === socket else { return false }
+            state.sockets.removeValue(forKey: socket.namespace.name)
+            return true
         }
+        guard removed, state.withLock({ !$0.closed && $0.sockets.isEmpty }) else { return }
+        engineSocket.setHalfOpen(true)
+        armConnectTimer()
     }
 }
 
@@ -140,6 +196,9 @@ public final class SocketIOServerSocket: Sendable {
     /// The opening HTTP request of the connection.
     public var request: EngineIOHandshakeRequest { client.engineSocket.request }
 
+    /// The event loop of the connection (where its timers run).
+    public var eventLoop: any EventLoop { client.engineSocket.eventLoop }
+
     /// Whatever the application keeps with this socket.
     public var data: (any Sendable)? {
         get { state.withLock { $0.data } }
@@ -168,20 +227,12 @@ public final class SocketIOServerSocket: Sendable {
         client.send(SocketIOPacket.event(event, arguments, namespace: namespace.name))
     }
 
-    /// Emits an event whose arguments are already JSON text (one string per argument, no
-    /// binary values): a large, mostly unchanging payload need not be rebuilt as values
-    /// and serialized again for every socket. The caller vouches that each is valid JSON.
-    public func emit(_ event: String, serializedArguments: [String]) {
+    /// Emits an event whose arguments are serialized already (no binary values): a large,
+    /// mostly unchanging payload is assembled from parts serialized once (`JSONFragment`)
+    /// rather than built as values and serialized again for every socket.
+    public func emit(_ event: String, fragments: [JSONFragment]) {
         guard isConnected else { return }
-        var text = "2"
-        if namespace.name != "/" { text += namespace.name + "," }
-        text += "[" + JSONValue.string(event).serialized()
-        for argument in serializedArguments {
-            text += ","
-            text += argument
-        }
-        text += "]"
-        client.engineSocket.send(.message(.text(text)))
+        client.engineSocket.send(.message(SocketIOPacket.encodedEvent(event, fragments, namespace: namespace.name)))
     }
 
     public func join(_ room: String) { namespace.join(id, room: room) }

@@ -44,17 +44,82 @@ struct ParleyServer: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Largest HTTP body or WebSocket message, in bytes.", valueName: "bytes"))
     var maxHttpBufferSize = 1_000_000
 
-    @Option(help: ArgumentHelp("Seconds a client may take to send its Socket.IO CONNECT.", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds a connection may stay without a namespace (counted again when it leaves its last).", valueName: "seconds"))
     var connectTimeout = 45.0
 
     @Option(help: ArgumentHelp("Largest message content, in bytes.", valueName: "bytes"))
     var maxMessageBytes = 100_000
 
-    @Option(help: ArgumentHelp("Messages per second one socket may send on average (0: no limit).", valueName: "n"))
+    @Option(help: ArgumentHelp("Messages per second one user may send on average, over all their sockets (0: no limit).", valueName: "n"))
     var rateLimit = 50.0
 
-    @Option(help: ArgumentHelp("Messages one socket may send in a burst.", valueName: "n"))
+    @Option(help: ArgumentHelp("Messages one user may send in a burst.", valueName: "n"))
     var rateBurst = 100.0
+
+    // Limits (README, "Limits"): what a client, an address and everyone may make the server hold.
+
+    @Option(help: ArgumentHelp("Open TCP connections, in total.", valueName: "n"))
+    var maxConnections = 20_000
+
+    @Option(help: ArgumentHelp("Open TCP connections from one address (an IPv4 address or an IPv6 /64).", valueName: "n"))
+    var maxConnectionsPerAddress = 512
+
+    @Option(help: ArgumentHelp("Engine.IO sessions, in total.", valueName: "n"))
+    var maxSessions = 20_000
+
+    @Option(help: ArgumentHelp("Engine.IO sessions from one address.", valueName: "n"))
+    var maxSessionsPerAddress = 256
+
+    @Option(help: ArgumentHelp("Sessions that have joined no namespace, in total.", valueName: "n"))
+    var maxHalfOpen = 1_024
+
+    @Option(help: ArgumentHelp("Sessions that have joined no namespace, from one address.", valueName: "n"))
+    var maxHalfOpenPerAddress = 16
+
+    @Option(help: ArgumentHelp("New sessions one address may open per second (0: no limit).", valueName: "n"))
+    var sessionRate = 5.0
+
+    @Option(help: ArgumentHelp("New sessions one address may open in a burst.", valueName: "n"))
+    var sessionBurst = 30.0
+
+    @Option(help: ArgumentHelp("CONNECT attempts one connection may make per second.", valueName: "n"))
+    var connectRate = 1.0
+
+    @Option(help: ArgumentHelp("CONNECT attempts one connection may make in a burst.", valueName: "n"))
+    var connectBurst = 10.0
+
+    @Option(help: ArgumentHelp("Bytes waiting for a client that does not read, before its session is closed.", valueName: "bytes"))
+    var maxBacklog = 8 << 20
+
+    @Option(help: ArgumentHelp("Seconds a request head may take (from the connection opening or the last response).", valueName: "seconds"))
+    var requestHeadTimeout = 10.0
+
+    @Option(help: ArgumentHelp("Seconds a request body may take after its head.", valueName: "seconds"))
+    var requestBodyTimeout = 15.0
+
+    @Option(help: ArgumentHelp("Users known at once; more new usernames are refused.", valueName: "n"))
+    var maxUsers = 10_000
+
+    @Option(help: ArgumentHelp("New users one address may create per minute (0: no limit).", valueName: "n"))
+    var newUserRate = 10.0
+
+    @Option(help: ArgumentHelp("New users one address may create in a burst.", valueName: "n"))
+    var newUserBurst = 30.0
+
+    @Option(help: ArgumentHelp("Sockets one user may have connected at once.", valueName: "n"))
+    var maxSocketsPerUser = 16
+
+    @Option(help: ArgumentHelp("Days a user may stay away before they are forgotten, with their conversations.", valueName: "days"))
+    var sessionLifetime = 30.0
+
+    @Option(help: ArgumentHelp("Messages kept per conversation (the oldest go first).", valueName: "n"))
+    var keepPerConversation = 200
+
+    @Option(help: ArgumentHelp("Bytes of messages kept in all (content plus 96 each; the oldest go first).", valueName: "bytes"))
+    var keepBytes = 256 << 20
+
+    @Option(help: ArgumentHelp("Bytes of history a login receives with its users list.", valueName: "bytes"))
+    var loginHistoryBytes = 1 << 20
 
     @Option(
         name: .customLong("cors-origin"),
@@ -73,12 +138,33 @@ struct ParleyServer: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
-        guard pingInterval > 0, pingTimeout > 0, connectTimeout > 0 else {
-            throw ValidationError("--ping-interval, --ping-timeout and --connect-timeout must be positive")
+        guard pingInterval > 0, pingTimeout > 0, connectTimeout > 0, requestHeadTimeout > 0, requestBodyTimeout > 0 else {
+            throw ValidationError("--ping-interval, --ping-timeout, --connect-timeout and the request timeouts must be positive")
         }
         guard maxHttpBufferSize >= 1024 else { throw ValidationError("--max-http-buffer-size must be at least 1024") }
         guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
         guard rateLimit >= 0, rateBurst >= 1 else { throw ValidationError("--rate-limit must be ≥ 0 and --rate-burst ≥ 1") }
+        let counts = [
+            maxConnections, maxConnectionsPerAddress, maxSessions, maxSessionsPerAddress, maxHalfOpen, maxHalfOpenPerAddress,
+            maxUsers, maxSocketsPerUser, keepPerConversation,
+        ]
+        guard counts.allSatisfy({ $0 >= 1 }) else { throw ValidationError("every --max-… limit and --keep-per-conversation must be at least 1") }
+        guard sessionRate >= 0, connectRate >= 0, newUserRate >= 0, sessionBurst >= 1, connectBurst >= 1, newUserBurst >= 1 else {
+            throw ValidationError("the rates must be ≥ 0 and the bursts ≥ 1")
+        }
+        guard sessionLifetime > 0 else { throw ValidationError("--session-lifetime must be positive") }
+        guard keepBytes >= 1 << 16, loginHistoryBytes >= 0, maxBacklog >= 1 << 16 else {
+            throw ValidationError("--keep-bytes and --max-backlog must be at least 65536, --login-history-bytes at least 0")
+        }
+        // A login's `users` frame must reach every client: under the 16 MiB a client accepts
+        // and under what a connection may have waiting.
+        let largest = chatOptions.largestUsersFrame
+        guard largest <= min(maxBacklog, 16 << 20) else {
+            throw ValidationError(
+                "a users list of --max-users \(maxUsers) with --login-history-bytes \(loginHistoryBytes) may be \(largest) bytes, "
+                    + "more than --max-backlog \(maxBacklog) (or the 16 MiB clients accept): lower --max-users or the history, or raise --max-backlog"
+            )
+        }
         if let threads, !(1...256).contains(threads) { throw ValidationError("--threads must be between 1 and 256") }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level is one of trace, debug, info, notice, warning, error, critical")
@@ -98,7 +184,7 @@ struct ParleyServer: AsyncParsableCommand {
         let store: any ChatStore
         if let data {
             do {
-                store = try SQLiteChatStore(path: data)
+                store = try SQLiteChatStore(path: data, logger: logger)
             } catch let error as CocoaError {
                 // Foundation's own wording ("The file doesn't exist."), not its error dump.
                 FileHandle.standardError.write(Data("parley-server: cannot open --data \(data): \(error.localizedDescription)\n".utf8))
@@ -118,19 +204,37 @@ struct ParleyServer: AsyncParsableCommand {
                 pingInterval: .milliseconds(Int(pingInterval * 1000)),
                 pingTimeout: .milliseconds(Int(pingTimeout * 1000)),
                 maxHttpBufferSize: maxHttpBufferSize,
-                cors: cors
+                cors: cors,
+                limits: EngineIOServerOptions.Limits(
+                    maxConnections: maxConnections,
+                    maxConnectionsPerAddress: maxConnectionsPerAddress,
+                    maxSessions: maxSessions,
+                    maxSessionsPerAddress: maxSessionsPerAddress,
+                    maxHalfOpenSessions: maxHalfOpen,
+                    maxHalfOpenSessionsPerAddress: maxHalfOpenPerAddress,
+                    newSessionsPerSecondPerAddress: sessionRate == 0 ? .infinity : sessionRate,
+                    newSessionBurstPerAddress: sessionBurst,
+                    maxBacklogBytes: maxBacklog,
+                    requestHeadTimeout: .milliseconds(Int(requestHeadTimeout * 1000)),
+                    requestBodyTimeout: .milliseconds(Int(requestBodyTimeout * 1000))
+                )
             ),
-            connectTimeout: .milliseconds(Int(connectTimeout * 1000)),
+            limits: SocketIOServer.Limits(
+                connectTimeout: .milliseconds(Int(connectTimeout * 1000)),
+                connectAttemptsPerSecond: connectRate == 0 ? .infinity : connectRate,
+                connectAttemptBurst: connectBurst
+            ),
             logger: logger
         )
-        let chat = try ChatApplication(
-            server: socketIO,
-            store: store,
-            options: .init(maxMessageBytes: maxMessageBytes, messagesPerSecond: rateLimit, messageBurst: rateBurst),
-            logger: logger
-        )
+        let chat: ChatApplication
+        do {
+            chat = try await ChatApplication(server: socketIO, store: store, options: chatOptions, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("parley-server: cannot read --data \(data ?? ""): \(error)\n".utf8))
+            throw ExitCode(2)
+        }
         let host = host
-        let sessions = chat.sessionCount
+        let sessions = chat.userCount
         let application = socketIO.engine.application(
             host: host,
             port: port,
@@ -156,16 +260,17 @@ struct ParleyServer: AsyncParsableCommand {
                 logger: logger
             )
         )
-        defer {
-            // Every connection is closed (or the server never started): make the store durable.
-            do {
-                try store.close()
-            } catch {
-                logger.error("could not close the store", metadata: ["error": "\(error)"])
-            }
-        }
+        let outcome: Result<Void, any Error>
         do {
             try await services.run()
+            outcome = .success(())
+        } catch {
+            outcome = .failure(error)
+        }
+        // Every connection is closed (or the server never started): make the store durable.
+        await closeStore(store, logger: logger)
+        do {
+            try outcome.get()
         } catch let error as IOError where error.errnoCode == EADDRINUSE {
             FileHandle.standardError.write(
                 Data("parley-server: cannot listen on \(host):\(port): the address is in use (another server? --port picks another)\n".utf8)
@@ -174,6 +279,30 @@ struct ParleyServer: AsyncParsableCommand {
         } catch {
             FileHandle.standardError.write(Data("parley-server: \(error)\n".utf8))
             throw ExitCode(1)
+        }
+    }
+
+    var chatOptions: ChatApplication.Options {
+        ChatApplication.Options(
+            maxMessageBytes: maxMessageBytes,
+            messagesPerSecond: rateLimit,
+            messageBurst: rateBurst,
+            maxUsers: maxUsers,
+            newUsersPerMinutePerAddress: newUserRate == 0 ? .infinity : newUserRate,
+            newUserBurstPerAddress: newUserBurst,
+            maxSocketsPerUser: maxSocketsPerUser,
+            sessionLifetime: .seconds(Int64(sessionLifetime * 86_400)),
+            keepPerConversation: keepPerConversation,
+            keepBytes: keepBytes,
+            loginHistoryBytes: loginHistoryBytes
+        )
+    }
+
+    func closeStore(_ store: any ChatStore, logger: Logger) async {
+        do {
+            try await store.close()
+        } catch {
+            logger.error("could not close the store", metadata: ["error": "\(error)"])
         }
     }
 

@@ -1,6 +1,6 @@
-import Chat
-import ChatServer
-import EngineIOServer
+import ChatSchema
+@testable import ChatServer
+@testable import EngineIOServer
 import Foundation
 import JSON
 import Logging
@@ -11,93 +11,193 @@ import Testing
 
 // MARK: Stores
 
+@Suite struct MessageLogTests {
+    func message(_ n: Int, _ from: String = "a", _ to: String = "b", size: Int = 1) -> PrivateMessage {
+        PrivateMessage(content: "m\(n)" + String(repeating: "x", count: max(0, size - 1)), from: from, to: to)
+    }
+
+    @Test func aConversationKeepsItsNewestMessagesAndSaysWhichWentFirst() {
+        var log = MessageLog(perConversation: 3, maxBytes: 1 << 20)
+        var dropped: [Int64] = []
+        for n in 0..<5 { dropped += log.append(message(n, n.isMultiple(of: 2) ? "a" : "b", n.isMultiple(of: 2) ? "b" : "a")).dropped }
+        #expect(log.conversation("a", "b").map(\.content) == ["m2", "m3", "m4"])
+        #expect(log.conversation("b", "a") == log.conversation("a", "b"))
+        #expect(dropped == [1, 2])
+        #expect(log.count == 3)
+        // Another conversation is not touched.
+        _ = log.append(message(9, "a", "c"))
+        #expect(log.conversation("a", "c").count == 1 && log.count == 4)
+    }
+
+    @Test func theTotalIsBoundedInBytesAndTheOldestGoFirstWhicheverConversationTheyAreIn() {
+        let size = 1000
+        let cost = size + 1 + MessageLog.overhead
+        var log = MessageLog(perConversation: 100, maxBytes: 10 * cost + cost / 2)
+        for n in 10..<40 { _ = log.append(message(n, "u\(n % 3)", "v", size: size)) }
+        #expect(log.count == 10)
+        #expect(log.bytes <= 10 * cost + cost / 2)
+        let kept = ["u0", "u1", "u2"].flatMap { log.conversation($0, "v") }.map { Int($0.content.dropFirst().prefix(2))! }
+        #expect(kept.sorted() == Array(30..<40))
+    }
+
+    @Test func manyMessagesInOneConversationDoNotGrowTheArrivalQueue() {
+        // Every message past the tenth drops one: the queue of arrivals must not keep them all.
+        var log = MessageLog(perConversation: 10, maxBytes: 1 << 30)
+        for n in 0..<200_000 { _ = log.append(message(n)) }
+        #expect(log.count == 10)
+        #expect(log.conversation("a", "b").first?.content == "m199990")
+        #expect(log.arrivalCount <= 2 * log.count + 1024)
+        // Then the byte bound still drops the oldest first.
+        var small = MessageLog(perConversation: 10, maxBytes: 5 * (7 + MessageLog.overhead))
+        for n in 0..<100_000 { _ = small.append(message(n)) }
+        #expect(small.conversation("a", "b").map(\.content) == (99_995..<100_000).map { "m\($0)" })
+    }
+
+    @Test func aLoginsHistoryFitsItsBudgetSharedFairlyNewestFirst() throws {
+        var log = MessageLog(perConversation: 1000, maxBytes: 1 << 30)
+        // A flood of large messages from m to v, and a short conversation between v and f.
+        for n in 0..<180 { _ = log.append(message(n, "m", "v", size: 99_000)) }
+        _ = log.append(PrivateMessage(content: "hi", from: "f", to: "v"))
+        _ = log.append(PrivateMessage(content: "hello", from: "v", to: "f"))
+        let history = log.history(of: "v", budget: 1 << 20)
+        let bytes = history.values.joined().reduce(0) { $0 + $1.utf8.count + 1 }
+        #expect(bytes <= 1 << 20)
+        #expect(history["f"]?.map(\.text) == [
+            JSONFragment(PrivateMessage(content: "hi", from: "f", to: "v").json).text,
+            JSONFragment(PrivateMessage(content: "hello", from: "v", to: "f").json).text,
+        ])
+        let flood = try #require(history["m"])
+        #expect(flood.count == 10, "ten of 99 KB fit in a megabyte")
+        #expect(flood.last?.text.contains("\"m179") == true, "the newest, oldest first")
+        #expect(log.history(of: "v", budget: 0).isEmpty)
+        #expect(log.history(of: "nobody", budget: 1 << 20).isEmpty)
+    }
+
+    @Test func forgettingAUserForgetsTheirConversationsOnly() {
+        var log = MessageLog(perConversation: 100, maxBytes: 1 << 20)
+        _ = log.append(message(1, "a", "b"))
+        _ = log.append(message(2, "b", "c"))
+        _ = log.append(message(3, "c", "a"))
+        #expect(log.removeConversations(of: "a") == 2)
+        #expect(log.count == 1)
+        #expect(log.conversation("b", "c").count == 1)
+        #expect(log.history(of: "a", budget: 1 << 20).isEmpty)
+        #expect(log.history(of: "c", budget: 1 << 20).keys.sorted() == ["b"])
+    }
+}
+
 @Suite struct ChatStoreTests {
-    func exercise(_ store: any ChatStore) throws {
-        try store.save(StoredSession(sessionID: "s1", userID: "u1", username: "alice", connected: true))
-        try store.save(StoredSession(sessionID: "s2", userID: "u2", username: "bob", connected: true))
-        // Saving again replaces in place: the order stays the order of creation.
-        try store.save(StoredSession(sessionID: "s1", userID: "u1", username: "alice", connected: false))
-        #expect(try store.allSessions().map(\.sessionID) == ["s1", "s2"])
-        #expect(try store.session(id: "s1")?.connected == false)
-        #expect(try store.session(id: "nope") == nil)
-        #expect(try store.hasUser("u2"))
-        #expect(try !store.hasUser("u3"))
-
-        try store.save(PrivateMessage(content: "hi", from: "u1", to: "u2"))
-        try store.save(PrivateMessage(content: "note to self", from: "u1", to: "u1"))
-        try store.save(PrivateMessage(content: "yo", from: "u2", to: "u1"))
-        #expect(try store.messages(of: "u1").map(\.content) == ["hi", "note to self", "yo"])
-        #expect(try store.messages(of: "u2").map(\.content) == ["hi", "yo"])
+    func temporaryPath() -> String {
+        NSTemporaryDirectory() + "parley-store-\(UUID().uuidString)/chat.sqlite"
     }
 
-    @Test func memory() throws {
-        try exercise(MemoryChatStore())
-    }
-
-    /// The memory store keeps messages in chunks; a user's messages come back whole and in
-    /// order across the chunks' edges, each exactly once.
-    @Test func memoryKeepsOrderAcrossManyMessages() throws {
-        let store = MemoryChatStore()
-        let users = ["u0", "u1", "u2"]
-        var expected: [String: [String]] = [:]
-        for n in 0..<5_000 {
-            let from = users[n % 3]
-            let to = users[(n / 3) % 3]
-            let message = PrivateMessage(content: "m\(n)", from: from, to: to)
-            store.save(message)
-            expected[from, default: []].append(message.content)
-            if to != from { expected[to, default: []].append(message.content) }
-        }
-        for user in users {
-            #expect(store.messages(of: user).map(\.content) == expected[user])
-        }
-        #expect(store.messages(of: "nobody").isEmpty)
-    }
-
-    @Test func sqliteKeepsEverythingAcrossARestartAndTheFileIsPrivate() throws {
-        let path = NSTemporaryDirectory() + "parley-store-\(UUID().uuidString)/chat.sqlite"
+    @Test func sqliteKeepsEverythingAcrossARestartAndTheFileIsPrivate() async throws {
+        let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
         let store = try SQLiteChatStore(path: path)
-        try exercise(store)
-        try store.save(StoredSession(sessionID: "s2", userID: "u2", username: "bob", connected: true))
-        try store.close()
+        let alice = StoredSession(sessionID: "s1", userID: "u1", username: "alice", connected: true, lastSeen: 100)
+        let bob = StoredSession(sessionID: "s2", userID: "u2", username: "bob", connected: true, lastSeen: 200)
+        let carol = StoredSession(sessionID: "s3", userID: "u3", username: "carol", connected: false, lastSeen: 300)
+        store.record([.session(alice), .session(bob), .session(carol)])
+        store.record([
+            .message(.init(seq: 1, message: PrivateMessage(content: "hi", from: "u1", to: "u2"))),
+            .message(.init(seq: 2, message: PrivateMessage(content: "dropped", from: "u1", to: "u2"))),
+            .message(.init(seq: 3, message: PrivateMessage(content: "yo", from: "u2", to: "u1"))),
+            .message(.init(seq: 4, message: PrivateMessage(content: "carol's", from: "u3", to: "u1"))),
+            .dropMessages([2]),
+            // Saving again replaces in place: the order stays the order of creation.
+            .session(StoredSession(sessionID: "s1", userID: "u1", username: "alice", connected: false, lastSeen: 150)),
+            .forgetUser(userID: "u3"),
+        ])
+        try await store.close()
 
         let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
         #expect(mode == 0o600, "the file holds session IDs: owner only")
 
         let reopened = try SQLiteChatStore(path: path)
-        let sessions = try reopened.allSessions()
-        #expect(sessions.map(\.username) == ["alice", "bob"])
-        #expect(sessions.allSatisfy { !$0.connected }, "nobody is connected to a server that just started")
-        #expect(try reopened.messages(of: "u1").map(\.content) == ["hi", "note to self", "yo"])
-        try reopened.close()
+        let state = try await reopened.load()
+        #expect(state.sessions.map(\.username) == ["alice", "bob"])
+        #expect(state.sessions.map(\.lastSeen) == [150, 200])
+        #expect(state.sessions.allSatisfy { !$0.connected }, "nobody is connected to a server that just started")
+        #expect(state.messages.map(\.seq) == [1, 3])
+        #expect(state.messages.map(\.message.content) == ["hi", "yo"])
+        try await reopened.close()
     }
 
-    @Test func sqliteTightensAFileOthersCanRead() throws {
-        let directory = NSTemporaryDirectory() + "parley-store-\(UUID().uuidString)"
+    @Test func sqliteTightensAFileOthersCanRead() async throws {
+        let path = temporaryPath()
+        let directory = (path as NSString).deletingLastPathComponent
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await SQLiteChatStore(path: path).close()
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
+        try await SQLiteChatStore(path: path).close()
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int == 0o600)
+    }
+
+    /// A file of the first version (no last_seen) is migrated: its users count as seen when
+    /// the migration ran, so none is forgotten at once.
+    @Test func aFileOfTheFirstSchemaIsMigrated() async throws {
+        let path = temporaryPath()
+        let directory = (path as NSString).deletingLastPathComponent
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = directory + "/chat.sqlite"
-        try SQLiteChatStore(path: path).close()
-        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
-        try SQLiteChatStore(path: path).close()
-        #expect(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int == 0o600)
+        let script = """
+            import sqlite3, sys
+            db = sqlite3.connect(sys.argv[1])
+            db.executescript(
+                "CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);"
+                "INSERT INTO grdb_migrations VALUES ('v1');"
+                "CREATE TABLE session (seq INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL UNIQUE,"
+                " user_id TEXT NOT NULL, username TEXT NOT NULL, connected INTEGER NOT NULL);"
+                "CREATE INDEX session_user ON session(user_id);"
+                "CREATE TABLE message (id INTEGER PRIMARY KEY AUTOINCREMENT, content TEXT NOT NULL,"
+                " from_user TEXT NOT NULL, to_user TEXT NOT NULL);"
+                "INSERT INTO session (session_id, user_id, username, connected) VALUES ('s1', 'u1', 'alice', 1);"
+                "INSERT INTO message (content, from_user, to_user) VALUES ('old', 'u1', 'u1');")
+            db.commit()
+            """
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        python.arguments = ["python3", "-c", script, path]
+        try python.run()
+        python.waitUntilExit()
+        try #require(python.terminationStatus == 0)
+        let store = try SQLiteChatStore(path: path)
+        let state = try await store.load()
+        #expect(state.sessions.map(\.username) == ["alice"])
+        #expect(abs(state.sessions[0].lastSeen - ChatApplication.secondsSince1970()) < 3600)
+        #expect(state.messages.map(\.message.content) == ["old"])
+        try await store.close()
     }
 }
 
 // MARK: The application, through the wire
 
-/// parley-server's layers in this process, on a free port.
+/// parley-server's layers in this process, on a free port, keeping time with a manual clock.
 struct ChatServerHarness {
     let url: String
+    let port: Int
     let socketIO: SocketIOServer
+    let chat: ChatApplication
+    let store: any ChatStore
     private let task: Task<Void, any Error>
 
-    static func start(store: any ChatStore = MemoryChatStore(), options: ChatApplication.Options = .init()) async throws -> ChatServerHarness {
-        var logger = Logger(label: "test.chat-server")
-        logger.logLevel = .critical
-        let socketIO = SocketIOServer(logger: logger)
-        _ = try ChatApplication(server: socketIO, store: store, options: options, logger: logger)
+    var clock: ManualServerClock { socketIO.clock as! ManualServerClock }
+
+    static func start(
+        store: any ChatStore = MemoryChatStore(),
+        options: ChatApplication.Options = .init(),
+        engineLimits: EngineIOServerOptions.Limits = .init(),
+        limits: SocketIOServer.Limits = .init(),
+        logger: Logger? = nil
+    ) async throws -> ChatServerHarness {
+        let logger = logger ?? {
+            var logger = Logger(label: "test.chat-server")
+            logger.logLevel = .critical
+            return logger
+        }()
+        let socketIO = SocketIOServer(engineOptions: EngineIOServerOptions(limits: engineLimits), limits: limits, clock: ManualServerClock(), logger: logger)
+        let chat = try await ChatApplication(server: socketIO, store: store, options: options, logger: logger)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let app = socketIO.engine.application(host: "127.0.0.1", port: 0, logger: logger) { port in
             continuation.yield(port)
@@ -105,12 +205,15 @@ struct ChatServerHarness {
         let task = Task { try await app.runService(gracefulShutdownSignals: []) }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw CancellationError() }
-        return ChatServerHarness(url: "http://127.0.0.1:\(port)", socketIO: socketIO, task: task)
+        return ChatServerHarness(url: "http://127.0.0.1:\(port)", port: port, socketIO: socketIO, chat: chat, store: store, task: task)
     }
 
-    private init(url: String, socketIO: SocketIOServer, task: Task<Void, any Error>) {
+    private init(url: String, port: Int, socketIO: SocketIOServer, chat: ChatApplication, store: any ChatStore, task: Task<Void, any Error>) {
         self.url = url
+        self.port = port
         self.socketIO = socketIO
+        self.chat = chat
+        self.store = store
         self.task = task
     }
 
@@ -118,6 +221,7 @@ struct ChatServerHarness {
         socketIO.shutdown()
         task.cancel()
         _ = await task.result
+        try? await store.close()
     }
 
     /// A logged-in client: its socket, events, and session.
@@ -179,6 +283,7 @@ struct ChatServerHarness {
 
     @Test func aFloodIsCutOffByTheRateLimit() async throws {
         let server = try await ChatServerHarness.start(options: .init(messagesPerSecond: 0.5, messageBurst: 3))
+        // The clock stands still: no token comes back during the test.
         let alice = try await server.login(["username": "alice"])
         let bob = try await server.login(["username": "bob"])
         var answers: [String] = []
@@ -194,7 +299,10 @@ struct ChatServerHarness {
 
     @Test(arguments: [
         JSONValue.object([:]), ["username": ""], ["username": 7], ["username": "bad\u{1B}[2Jname"],
-        ["username": .string(String(repeating: "x", count: 65))], ["sessionID": "unknown"],
+        ["username": .string(String(repeating: "x", count: 33))], ["sessionID": "unknown"], ["username": "ab"],
+        ["username": "bo\u{200B}b"], ["username": "rtl\u{202E}name"],
+        // One grapheme of 900 KB: "a" and 450,000 combining marks.
+        ["username": .string("a" + String(repeating: "\u{301}", count: 450_000))],
     ])
     func invalidUsernamesAreRefused(auth: JSONValue) async throws {
         let server = try await ChatServerHarness.start()

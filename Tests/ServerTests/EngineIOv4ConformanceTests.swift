@@ -1,4 +1,4 @@
-import EngineIOServer
+@testable import EngineIOServer
 import JSON
 import Testing
 
@@ -6,10 +6,10 @@ import Testing
 /// one test per `it(…)`, against our Engine.IO server with the suite's settings: path
 /// `/engine.io/`, pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1000000, echo.
 ///
-/// Where the JS suite leaves timing to luck, these wait a little more, within what the
-/// case allows: WebSocket clients answer pings when a case is not about the heartbeat
-/// (the JS cases finish before the first ping), and the cases that race two requests
-/// give the first a head start.
+/// Where the JS suite leaves timing to luck, these wait for conditions instead: the server
+/// keeps time with a manual clock, so no ping comes unless a case moves the clock (the JS
+/// cases finish before the first ping), and a case that races two requests waits until the
+/// server has the first.
 extension ServerSuites {
     @Suite("Engine.IO v4 test suite") struct EngineIOv4Conformance {
         let path = "/engine.io/"
@@ -168,9 +168,8 @@ extension ServerSuites {
             try await withServer(makeEchoEngine()) { server in
                 let sid = try await server.openPollingSession(path: path)
                 let first = try await server.start("GET", polling(sid))
-                // The suite waits 5 ms; a little more makes sure the first is waiting on the
-                // server (and it is still well before the first ping, at 300 ms).
-                try await Task.sleep(for: .milliseconds(100))
+                // The suite waits 5 ms for the first to be waiting on the server.
+                #expect(await eventually { server.isPolling(sid) })
                 let second = try await server.get("\(polling(sid))&t=burst")
                 let firstResponse = try await first.response()
                 #expect(firstResponse.status == 200)
@@ -188,13 +187,13 @@ extension ServerSuites {
             try await withServer(makeEchoEngine(closeReasons: closeReasons)) { server in
                 let sid = try await server.openPollingSession(path: path)
                 let poll = try await server.start("GET", polling(sid))
-                try await Task.sleep(for: .milliseconds(5))
+                #expect(await eventually { server.isPolling(sid) })
                 poll.abort()
                 // In process we can see the server notice the abort itself (a transport
                 // error), rather than the next GET ending the session as a duplicate poll or
                 // the ping timeout ending it.
                 #expect(await eventually { server.sessionIsGone(sid) })
-                #expect(closeReasons[sid] == .transportError)
+                #expect(closeReasons[sid]?.name == "transport error")
                 let pollResponse = try await server.get(polling(sid))
                 #expect(pollResponse.status == 400)
             }
@@ -241,6 +240,7 @@ extension ServerSuites {
             try await withServer(makeEchoEngine()) { server in
                 let sid = try await server.openPollingSession(path: path)
                 for _ in 0..<3 {
+                    server.clock.advance(by: .milliseconds(300))
                     let pollResponse = try await server.get(polling(sid))
                     #expect(pollResponse.status == 200)
                     #expect(pollResponse.text == "2")
@@ -255,8 +255,11 @@ extension ServerSuites {
             let closeReasons = CloseReasons()
             try await withServer(makeEchoEngine(closeReasons: closeReasons)) { server in
                 let sid = try await server.openPollingSession(path: path)
-                // The suite sleeps PING_INTERVAL + PING_TIMEOUT exactly; give the timer room.
-                try await Task.sleep(for: .milliseconds(300 + 200 + 300))
+                // PING_INTERVAL: the ping comes; PING_TIMEOUT with no pong: the session ends.
+                server.clock.advance(by: .milliseconds(300))
+                #expect(try await server.get(polling(sid)).text == "2")
+                server.clock.advance(by: .milliseconds(200))
+                #expect(await eventually { server.sessionIsGone(sid) })
                 let pollResponse = try await server.get(polling(sid))
                 #expect(pollResponse.status == 400)
                 #expect(closeReasons[sid] == .pingTimeout)
@@ -267,10 +270,13 @@ extension ServerSuites {
         func heartbeatWebSocketPingPong() async throws {
             try await withServer(makeEchoEngine()) { server in
                 let socket = try await server.webSocket(websocket)
-                _ = try await socket.next()  // handshake
+                let sid = try handshakeSID(try await socket.next().text)
                 for _ in 0..<3 {
+                    server.clock.advance(by: .milliseconds(300))
                     #expect(try await socket.next() == .text("2"))
                     socket.send("3")
+                    // The pong arms the next ping, which the next advance brings.
+                    #expect(await eventually { server.engine.session(id: sid)?.awaitsPong == false })
                 }
                 socket.close()
             }
@@ -282,6 +288,9 @@ extension ServerSuites {
             try await withServer(makeEchoEngine(closeReasons: closeReasons)) { server in
                 let socket = try await server.webSocket(websocket)
                 let sid = try handshakeSID(try await socket.next().text)
+                server.clock.advance(by: .milliseconds(300))
+                #expect(try await socket.next() == .text("2"))
+                server.clock.advance(by: .milliseconds(200))
                 try await socket.waitForClose()
                 #expect(closeReasons[sid] == .pingTimeout)
             }
@@ -295,7 +304,7 @@ extension ServerSuites {
                 let sid = try await server.openPollingSession(path: path)
                 let poll = try await server.start("GET", polling(sid))
                 // The suite sends both at once; the GET must be waiting when the close comes.
-                try await Task.sleep(for: .milliseconds(100))
+                #expect(await eventually { server.isPolling(sid) })
                 let push = try await server.post(polling(sid), body: "1")
                 #expect(push.status == 200)
                 let pollResponse = try await poll.response()

@@ -164,7 +164,7 @@ extension ServerSuites {
 
         @Test("session ids are distinct and at least 20 characters")
         func sessionIDs() async throws {
-            try await withServer(makeServer()) { server in
+            try await withServer(makeEchoEngine(limits: .unlimitedAddresses)) { server in
                 var sids: [String] = []
                 for _ in 0..<40 { sids.append(try await server.openPollingSession(path: path)) }
                 for _ in 0..<10 {

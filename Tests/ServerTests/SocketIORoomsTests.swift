@@ -23,7 +23,12 @@ extension ServerSuites {
         }
 
         func makeServer(_ registry: Registry) -> SocketIOServer {
-            let io = SocketIOServer(engineOptions: EngineIOServerOptions(path: "/socket.io/"), logger: quietLogger)
+            // Forty clients from one address, at once: more than a real address opens.
+            let io = SocketIOServer(
+                engineOptions: EngineIOServerOptions(path: "/socket.io/", limits: .unlimitedAddresses),
+                clock: ManualServerClock(),
+                logger: quietLogger
+            )
             io.main.onConnection { socket in
                 for room in socket.auth["rooms"]?.arrayValue ?? [] { socket.join(room.stringValue ?? "") }
                 registry.add(socket.auth["name"]?.stringValue ?? "", socket)

@@ -1,4 +1,4 @@
-import EngineIOServer
+@testable import EngineIOServer
 import JSON
 import SocketIOServer
 import Testing
@@ -9,9 +9,9 @@ import Testing
 /// namespaces `/` and `/custom` that emit `auth`, echo `message` as `message-back` and
 /// acknowledge `message-with-ack`.
 ///
-/// As in the Engine.IO suite, WebSocket clients answer pings where a case is not about the
-/// heartbeat, and skip them where the JS suite's `waitForPackets` does: the JS cases rely
-/// on finishing before the first ping's timeout (500 ms), which a busy machine may miss.
+/// As in the Engine.IO suite, the server keeps time with a manual clock: a ping comes when a
+/// case moves the clock, and only then (the JS cases rely on finishing before the first
+/// ping's timeout, 500 ms, which a busy machine may miss).
 extension ServerSuites {
     @Suite("Socket.IO v5 test suite") struct SocketIOv5Conformance {
         let path = "/socket.io/"
@@ -139,6 +139,7 @@ extension ServerSuites {
             try await withServer(makeSuiteSocketIOServer()) { server in
                 let sid = try await server.openPollingSession(path: path)
                 for _ in 0..<3 {
+                    server.clock.advance(by: .milliseconds(300))
                     let pollResponse = try await server.get(polling(sid))
                     #expect(pollResponse.status == 200)
                     #expect(pollResponse.text == "2")
@@ -152,8 +153,11 @@ extension ServerSuites {
         func heartbeatPollingPingTimeout() async throws {
             try await withServer(makeSuiteSocketIOServer()) { server in
                 let sid = try await server.openPollingSession(path: path)
-                // The suite sleeps PING_INTERVAL + PING_TIMEOUT exactly; give the timer room.
-                try await Task.sleep(for: .milliseconds(300 + 200 + 300))
+                // PING_INTERVAL: the ping comes; PING_TIMEOUT with no pong: the session ends.
+                server.clock.advance(by: .milliseconds(300))
+                #expect(try await server.get(polling(sid)).text == "2")
+                server.clock.advance(by: .milliseconds(200))
+                #expect(await eventually { server.sessionIsGone(sid) })
                 let pollResponse = try await server.get(polling(sid))
                 #expect(pollResponse.status == 400)
             }
@@ -163,10 +167,13 @@ extension ServerSuites {
         func heartbeatWebSocketPingPong() async throws {
             try await withServer(makeSuiteSocketIOServer()) { server in
                 let socket = try await server.webSocket(websocket)
-                _ = try await socket.next()  // handshake
+                let sid = try handshakeSID(try await socket.next().text)
                 for _ in 0..<3 {
+                    server.clock.advance(by: .milliseconds(300))
                     #expect(try await socket.next() == .text("2"))
                     socket.send("3")
+                    // The pong arms the next ping, which the next advance brings.
+                    #expect(await eventually { server.engine.session(id: sid)?.awaitsPong == false })
                 }
                 socket.close()
             }
@@ -176,6 +183,10 @@ extension ServerSuites {
         func heartbeatWebSocketPingTimeout() async throws {
             try await withServer(makeSuiteSocketIOServer()) { server in
                 let socket = try await server.webSocket(websocket)
+                _ = try await socket.next()  // handshake
+                server.clock.advance(by: .milliseconds(300))
+                #expect(try await socket.next() == .text("2"))
+                server.clock.advance(by: .milliseconds(200))
                 try await socket.waitForClose()
             }
         }
@@ -188,7 +199,7 @@ extension ServerSuites {
                 let sid = try await server.openPollingSession(path: path)
                 let poll = try await server.start("GET", polling(sid))
                 // The suite sends both at once; the GET must be waiting when the close comes.
-                try await Task.sleep(for: .milliseconds(100))
+                #expect(await eventually { server.isPolling(sid) })
                 let push = try await server.post(polling(sid), body: "1")
                 #expect(push.status == 200)
                 let pollResponse = try await poll.response()
@@ -333,6 +344,10 @@ extension ServerSuites {
                 // Answering pings, so that it is connectTimeout (1 s) that closes the
                 // connection, not the ping timeout.
                 let socket = try await server.webSocket(websocket, answerPings: true)
+                let sid = try handshakeSID(try await socket.next().text)
+                server.clock.advance(by: .milliseconds(999))
+                #expect(!server.sessionIsGone(sid))
+                server.clock.advance(by: .milliseconds(1))
                 try await socket.waitForClose()
             }
         }
@@ -345,8 +360,9 @@ extension ServerSuites {
             try await withServer(io) { server in
                 let socket = try await initSocketIOConnection(server)
                 socket.send("41")
-                #expect(try await socket.next() == .text("2"))
                 #expect(await eventually { io.main.socketCount == 0 })
+                server.clock.advance(by: .milliseconds(300))
+                #expect(try await socket.next() == .text("2"))
                 socket.close()
             }
         }
@@ -356,6 +372,7 @@ extension ServerSuites {
             let io = makeSuiteSocketIOServer()
             try await withServer(io) { server in
                 let socket = try await initSocketIOConnection(server)
+                server.clock.advance(by: .milliseconds(300))
                 #expect(try await socket.next() == .text("2"))  // ping
                 socket.send("40/custom")
                 try expectConnectAnswer(try await socket.nextSkippingPings(), prefix: "40/custom,")  // Socket.IO handshake

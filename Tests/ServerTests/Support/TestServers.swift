@@ -1,5 +1,5 @@
 import EngineIOProtocol
-import EngineIOServer
+@testable import EngineIOServer
 import Hummingbird
 import JSON
 import Logging
@@ -8,8 +8,9 @@ import SocketIOServer
 import Synchronization
 import Testing
 
-/// Every suite of this target runs one test at a time: the conformance suites keep time
-/// with 300 ms pings, and on a small, busy machine parallel tests would eat their margins.
+/// Every suite of this target runs one test at a time: each starts servers and opens
+/// connections, and on a small machine many at once only make each slower. No test waits
+/// for real time: the servers keep time with a `ManualServerClock` that the tests advance.
 @Suite(.serialized) enum ServerSuites {}
 
 /// The conformance suites' Engine.IO server: it echoes every message back.
@@ -46,12 +47,13 @@ let quietLogger: Logger = {
 }()
 
 /// The Engine.IO v4 test suite's server: path `/engine.io/`, pingInterval 300 ms,
-/// pingTimeout 200 ms, maxPayload 1000000, echo.
+/// pingTimeout 200 ms, maxPayload 1000000, echo; on a manual clock.
 func makeEchoEngine(
     pingInterval: Duration = .milliseconds(300),
     pingTimeout: Duration = .milliseconds(200),
     maxHttpBufferSize: Int = 1_000_000,
     cors: EngineIOServerOptions.CORS = .disabled,
+    limits: EngineIOServerOptions.Limits = EngineIOServerOptions.Limits(),
     closeReasons: CloseReasons = CloseReasons()
 ) -> EngineIOServer {
     let options = EngineIOServerOptions(
@@ -59,23 +61,29 @@ func makeEchoEngine(
         pingInterval: pingInterval,
         pingTimeout: pingTimeout,
         maxHttpBufferSize: maxHttpBufferSize,
-        cors: cors
+        cors: cors,
+        limits: limits
     )
-    return EngineIOServer(options: options) { socket in EchoDelegate(socket, closeReasons: closeReasons) }
+    return EngineIOServer(options: options, clock: ManualServerClock()) { socket in EchoDelegate(socket, closeReasons: closeReasons) }
 }
 
 /// The Socket.IO v5 test suite's server: path `/socket.io/`, pingInterval 300 ms,
 /// pingTimeout 200 ms, connectTimeout 1000 ms; namespaces `/` and `/custom` that emit
 /// `auth` with the CONNECT payload, answer `message` with `message-back` and acknowledge
-/// `message-with-ack` with its own arguments.
-func makeSuiteSocketIOServer() -> SocketIOServer {
+/// `message-with-ack` with its own arguments; on a manual clock.
+func makeSuiteSocketIOServer(
+    engineLimits: EngineIOServerOptions.Limits = EngineIOServerOptions.Limits(),
+    limits: SocketIOServer.Limits = SocketIOServer.Limits(connectTimeout: .milliseconds(1000))
+) -> SocketIOServer {
     let io = SocketIOServer(
         engineOptions: EngineIOServerOptions(
             path: "/socket.io/",
             pingInterval: .milliseconds(300),
-            pingTimeout: .milliseconds(200)
+            pingTimeout: .milliseconds(200),
+            limits: engineLimits
         ),
-        connectTimeout: .milliseconds(1000),
+        limits: limits,
+        clock: ManualServerClock(),
         logger: quietLogger
     )
     for name in ["/", "/custom"] {
@@ -96,6 +104,12 @@ func makeSuiteSocketIOServer() -> SocketIOServer {
 struct RunningServer: Sendable {
     let port: Int
     let engine: EngineIOServer
+
+    /// The server's clock, which the test moves.
+    var clock: ManualServerClock {
+        guard let clock = engine.clock as? ManualServerClock else { fatalError("the test servers keep time with a ManualServerClock") }
+        return clock
+    }
 
     func get(_ target: String, headers: [(String, String)] = []) async throws -> HTTPReply {
         try await request("GET", target, headers: headers)
@@ -136,6 +150,9 @@ struct RunningServer: Sendable {
 
     /// Whether the session is gone from the server (closed and forgotten).
     func sessionIsGone(_ sid: String) -> Bool { engine.session(id: sid) == nil }
+
+    /// Whether a GET of this session is waiting for packets on the server.
+    func isPolling(_ sid: String) -> Bool { engine.session(id: sid)?.isPolling == true }
 }
 
 /// The sid of an Engine.IO open packet `0{…}`.

@@ -24,6 +24,8 @@ enum WebSocketEvent: Sendable, Equatable, CustomStringConvertible {
 final class WebSocketClient: Sendable {
     /// The status of the opening handshake's response: 101 when it was accepted.
     let handshakeStatus: Int
+    /// The body of a refused handshake (engine.io's `{"code":…,"message":…}`), else empty.
+    let handshakeBody: String
     private let socket: TCPSocket
     private let events = Mailbox<WebSocketEvent>()
     private let writer = DispatchQueue(label: "ServerTests.WebSocketClient.writer")
@@ -36,9 +38,10 @@ final class WebSocketClient: Sendable {
         var closeDeadline: ContinuousClock.Instant?
     }
 
-    private init(socket: TCPSocket, handshakeStatus: Int, answerPings: Bool) {
+    private init(socket: TCPSocket, handshakeStatus: Int, handshakeBody: String, answerPings: Bool) {
         self.socket = socket
         self.handshakeStatus = handshakeStatus
+        self.handshakeBody = handshakeBody
         self.answerPings = answerPings
     }
 
@@ -77,14 +80,20 @@ final class WebSocketClient: Sendable {
                     guard head.headers["sec-websocket-accept"] == expectedAccept else {
                         throw SocketError.system("bad Sec-WebSocket-Accept \(head.headers["sec-websocket-accept"] ?? "none")", 0)
                     }
+                    return (socket, head.status, reader.buffer)
                 }
-                return (socket, head.status, reader.buffer)
+                // A refusal: its body says why.
+                let length = head.headers["content-length"].flatMap { Int($0) } ?? 0
+                return (socket, head.status, (try? reader.readExactly(length)) ?? [])
             } catch {
                 socket.close()
                 throw error
             }
         }
-        let client = WebSocketClient(socket: socket, handshakeStatus: status, answerPings: answerPings)
+        let client = WebSocketClient(
+            socket: socket, handshakeStatus: status,
+            handshakeBody: status == 101 ? "" : String(decoding: leftover, as: UTF8.self), answerPings: answerPings
+        )
         if status == 101 {
             // Short reads, so the reader notices a `close()` whose answer never comes.
             socket.setReceiveTimeout(.milliseconds(200))
@@ -101,6 +110,15 @@ final class WebSocketClient: Sendable {
     func send(_ text: String) { sendFrame(opcode: 0x1, payload: Array(text.utf8)) }
 
     func send(binary bytes: [UInt8]) { sendFrame(opcode: 0x2, payload: bytes) }
+
+    /// A text frame without a mask, which no client may send (RFC 6455 §5.1).
+    func sendUnmasked(_ text: String) {
+        let payload = Array(text.utf8)
+        precondition(payload.count < 126)
+        let bytes: [UInt8] = [0x81, UInt8(payload.count)] + payload
+        let socket = socket
+        writer.async { try? socket.sendAll(bytes) }
+    }
 
     /// Starts the close handshake (code 1000), as `WebSocket.close()` does.
     func close() {
