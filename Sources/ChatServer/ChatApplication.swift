@@ -18,7 +18,7 @@ import Glibc
 /// at most `maxUsers`, made at most so fast per address, and forgotten after
 /// `sessionLifetime` away; a user has at most `maxSocketsPerUser` sockets and one message
 /// rate limit across all of them and across reconnections; stored messages are bounded per
-/// conversation and in total; the history a login receives is bounded in bytes. A
+/// conversation, per sender and in total; the history a login receives is bounded in bytes. A
 /// `private message` that is malformed, empty, too large, too fast, or to an unknown user is
 /// refused (with an error ack when asked for) and never stored or forwarded; refusals are
 /// logged as summaries.
@@ -43,9 +43,10 @@ public final class ChatApplication: Sendable {
         public var maxSocketsPerUser: Int
         /// A user away for longer than this is forgotten, with their conversations.
         public var sessionLifetime: Duration
-        /// Stored messages per conversation, and in total (bytes of content, plus
-        /// `MessageLog.overhead` each); the oldest go first.
+        /// Stored messages per conversation, of what one user sent, and in total (bytes of
+        /// content, plus `MessageLog.overhead` each); the oldest go first.
         public var keepPerConversation: Int
+        public var keepBytesPerUser: Int
         public var keepBytes: Int
         /// Bytes of history (serialized messages) a login receives in its `users` list.
         public var loginHistoryBytes: Int
@@ -60,7 +61,8 @@ public final class ChatApplication: Sendable {
             maxSocketsPerUser: Int = 16,
             sessionLifetime: Duration = .seconds(30 * 86_400),
             keepPerConversation: Int = 200,
-            keepBytes: Int = 256 << 20,
+            keepBytesPerUser: Int = 4 << 20,
+            keepBytes: Int = 64 << 20,
             loginHistoryBytes: Int = 1 << 20
         ) {
             self.maxMessageBytes = maxMessageBytes
@@ -72,6 +74,7 @@ public final class ChatApplication: Sendable {
             self.maxSocketsPerUser = maxSocketsPerUser
             self.sessionLifetime = sessionLifetime
             self.keepPerConversation = keepPerConversation
+            self.keepBytesPerUser = keepBytesPerUser
             self.keepBytes = keepBytes
             self.loginHistoryBytes = loginHistoryBytes
         }
@@ -125,7 +128,8 @@ public final class ChatApplication: Sendable {
         self.refusals = RefusalLog(logger: logger, clock: server.clock)
         let now = server.clock.now
         self.wallStart = (wallClock(), now)
-        var records = Records(log: MessageLog(perConversation: options.keepPerConversation, maxBytes: options.keepBytes), nextExpiry: now)
+        let log = MessageLog(perConversation: options.keepPerConversation, maxBytesPerSender: options.keepBytesPerUser, maxBytes: options.keepBytes)
+        var records = Records(log: log, nextExpiry: now)
         let stored = try await store.load()
         for session in stored.sessions { records.directory.add(session) }
         var dropped: [Int64] = []

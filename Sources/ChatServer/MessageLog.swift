@@ -3,9 +3,11 @@ import DequeModule
 public import JSON
 
 /// The private messages the server keeps (part III's store), as a plain value, bounded:
-/// at most `perConversation` messages in each conversation and `maxBytes` in all (a message
-/// counts its content plus `overhead`), the oldest dropped first. What a login receives is
-/// bounded too (`history(of:budget:)`), so that a `users` frame always fits.
+/// at most `perConversation` messages in each conversation, `maxBytesPerSender` of what one
+/// user sent, and `maxBytes` in all (a message counts its content plus `overhead`), the
+/// oldest dropped first. The bound per sender keeps one user from pushing everyone else's
+/// history out of the total by sending a lot. What a login receives is bounded too
+/// (`history(of:budget:)`), so that a `users` frame always fits.
 public struct MessageLog: Sendable {
     /// A message and its place in the order of arrival (also its key in a store).
     public struct Entry: Sendable, Hashable {
@@ -42,8 +44,12 @@ public struct MessageLog: Sendable {
     public static let overhead = 96
 
     public let perConversation: Int
+    public let maxBytesPerSender: Int
     public let maxBytes: Int
     private var conversations: [ConversationKey: Deque<Entry>] = [:]
+    /// Each user's kept messages in order (lazily: entries of messages dropped otherwise stay
+    /// until they come up, or until the queue is compacted), and their bytes.
+    private var sent: [String: (queue: Deque<(seq: Int64, key: ConversationKey)>, count: Int, bytes: Int)] = [:]
     private var conversationsOfUser: [String: Set<ConversationKey>] = [:]
     /// Every kept message in order of arrival, for dropping the oldest first. Entries of
     /// messages dropped otherwise (a full conversation, a forgotten user) stay until they come
@@ -55,8 +61,9 @@ public struct MessageLog: Sendable {
     public private(set) var bytes = 0
     public private(set) var lastSeq: Int64 = 0
 
-    public init(perConversation: Int, maxBytes: Int) {
+    public init(perConversation: Int, maxBytesPerSender: Int = .max, maxBytes: Int) {
         self.perConversation = max(1, perConversation)
+        self.maxBytesPerSender = maxBytesPerSender
         self.maxBytes = maxBytes
     }
 
@@ -84,27 +91,56 @@ public struct MessageLog: Sendable {
             conversationsOfUser[key.second, default: []].insert(key)
         }
         arrival.append((entry.seq, key))
-        count += 1
-        bytes += Self.cost(entry.message)
+        let sender = entry.message.from
+        sent[sender, default: ([], 0, 0)].queue.append((entry.seq, key))
+        counted(entry.message, +1)
         var dropped: [Int64] = []
         while let oldest = conversations[key]?.first, conversations[key]!.count > perConversation {
-            dropFirst(of: key)
+            remove(at: 0, of: key)
             dropped.append(oldest.seq)
+        }
+        while let mine = sent[sender], mine.bytes > maxBytesPerSender {
+            // The sender's oldest kept message, wherever it is in its conversation.
+            guard let next = sent[sender]?.queue.popFirst() else { break }
+            guard let index = position(of: next.seq, in: next.key) else { continue }
+            remove(at: index, of: next.key)
+            dropped.append(next.seq)
         }
         while bytes > maxBytes, let next = arrival.popFirst() {
             // The oldest kept message is the first of its conversation, if it is kept still.
             guard let first = conversations[next.key]?.first, first.seq == next.seq else { continue }
-            dropFirst(of: next.key)
+            remove(at: 0, of: next.key)
             dropped.append(next.seq)
         }
-        if arrival.count > 2 * count + 1024 { compactArrival() }
-        return dropped
+        compactIfNeeded(sender: sender)
+        return dropped.sorted()
     }
 
-    private mutating func dropFirst(of key: ConversationKey) {
-        guard let removed = conversations[key]?.removeFirst() else { return }
-        count -= 1
-        bytes -= Self.cost(removed.message)
+    /// Adds (`+1`) or takes away (`-1`) a message in the totals and its sender's.
+    private mutating func counted(_ message: PrivateMessage, _ sign: Int) {
+        let cost = Self.cost(message)
+        count += sign
+        bytes += sign * cost
+        sent[message.from]?.count += sign
+        sent[message.from]?.bytes += sign * cost
+        if sent[message.from]?.count == 0 { sent.removeValue(forKey: message.from) }
+    }
+
+    /// Where a kept message is in its conversation (ordered by seq): a binary search.
+    private func position(of seq: Int64, in key: ConversationKey) -> Int? {
+        guard let messages = conversations[key] else { return nil }
+        var low = 0
+        var high = messages.count
+        while low < high {
+            let middle = (low + high) / 2
+            if messages[middle].seq < seq { low = middle + 1 } else { high = middle }
+        }
+        return low < messages.count && messages[low].seq == seq ? low : nil
+    }
+
+    private mutating func remove(at index: Int, of key: ConversationKey) {
+        guard let removed = conversations[key]?.remove(at: index) else { return }
+        counted(removed.message, -1)
         if conversations[key]?.isEmpty == true { forget(key) }
     }
 
@@ -116,14 +152,17 @@ public struct MessageLog: Sendable {
         if conversationsOfUser[key.second]?.isEmpty == true { conversationsOfUser.removeValue(forKey: key.second) }
     }
 
-    /// Keeps only the arrival entries of messages still kept (a message is kept while its
-    /// seq is not older than the first of its conversation: conversations lose messages from
-    /// the front only).
-    private mutating func compactArrival() {
-        arrival = Deque(arrival.filter { entry in
-            guard let first = conversations[entry.key]?.first else { return false }
-            return entry.seq >= first.seq
-        })
+    /// Keeps the lazy queues (arrival, each sender's) within a constant factor of what they
+    /// stand for: entries of messages no longer kept are filtered out once they are as many
+    /// again as the kept ones.
+    private mutating func compactIfNeeded(sender: String) {
+        if arrival.count > 2 * count + 1024 {
+            arrival = Deque(arrival.filter { position(of: $0.seq, in: $0.key) != nil })
+        }
+        if let mine = sent[sender], mine.queue.count > 2 * mine.count + 64 {
+            let kept = Deque(mine.queue.filter { position(of: $0.seq, in: $0.key) != nil })
+            sent[sender]?.queue = kept
+        }
     }
 
     /// Forgets every conversation of a user (a user whose session expired); how many
@@ -134,12 +173,14 @@ public struct MessageLog: Sendable {
         for key in conversationsOfUser[user] ?? [] {
             for entry in conversations[key] ?? [] {
                 removed += 1
-                bytes -= Self.cost(entry.message)
+                counted(entry.message, -1)
             }
-            count -= conversations[key]?.count ?? 0
             forget(key)
         }
-        if arrival.count > 2 * count + 1024 { compactArrival() }
+        sent.removeValue(forKey: user)
+        if arrival.count > 2 * count + 1024 {
+            arrival = Deque(arrival.filter { position(of: $0.seq, in: $0.key) != nil })
+        }
         return removed
     }
 

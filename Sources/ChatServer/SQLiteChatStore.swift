@@ -1,4 +1,4 @@
-public import ChatSchema
+import ChatSchema
 import Foundation
 import GRDB
 public import Logging
@@ -24,6 +24,8 @@ public final class SQLiteChatStore: ChatStore {
     struct Pending {
         var changes: [StoreChange] = []
         var writing = false
+        /// Transactions written so far (for tests: a burst of changes takes few).
+        var transactions = 0
         /// Callers of `flush`, resumed when nothing is left to write.
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
@@ -141,6 +143,7 @@ public final class SQLiteChatStore: ChatStore {
             }
             do {
                 try await database.write { db in try Self.apply(batch, to: db) }
+                pending.withLock { $0.transactions += 1 }
             } catch {
                 logger.error("storage failed", metadata: ["error": "\(error)", "changes": "\(batch.count)"])
             }
@@ -171,6 +174,8 @@ public final class SQLiteChatStore: ChatStore {
             }
         }
     }
+
+    var transactions: Int { pending.withLock { $0.transactions } }
 
     /// Waits until everything recorded so far is written.
     public func flush() async {

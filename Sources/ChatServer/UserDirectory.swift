@@ -1,4 +1,4 @@
-public import ChatSchema
+import ChatSchema
 import EngineIOServer
 import JSON
 import NIOCore

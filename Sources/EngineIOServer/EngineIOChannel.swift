@@ -72,12 +72,23 @@ public struct EngineIOChannel: ServerChildChannel, HTTPChannelHandler {
                 guard !headCame.value else { return }
                 Self.writeRaw(.error(.badRequest, status: 408, message: "Request timeout: no request head in time"), on: channel)
             }
-            let headIsHere = {
+            let headIsHere: @Sendable () -> Void = {
                 headCame.value = true
                 firstHead.cancel()
             }
-            // What `shouldUpgrade` decided, for the pipeline handler that follows it.
+            // What `shouldUpgrade` decided, for the pipeline handler that follows it. A plan the
+            // connection closes before (the client went away with the 101 on its way) is undone:
+            // the session it opened is closed, the upgrade it began abandoned.
             let plan = NIOLoopBoundBox<EngineIOServer.WebSocketPlan?>(nil, eventLoop: channel.eventLoop)
+            let upgradeTimer = NIOLoopBoundBox<ServerTimer?>(nil, eventLoop: channel.eventLoop)
+            channel.closeFuture.whenComplete { _ in
+                switch plan.value {
+                case .open(let socket)?: socket.close(reason: .transportError("the connection closed during the WebSocket handshake"))
+                case .upgrade(let socket)?: socket.abortUpgrade()
+                case .refuse?, nil: break
+                }
+                plan.value = nil
+            }
 
             let upgrader = NIOTypedWebSocketServerUpgrader<Kind>(
                 maxFrameSize: server.options.maxHttpBufferSize,
@@ -89,6 +100,19 @@ public struct EngineIOChannel: ServerChildChannel, HTTPChannelHandler {
                         return channel.eventLoop.makeSucceededFuture(nil)
                     }
                     plan.value = decided
+                    if case .upgrade(let socket) = decided {
+                        // The upgrade timeout runs from now, before the 101 leaves: a client
+                        // that opens the WebSocket and says nothing does not hold it.
+                        upgradeTimer.value = server.clock.schedule(after: server.options.upgradeTimeout, on: channel.eventLoop) {
+                            if let handler = try? channel.pipeline.syncOperations.handler(type: EngineIOFrameHandler.self) {
+                                handler.upgradeTimedOut()
+                            } else if case .upgrade? = plan.value {
+                                plan.value = nil
+                                socket.abortUpgrade()
+                                channel.close(promise: nil)
+                            }
+                        }
+                    }
                     return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
                 },
                 upgradePipelineHandler: { channel, _ in
@@ -96,7 +120,7 @@ public struct EngineIOChannel: ServerChildChannel, HTTPChannelHandler {
                     return channel.eventLoop.makeCompletedFuture {
                         guard let decided = plan.value else { return .closed }
                         plan.value = nil
-                        try Self.startWebSocket(decided, server: server, channel: channel)
+                        try Self.startWebSocket(decided, server: server, channel: channel, upgradeTimer: upgradeTimer.value)
                         return .webSocket
                     }
                 }
@@ -160,7 +184,9 @@ public struct EngineIOChannel: ServerChildChannel, HTTPChannelHandler {
 
     /// On the event loop, right after the upgrade: the reader goes in before any frame can
     /// be read, so every frame of the session reaches it.
-    static func startWebSocket(_ plan: EngineIOServer.WebSocketPlan, server: EngineIOServer, channel: any Channel) throws {
+    static func startWebSocket(
+        _ plan: EngineIOServer.WebSocketPlan, server: EngineIOServer, channel: any Channel, upgradeTimer: ServerTimer?
+    ) throws {
         let sink = ChannelSink(channel: channel, highWaterMark: server.options.limits.maxBacklogBytes)
         switch plan {
         case .refuse:
@@ -172,12 +198,8 @@ public struct EngineIOChannel: ServerChildChannel, HTTPChannelHandler {
             server.startWebSocketSession(socket, sink: sink)
         case .upgrade(let socket):
             let handler = EngineIOFrameHandler(.probing(socket), sink: sink, maxSize: server.options.maxHttpBufferSize)
+            handler.upgradeTimer = upgradeTimer
             try channel.pipeline.syncOperations.addHandler(handler)
-            // The upgrade timeout: a client that opens the WebSocket and says nothing does not hold it.
-            let timer = server.clock.schedule(after: server.options.upgradeTimeout, on: channel.eventLoop) {
-                try? channel.pipeline.syncOperations.handler(type: EngineIOFrameHandler.self).upgradeTimedOut()
-            }
-            handler.upgradeTimer = timer
         }
     }
 

@@ -247,10 +247,13 @@ public final class EngineIOServer: Sendable {
                 socket.close(reason: .transportError("the POST body did not arrive"), pollAnswer: "1")
                 return .error(.badRequest, status: 408, message: "Bad request: the body did not arrive in time")
             }
+            let decoded = bytes.withUnsafeBufferPointer { body in
+                Result { () throws(EngineIOParseError) in try EngineIOPayload.decode(utf8: body) }
+            }
             let packets: [EngineIOPacket]
-            do {
-                packets = try EngineIOPayload.decode(String(decoding: bytes, as: UTF8.self))
-            } catch {
+            switch decoded {
+            case .success(let all): packets = all
+            case .failure(let error):
                 socket.close(reason: .parseError(error.description), pollAnswer: "1")
                 return .error(.badRequest, message: "Bad request: \(error.description)")
             }

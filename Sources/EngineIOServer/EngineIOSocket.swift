@@ -76,12 +76,16 @@ public struct EngineIOOutgoing: Sendable {
         return false
     }
 
-    /// The bytes this packet adds to a long-polling payload (about: a binary packet is
-    /// counted as its base64 text would be).
-    var pollingByteCount: Int {
+    /// What a packet waiting in a polling outbox holds, counted against the backlog limit:
+    /// its part of the payload (a binary packet as its base64 text), plus what holds it
+    /// there (its object, its text in two forms, its encoded WebSocket frame: about 320
+    /// bytes). Counting the payload alone let a session that never polls hold eight times
+    /// the limit in small packets.
+    var queuedBytes: Int {
+        let overhead = 320
         switch frame {
-        case .text(let text): return text.utf8.count + 1
-        case .binary(let bytes): return (bytes.count + 2) / 3 * 4 + 2
+        case .text(let text): return text.utf8.count + 1 + overhead
+        case .binary(let bytes): return (bytes.count + 2) / 3 * 4 + 2 + overhead
         }
     }
 
@@ -232,7 +236,7 @@ public final class EngineIOSocket: Sendable {
                 return sink.send(packets) ? .flush(sink) : .none
             }
             state.outbox.append(contentsOf: packets)
-            for packet in packets { state.outboxBytes += packet.pollingByteCount }
+            for packet in packets { state.outboxBytes += packet.queuedBytes }
             if state.outboxBytes > options.limits.maxBacklogBytes { return .overflow }
             return Self.takeWaiter(&state)
         }

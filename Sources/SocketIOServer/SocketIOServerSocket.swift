@@ -10,7 +10,8 @@ import Synchronization
 ///
 /// What a client may make it do is bounded: one socket per namespace (a CONNECT to a
 /// namespace it is in already is a protocol error, and ends the connection), CONNECT
-/// attempts at `SocketIOServer.Limits`' rate (more are refused with CONNECT_ERROR), and no
+/// attempts at `SocketIOServer.Limits`' rate (more are refused with CONNECT_ERROR, and as
+/// many refusals again as the burst end the connection), and no
 /// longer than the connect timeout without a namespace, whatever its CONNECTs said: the timer
 /// stops only when a namespace is joined, and starts again when the last one is left.
 final class SocketIOClient: EngineIOSocketDelegate {
@@ -24,6 +25,8 @@ final class SocketIOClient: EngineIOSocketDelegate {
         var sockets: [String: SocketIOServerSocket] = [:]
         var connectTimer: ServerTimer?
         var connectAttempts: TokenBucket
+        /// CONNECTs refused in a row for coming too fast.
+        var refusedAttempts = 0
         var closed = false
     }
 
@@ -93,19 +96,28 @@ final class SocketIOClient: EngineIOSocketDelegate {
     }
 
     private func connect(namespace name: String, auth: JSONValue?) {
-        enum Admission { case accept, alreadyConnected, tooFast }
+        enum Admission { case accept, alreadyConnected, tooFast, abusive }
         let now = engineSocket.clock.now
+        let limits = self.limits
         let admission = state.withLock { state -> Admission in
             if state.sockets[name] != nil { return .alreadyConnected }
-            return state.connectAttempts.take(now: now) ? .accept : .tooFast
+            if state.connectAttempts.take(now: now) {
+                state.refusedAttempts = 0
+                return .accept
+            }
+            state.refusedAttempts += 1
+            // Refused as many times again as the burst allows, without waiting: no client
+            // does that (socket.io-client never retries a refused CONNECT by itself).
+            return Double(state.refusedAttempts) > limits.connectAttemptBurst ? .abusive : .tooFast
         }
         switch admission {
         case .alreadyConnected:
             // socket.io-protocol v5: one socket per namespace per connection.
             engineSocket.close(reason: .parseError("CONNECT to \(name), which this client is connected to already"))
             return
-        case .tooFast:
+        case .tooFast, .abusive:
             send(SocketIOPacket(kind: .connectError, namespace: name, data: ["message": "too many connection attempts"]))
+            if admission == .abusive { engineSocket.close(reason: .parseError("CONNECT attempts go on after refusals")) }
             return
         case .accept:
             break
@@ -139,8 +151,8 @@ final class SocketIOClient: EngineIOSocketDelegate {
     private func left(_ socket: SocketIOServerSocket, reason: String) {
         socket.closed(reason: reason)
         guard state.withLock({ !$0.closed && $0.sockets.isEmpty }) else { return }
-        engineSocket.setHalfOpen(true)
         armConnectTimer()
+        engineSocket.setHalfOpen(true)
     }
 
     func engineIOSocket(_ socket: EngineIOSocket, didCloseWith reason: EngineIOCloseReason) {
@@ -164,8 +176,8 @@ final class SocketIOClient: EngineIOSocketDelegate {
             return true
         }
         guard removed, state.withLock({ !$0.closed && $0.sockets.isEmpty }) else { return }
-        engineSocket.setHalfOpen(true)
         armConnectTimer()
+        engineSocket.setHalfOpen(true)
     }
 }
 

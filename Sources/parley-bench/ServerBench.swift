@@ -88,6 +88,38 @@ struct ServerLoad: AsyncParsableCommand {
     @Option(help: "The python-socketio server script (default: Tests/InteropTests/server.py of this package).")
     var pythonServer: String?
 
+    @Option(help: ArgumentHelp(
+        "Hostile clients: the same load is run twice, quiet and under attack, on fresh servers with their default limits.",
+        discussion: """
+            The attackers (AttackClients.swift) each repeat one attack from an address of their own: a polling \
+            session that never polls and POSTs 3,000 CONNECT/DISCONNECT pairs, half-open sessions, half-sent \
+            request heads, a 900 KB username, 99 KB messages to an offline user, WebSocket logins that never \
+            read. They start after the benign logins and stop after the measurement; then a new client must \
+            still be able to log in. Prints both runs and a summary (p50/p99 and server memory, with ratios).
+            """
+    ))
+    var attack = 0
+
+    @Option(help: "With --attack: operations per second of each attacker.")
+    var attackRate = 10.0
+
+    @Option(help: "With --attack: quiet and attacked runs, interleaved, each this many times (the summary gives medians).")
+    var rounds = 1
+
+    @Option(help: ArgumentHelp(
+        "With --attack: the attacks to make, comma-separated (default: all, in turn).",
+        discussion: "polling_flood, half_open, slow_headers, huge_username, history_flood, non_reader"
+    ))
+    var attackKinds: String?
+
+    @Option(help: ArgumentHelp(
+        "Clients that share one source address, against a server on 127.0.0.1 (0: all from 127.0.0.1).",
+        discussion: """
+            Each group of clients connects from its own address of 127.0.0.0/8 (127.1.0.1, 127.1.0.2, …),             as many users are many hosts: a server's per-address limits then see what they would see             in the field, not a thousand users on one host.
+            """
+    ))
+    var clientsPerAddress = 4
+
     func validate() throws {
         guard clients >= 2 else { throw ValidationError("--clients must be at least 2") }
         guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
@@ -96,6 +128,17 @@ struct ServerLoad: AsyncParsableCommand {
         guard window >= 1 else { throw ValidationError("--window must be at least 1") }
         guard size >= 20 else { throw ValidationError("--size must be at least 20 (the send time takes 20 digits)") }
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        guard clientsPerAddress >= 0 else { throw ValidationError("--clients-per-address must be 0 or more") }
+        guard attack >= 0, attackRate >= 0 else { throw ValidationError("--attack and --attack-rate must be 0 or more") }
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+        if let attackKinds {
+            for name in attackKinds.split(separator: ",") where Attackers.Kind(rawValue: String(name)) == nil {
+                throw ValidationError("--attack-kinds: no attack named \(name)")
+            }
+        }
+        guard attack == 0 || (url == nil && !compare && server == "parley") else {
+            throw ValidationError("--attack starts parley-server itself: leave out --url, --compare and --server")
+        }
         guard connectTimeout > 0, settle >= 0, warmup >= 0 else {
             throw ValidationError("--connect-timeout must be positive, --settle and --warmup not negative")
         }
@@ -121,6 +164,10 @@ struct ServerLoad: AsyncParsableCommand {
         if let url {
             let result = try await measure(target: try LoadTarget(url: url))
             emit(line(result, server: nil))
+            return
+        }
+        if attack > 0 {
+            try await runUnderAttack()
             return
         }
         let kinds = compare ? ["parley", "python"] : [server]
@@ -158,7 +205,90 @@ struct ServerLoad: AsyncParsableCommand {
         }
     }
 
-    private func start(_ kind: String) async throws -> StartedServer {
+    /// The same load, quiet and then under attack, each on a new server with its default
+    /// limits, `rounds` times interleaved; every result and a summary of the medians.
+    private func runUnderAttack() async throws {
+        var quietRuns: [LoadResult] = []
+        var attackedRuns: [LoadResult] = []
+        var alive = true
+        for _ in 0..<rounds {
+            for attacked in [false, true] {
+                let started = try await start("parley", arguments: [])
+                let target = try LoadTarget(url: "http://127.0.0.1:\(started.port)")
+                let kinds = attackKinds.map { $0.split(separator: ",").compactMap { Attackers.Kind(rawValue: String($0)) } } ?? Attackers.Kind.allCases
+                let attackers = attacked
+                    ? Attackers(host: "127.0.0.1", port: started.port, count: attack, kinds: kinds, operationsPerSecond: attackRate) : nil
+                let result: LoadResult
+                do {
+                    result = try await measure(target: target, server: started, attackers: attackers)
+                    if attacked {
+                        // After the attack: the server is there, and a new user still gets in.
+                        let answered = (try? Attackers.probeLogin(host: "127.0.0.1", port: started.port)) == true
+                        alive = alive && kill(started.pid, 0) == 0 && answered
+                    }
+                } catch {
+                    _ = await attackers?.stop()
+                    await started.stop()
+                    throw error
+                }
+                await started.stop()
+                emit(line(result, server: (attacked ? "parley (attacked)" : "parley (quiet)", result.serverMemory)))
+                if attacked { attackedRuns.append(result) } else { quietRuns.append(result) }
+            }
+        }
+        func median(_ values: [Double]) -> Double {
+            let sorted = values.sorted()
+            return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+        }
+        let p50 = (quiet: median(quietRuns.map { milliseconds($0.histogram.percentile(0.50)) }),
+                   attacked: median(attackedRuns.map { milliseconds($0.histogram.percentile(0.50)) }))
+        let p99 = (quiet: median(quietRuns.map { milliseconds($0.histogram.percentile(0.99)) }),
+                   attacked: median(attackedRuns.map { milliseconds($0.histogram.percentile(0.99)) }))
+        let hwm = (quiet: median(quietRuns.compactMap { $0.serverMemory?.peak }),
+                   attacked: median(attackedRuns.compactMap { $0.serverMemory?.peak }))
+        var fields: [(String, JSONValue)] = [
+            ("benchmark", "server-attack"),
+            ("rounds", .int(rounds)),
+            ("attackers", .int(attack)),
+            ("attack_rate", .double(attackRate)),
+            ("clients", .int(clients)),
+            ("target_rate", .int(Int(rate))),
+            ("quiet_p50_ms", .double(p50.quiet)),
+            ("attacked_p50_ms", .double(p50.attacked)),
+            ("quiet_p99_ms", .double(p99.quiet)),
+            ("attacked_p99_ms", .double(p99.attacked)),
+            ("p99_ratio", .double(round2(p99.quiet > 0 ? p99.attacked / p99.quiet : 0))),
+            ("quiet_p99s_ms", .array(quietRuns.map { .double(milliseconds($0.histogram.percentile(0.99))) })),
+            ("attacked_p99s_ms", .array(attackedRuns.map { .double(milliseconds($0.histogram.percentile(0.99))) })),
+            ("quiet_hwm_mb", .double(round1(hwm.quiet))),
+            ("attacked_hwm_mb", .double(round1(hwm.attacked))),
+            ("hwm_ratio", .double(round2(hwm.quiet > 0 ? hwm.attacked / hwm.quiet : 0))),
+            ("lost", .int(attackedRuns.reduce(0) { $0 + $1.lost })),
+            ("server_alive", .bool(alive)),
+        ]
+        var tallies: [Attackers.Kind: Attackers.Tally] = [:]
+        for run in attackedRuns {
+            for (kind, tally) in run.attackTallies ?? [:] {
+                tallies[kind, default: .init()].operations += tally.operations
+                tallies[kind, default: .init()].refused += tally.refused
+                tallies[kind, default: .init()].closedByServer += tally.closedByServer
+                tallies[kind, default: .init()].failures += tally.failures
+            }
+        }
+        for (kind, tally) in tallies.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            fields.append((kind.rawValue, [
+                "operations": .int(tally.operations), "refused": .int(tally.refused),
+                "closed_by_server": .int(tally.closedByServer), "failures": .int(tally.failures),
+            ]))
+        }
+        emit(orderedJSON(fields))
+    }
+
+    private func ratio(_ a: UInt64, _ b: UInt64) -> Double {
+        b > 0 ? Double(a) / Double(b) : 0
+    }
+
+    private func start(_ kind: String, arguments: [String]? = nil) async throws -> StartedServer {
         switch kind {
         case "parley":
             let path = parleyServer ?? Self.siblingExecutable("parley-server")
@@ -167,7 +297,7 @@ struct ServerLoad: AsyncParsableCommand {
                     "no parley-server at \(path): build it (swift build -c release --product parley-server), or pass --parley-server or --url"
                 )
             }
-            let extra = parleyArgs.split(whereSeparator: \.isWhitespace).map(String.init)
+            let extra = arguments ?? parleyArgs.split(whereSeparator: \.isWhitespace).map(String.init)
             return try await StartedServer.start(name: "parley", executable: path, arguments: ["--port", "0", "--exit-with-stdin"] + extra)
         default:
             let script = pythonServer ?? Self.pythonServerScript()
@@ -195,10 +325,11 @@ struct ServerLoad: AsyncParsableCommand {
     }
 
     /// `server`: the server this benchmark started, whose CPU time and memory it reports.
-    private func measure(target: LoadTarget, server: StartedServer? = nil) async throws -> LoadResult {
+    private func measure(target: LoadTarget, server: StartedServer? = nil, attackers: Attackers? = nil) async throws -> LoadResult {
         let run = LoadRun(
             target: target, clients: clients, seconds: seconds, rate: rate, window: window, tick: tick, contentSize: size,
-            concurrency: concurrency, connectTimeout: connectTimeout, settle: settle, warmup: warmup
+            concurrency: concurrency, connectTimeout: connectTimeout, settle: settle, warmup: warmup,
+            clientsPerAddress: clientsPerAddress, attackers: attackers
         )
         return try await run.run(server: server)
     }
@@ -293,6 +424,8 @@ struct LoadResult: Sendable {
     var lost: Int
     var histogram: LatencyHistogram
     var serverMemory: StartedServerMemory?
+    /// What each kind of attacker did, with --attack.
+    var attackTallies: [Attackers.Kind: Attackers.Tally]?
     /// This process's peak resident set (VmHWM), in MB.
     var clientPeakMemory: Double?
     /// CPU time used during the measurement by the started server, and by this benchmark.
@@ -315,6 +448,10 @@ struct LoadRun: Sendable {
     let connectTimeout: Double
     let settle: Double
     let warmup: Double
+    /// Clients per source address (see `ServerLoad.clientsPerAddress`).
+    let clientsPerAddress: Int
+    /// Hostile clients, started with the traffic and stopped after the measurement.
+    let attackers: Attackers?
 
     func run(server: StartedServer?) async throws -> LoadResult {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
@@ -409,7 +546,8 @@ struct LoadRun: Sendable {
         }
         let settleSeconds = (clock.now - settleStart).seconds
 
-        // 4. Traffic: warm up, then measure.
+        // 4. Traffic: warm up, then measure (under attack, when there are attackers).
+        attackers?.start()
         control.set(.warmup)
         let senders = connected.count / 2 * 2
         for (i, loop) in loops.enumerated() {
@@ -459,6 +597,7 @@ struct LoadRun: Sendable {
         // At the end of the run, before the connections close.
         let serverMemory = server?.memory().map { StartedServerMemory(rss: $0.rss, peak: $0.peak) }
         let clientPeakMemory = StartedServer.memory(of: "self")?.peak
+        let attackTallies = await attackers?.stop()
         try check(final)
         var histogram = LatencyHistogram()
         for snapshot in final { histogram.merge(snapshot.histogram) }
@@ -469,7 +608,7 @@ struct LoadRun: Sendable {
         return LoadResult(
             connected: connected.count, connectSeconds: connectSeconds, settleSeconds: settleSeconds, seconds: measured,
             delivered: delivered, sent: final.reduce(0) { $0 + $1.sent }, lost: max(0, lost), histogram: histogram,
-            serverMemory: serverMemory, clientPeakMemory: clientPeakMemory,
+            serverMemory: serverMemory, attackTallies: attackTallies, clientPeakMemory: clientPeakMemory,
             serverCPU: cpuAtEnd.server.flatMap { end in cpuAtStart.server.map { end - $0 } },
             benchCPU: cpuAtEnd.bench.flatMap { end in cpuAtStart.bench.map { end - $0 } }
         )
@@ -553,7 +692,10 @@ struct LoadRun: Sendable {
                 let state = states[index % loops.count]
                 group.addTask {
                     do {
-                        return (index, .success(try await connectOne(index: index, address: address, loop: loop, state: state, control: control, deadline: deadline)))
+                        return (index, .success(try await connectOne(
+                            index: index, address: address, source: sourceAddress(client: index, server: address),
+                            loop: loop, state: state, control: control, deadline: deadline
+                        )))
                     } catch let error as LoadClientError {
                         return (index, .failure(error))
                     } catch {
@@ -592,13 +734,21 @@ struct LoadRun: Sendable {
         return ConnectOutcome(clients: ready.compactMap { $0 }, firstError: firstError, firstTimeout: firstTimeout, abort: abort)
     }
 
+    /// Where client `index` connects from (see `--clients-per-address`): nil for the default.
+    func sourceAddress(client index: Int, server: SocketAddress) -> SocketAddress? {
+        guard clientsPerAddress > 0, let host = server.ipAddress, host.hasPrefix("127.") else { return nil }
+        let group = index / clientsPerAddress
+        return try? SocketAddress(ipAddress: "127.\(1 + group / 62_500).\(group / 250 % 250).\(1 + group % 250)", port: 0)
+    }
+
     private func connectOne(
-        index: Int, address: SocketAddress, loop: any EventLoop, state: NIOLoopBound<LoadLoopState>, control: LoadControl, deadline: NIODeadline
+        index: Int, address: SocketAddress, source: SocketAddress?, loop: any EventLoop, state: NIOLoopBound<LoadLoopState>,
+        control: LoadControl, deadline: NIODeadline
     ) async throws -> ReadyClient {
         let ready = loop.makePromise(of: ReadyClient.self)
         let remaining = deadline - NIODeadline.now()
         guard remaining > .zero else { throw LoadClientError(description: "the connection deadline passed", isTimeout: true) }
-        let bootstrap = ClientBootstrap(group: loop)
+        var bootstrap = ClientBootstrap(group: loop)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             // Each channel keeps its receive buffer between reads: a small fixed one keeps
             // 10,000 idle connections cheap (an adaptive one grows to 64 KB in the login storm).
@@ -611,6 +761,7 @@ struct LoadRun: Sendable {
                     )
                 }
             }
+        if let source { bootstrap = bootstrap.bind(to: source) }
         let attempt = PendingChannel()
         return try await withTaskCancellationHandler {
             let connecting = bootstrap.connect(to: address)

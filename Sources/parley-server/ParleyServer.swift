@@ -115,8 +115,11 @@ struct ParleyServer: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Messages kept per conversation (the oldest go first).", valueName: "n"))
     var keepPerConversation = 200
 
+    @Option(help: ArgumentHelp("Bytes of messages kept of what one user sent (content plus 96 each; their oldest go first).", valueName: "bytes"))
+    var keepBytesPerUser = 4 << 20
+
     @Option(help: ArgumentHelp("Bytes of messages kept in all (content plus 96 each; the oldest go first).", valueName: "bytes"))
-    var keepBytes = 256 << 20
+    var keepBytes = 64 << 20
 
     @Option(help: ArgumentHelp("Bytes of history a login receives with its users list.", valueName: "bytes"))
     var loginHistoryBytes = 1 << 20
@@ -153,8 +156,8 @@ struct ParleyServer: AsyncParsableCommand {
             throw ValidationError("the rates must be ≥ 0 and the bursts ≥ 1")
         }
         guard sessionLifetime > 0 else { throw ValidationError("--session-lifetime must be positive") }
-        guard keepBytes >= 1 << 16, loginHistoryBytes >= 0, maxBacklog >= 1 << 16 else {
-            throw ValidationError("--keep-bytes and --max-backlog must be at least 65536, --login-history-bytes at least 0")
+        guard keepBytes >= 1 << 16, keepBytesPerUser >= 1 << 16, loginHistoryBytes >= 0, maxBacklog >= 1 << 16 else {
+            throw ValidationError("--keep-bytes, --keep-bytes-per-user and --max-backlog must be at least 65536, --login-history-bytes at least 0")
         }
         // A login's `users` frame must reach every client: under the 16 MiB a client accepts
         // and under what a connection may have waiting.
@@ -293,6 +296,7 @@ struct ParleyServer: AsyncParsableCommand {
             maxSocketsPerUser: maxSocketsPerUser,
             sessionLifetime: .seconds(Int64(sessionLifetime * 86_400)),
             keepPerConversation: keepPerConversation,
+            keepBytesPerUser: keepBytesPerUser,
             keepBytes: keepBytes,
             loginHistoryBytes: loginHistoryBytes
         )

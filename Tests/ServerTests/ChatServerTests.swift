@@ -40,6 +40,23 @@ import Testing
         #expect(kept.sorted() == Array(30..<40))
     }
 
+    @Test func oneSenderCannotPushEveryoneElsesHistoryOut() {
+        let cost = 1000 + 2 + MessageLog.overhead  // "mNN" and 998 more
+        var log = MessageLog(perConversation: 1000, maxBytesPerSender: 5 * cost, maxBytes: 20 * cost)
+        // Others' conversations first, then a flood from one sender to many.
+        for n in 10..<20 { _ = log.append(message(n, "u\(n)", "v", size: 1000)) }
+        var dropped: [Int64] = []
+        for n in 20..<90 { dropped += log.append(message(n, "flood", "w\(n % 7)", size: 1000)).dropped }
+        #expect(log.count == 15, "ten of the others, five of the flood")
+        #expect((10..<20).allSatisfy { log.conversation("u\($0)", "v").count == 1 })
+        let kept = (0..<7).flatMap { log.conversation("flood", "w\($0)") }.map { String($0.content.prefix(3)) }
+        #expect(kept.sorted() == ["m85", "m86", "m87", "m88", "m89"])
+        #expect(dropped.count == 65)
+        // A reply in a conversation the flood fills stays: the bound is the flood's, not the conversation's.
+        _ = log.append(message(95, "w5", "flood", size: 1000))
+        #expect(log.conversation("flood", "w5").map { String($0.content.prefix(3)) }.contains("m95"))
+    }
+
     @Test func manyMessagesInOneConversationDoNotGrowTheArrivalQueue() {
         // Every message past the tenth drops one: the queue of arrivals must not keep them all.
         var log = MessageLog(perConversation: 10, maxBytes: 1 << 30)
@@ -121,6 +138,30 @@ import Testing
         #expect(state.sessions.allSatisfy { !$0.connected }, "nobody is connected to a server that just started")
         #expect(state.messages.map(\.seq) == [1, 3])
         #expect(state.messages.map(\.message.content) == ["hi", "yo"])
+        try await reopened.close()
+    }
+
+    /// Changes recorded while a transaction is being written wait for the next one: a burst
+    /// of messages from many sockets costs a few transactions, not one each.
+    @Test func sqliteWritesInBatches() async throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        let store = try SQLiteChatStore(path: path)
+        await withTaskGroup(of: Void.self) { group in
+            for task in 0..<8 {
+                group.addTask {
+                    for n in 0..<250 {
+                        let seq = Int64(task * 250 + n + 1)
+                        store.record([.message(.init(seq: seq, message: PrivateMessage(content: "m\(seq)", from: "a", to: "b")))])
+                    }
+                }
+            }
+        }
+        await store.flush()
+        #expect(store.transactions < 2_000)
+        try await store.close()
+        let reopened = try SQLiteChatStore(path: path)
+        #expect(try await reopened.load().messages.map(\.seq) == (1...2_000).map(Int64.init))
         try await reopened.close()
     }
 

@@ -1,5 +1,5 @@
 import Foundation
-import EngineIOServer
+@testable import EngineIOServer
 import JSON
 import Testing
 
@@ -105,7 +105,7 @@ extension ServerSuites {
                 let sid = try await server.openPollingSession(path: path)
                 // The first POST promises 6 bytes and sends 3: it stays in flight.
                 let first = try await server.start("POST", polling(sid), contentLength: 6, bodyPrefix: "4he")
-                try await Task.sleep(for: .milliseconds(200))
+                #expect(await eventually { server.engine.session(id: sid)?.isPosting == true })
                 let second = try await server.post(polling(sid), body: "4x")
                 #expect(second.status == 400)
                 let error = try JSONValue(parsing: second.text)
