@@ -63,6 +63,7 @@ let package = Package(
             name: "SocketIOTesting",
             dependencies: [
                 "SocketIO",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -132,14 +132,7 @@ final class Attackers: Sendable {
                 }
             case .slowHeaders:
                 // Up to 64 connections each with half a head; the server closes them (408).
-                held.removeAll { connection in
-                    let closed = connection.isClosedByPeer()
-                    if closed {
-                        record(kind) { $0.closedByServer += 1 }
-                        connection.close()
-                    }
-                    return closed
-                }
+                forgetClosed(&held, kind)
                 if held.count < 64, let connection = try? RawConnection(host: host, port: port, source: source(index)) {
                     if (try? connection.send(Array("GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nX-Slow: ".utf8))) != nil {
                         held.append(connection)
@@ -186,14 +179,7 @@ final class Attackers: Sendable {
                     attackerSession = nil
                 }
             case .nonReader:
-                held.removeAll { connection in
-                    let closed = connection.isClosedByPeer()
-                    if closed {
-                        record(kind) { $0.closedByServer += 1 }
-                        connection.close()
-                    }
-                    return closed
-                }
+                forgetClosed(&held, kind)
                 if held.count < 16, let user = try? login(index, username: "reader\(index)x\(held.count)", readSession: false) {
                     held.append(user.socket)
                     record(kind) { $0.operations += 1 }
@@ -216,6 +202,18 @@ final class Attackers: Sendable {
     }
 
     // MARK: Steps
+
+    /// Drops (and counts) the held connections the server has closed.
+    private func forgetClosed(_ held: inout [RawConnection], _ kind: Kind) {
+        held.removeAll { connection in
+            let closed = connection.isClosedByPeer()
+            if closed {
+                record(kind) { $0.closedByServer += 1 }
+                connection.close()
+            }
+            return closed
+        }
+    }
 
     private func request(_ index: Int, _ method: String, _ target: String, body: String? = nil) throws -> RawReply {
         let connection = try RawConnection(host: host, port: port, source: source(index))

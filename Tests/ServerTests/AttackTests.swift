@@ -109,39 +109,32 @@ extension ServerSuites {
 
         @Test("TCP connections from one address and in total are capped, with an answer before the close")
         func connectionsAreCapped() async throws {
-            var limits = EngineIOServerOptions.Limits.unlimitedAddresses
-            limits.maxConnectionsPerAddress = 2
-            try await withServer(makeEchoEngine(limits: limits)) { server in
-                let port = server.port
-                let held = try await onThread { [try TCPSocket.connect(port: port), try TCPSocket.connect(port: port)] }
-                defer { held.forEach { $0.close() } }
-                #expect(await eventually { server.engine.connectionCount == 2 })
-                let reply = try await onThread {
-                    let socket = try TCPSocket.connect(port: port)
-                    defer { socket.close() }
-                    socket.setReceiveTimeout(.seconds(5))
-                    var reader = ByteReader(socket)
-                    return try HTTPClient.readResponse(&reader)
+            /// With `held` connections open, what one more is answered.
+            func oneMore(_ limits: EngineIOServerOptions.Limits, held count: Int) async throws -> HTTPReply {
+                var reply: HTTPReply?
+                try await withServer(makeEchoEngine(limits: limits)) { server in
+                    let port = server.port
+                    let held = try await onThread { try (0..<count).map { _ in try TCPSocket.connect(port: port) } }
+                    defer { held.forEach { $0.close() } }
+                    #expect(await eventually { server.engine.connectionCount == count })
+                    reply = try await onThread {
+                        let socket = try TCPSocket.connect(port: port)
+                        defer { socket.close() }
+                        socket.setReceiveTimeout(.seconds(5))
+                        var reader = ByteReader(socket)
+                        return try HTTPClient.readResponse(&reader)
+                    }
                 }
-                #expect(reply.status == 429)
-                #expect(try refusal(reply.text).message.contains("too many connections from this address"))
+                return try #require(reply)
             }
-            limits = .unlimitedAddresses
-            limits.maxConnections = 1
-            try await withServer(makeEchoEngine(limits: limits)) { server in
-                let port = server.port
-                let held = try await onThread { try TCPSocket.connect(port: port) }
-                defer { held.close() }
-                #expect(await eventually { server.engine.connectionCount == 1 })
-                let reply = try await onThread {
-                    let socket = try TCPSocket.connect(port: port)
-                    defer { socket.close() }
-                    socket.setReceiveTimeout(.seconds(5))
-                    var reader = ByteReader(socket)
-                    return try HTTPClient.readResponse(&reader)
-                }
-                #expect(reply.status == 503)
-            }
+            var perAddress = EngineIOServerOptions.Limits.unlimitedAddresses
+            perAddress.maxConnectionsPerAddress = 2
+            let fromOneAddress = try await oneMore(perAddress, held: 2)
+            #expect(fromOneAddress.status == 429)
+            #expect(try refusal(fromOneAddress.text).message.contains("too many connections from this address"))
+            var total = EngineIOServerOptions.Limits.unlimitedAddresses
+            total.maxConnections = 1
+            #expect(try await oneMore(total, held: 1).status == 503)
         }
 
         @Test("a request head that stops half way is answered 408 and closed, once the head timeout passes")

@@ -158,19 +158,18 @@ import Testing
     }
 
     @Test func refusalsAreLoggedAsSummariesNotOneLineEach() async throws {
-        let lines = LogLines()
-        let logger = Logger(label: "test.refusals") { _ in lines }
-        let server = try await ChatServerHarness.start(options: .init(messagesPerSecond: 1, messageBurst: 1), logger: logger)
+        let log = CapturedLog()
+        let server = try await ChatServerHarness.start(options: .init(messagesPerSecond: 1, messageBurst: 1), logger: log.logger)
         let alice = try await server.login(["username": "alice"])
         let bob = try await server.login(["username": "bob"])
         for _ in 0..<201 {
             _ = try await alice.socket.emitWithAck("private message", ["content": "spam", "to": .string(bob.userID)])
         }
         // One accepted; the first refusal is logged at once, the next 199 are counted.
-        #expect(lines.matching("refused").count == 1)
+        #expect(log.lines(containing: "refused").count == 1)
         server.clock.advance(by: .seconds(10))
-        #expect(await eventually { lines.matching("refused").count == 2 })
-        let summary = try #require(lines.matching("refused").last)
+        #expect(await eventually { log.lines(containing: "refused").count == 2 })
+        let summary = try #require(log.lines(containing: "refused").last)
         #expect(summary.contains("refused 199 more"), "\(summary)")
         #expect(summary.contains("private message: rate limit exceeded=199 (\(alice.userID)"), "\(summary)")
         await server.stop()
@@ -186,32 +185,5 @@ import Testing
         await socket.disconnect()
         guard case .connectError(let error) = event else { return nil }
         return error.message
-    }
-}
-
-/// Log lines, kept for a test to read (message and metadata, one string each).
-final class LogLines: LogHandler, Sendable {
-    private let lines = Mutex<[String]>([])
-
-    func matching(_ text: String) -> [String] { lines.withLock { $0.filter { $0.contains(text) } } }
-
-    func log(event: LogEvent) {
-        let metadata = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        lines.withLock { $0.append("\(event.message) \(metadata)") }
-    }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { nil }
-        set {}
-    }
-
-    var metadata: Logger.Metadata {
-        get { [:] }
-        set {}
-    }
-
-    var logLevel: Logger.Level {
-        get { .info }
-        set {}
     }
 }
