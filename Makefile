@@ -7,7 +7,7 @@ PORT ?= 3000
 DATA ?= .build/parley-server.sqlite
 DEMO_PORT ?= 3100
 
-.PHONY: all build test run demo server server-python release clean deps
+.PHONY: all build test run demo server server-python release clean deps fuzz
 
 all: build
 
@@ -54,6 +54,15 @@ server: deps
 ## server-python: the python-socketio port of the guide's server on PORT, in the foreground
 server-python: deps
 	@$(PYTHON) Tests/InteropTests/server.py --port $(PORT) --store-messages
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+
+## fuzz: libFuzzer + AddressSanitizer on every network decoder (Fuzz/README.md), FUZZ_SECONDS
+##       each (default 60), into .build-fuzz; FUZZ_TARGETS="json socketioPacket" picks some.
+##       (make test replays the corpus and the regressions, without the fuzzer)
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS)
 
 ## release: optimised build
 release: deps

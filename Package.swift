@@ -219,5 +219,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "CNcurseswTests", dependencies: ["CNcursesw"], swiftSettings: strict),
+        // The fuzz targets' checks, one function per network decoder: scripts/fuzz.sh links them
+        // into libFuzzer executables (Fuzz/README.md), and the tests replay the corpus through them.
+        .target(
+            name: "FuzzTargets",
+            dependencies: ["JSON", "EngineIOProtocol", "SocketIOProtocol", "ChatSchema"],
+            path: "Fuzz/Targets",
+            swiftSettings: strict
+        ),
+        .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets"], path: "Fuzz/CorpusTests", swiftSettings: strict),
     ]
 )

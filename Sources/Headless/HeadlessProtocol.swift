@@ -68,7 +68,7 @@ public enum HeadlessOutput {
             case .reconnecting(let attempt, let delay):
                 return [
                     "event": "status", "state": "reconnecting", "attempt": .int(attempt),
-                    "delay_ms": .int(Int(delay / .milliseconds(1))),
+                    "delay_ms": .int(delay.wholeMilliseconds),
                 ]
             case .offline(let reason): return ["event": "status", "state": "offline", "reason": .string(reason)]
             }

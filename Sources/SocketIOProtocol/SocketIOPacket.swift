@@ -170,6 +170,7 @@ public enum SocketIOParseError: Error, Sendable, Equatable, CustomStringConverti
     case unexpectedBinary
     case unexpectedText
     case invalidPlaceholder
+    case repeatedPlaceholder(Int)
 
     public var description: String {
         switch self {
@@ -184,6 +185,7 @@ public enum SocketIOParseError: Error, Sendable, Equatable, CustomStringConverti
         case .unexpectedBinary: return "binary data when no attachment was expected"
         case .unexpectedText: return "a text packet while binary attachments were still expected"
         case .invalidPlaceholder: return "an attachment placeholder that names no attachment"
+        case .repeatedPlaceholder(let n): return "attachment \(n) named by more than one placeholder"
         }
     }
 }
@@ -320,22 +322,33 @@ public struct SocketIOPacketDecoder: Sendable {
     }
 
     /// Puts attachments back where their placeholders stand.
+    /// Puts the attachments in place of their placeholders. Each attachment fills one
+    /// placeholder: a packet whose placeholders name one attachment several times would
+    /// decode into more bytes than it carried, and re-encode into more attachments than a
+    /// decoder allows (found by the fuzzer: one attachment, eleven placeholders).
     static func reconstruct(_ value: JSONValue, attachments: [[UInt8]]) throws(SocketIOParseError) -> JSONValue {
+        var used = [Bool](repeating: false, count: attachments.count)
+        return try reconstruct(value, attachments: attachments, used: &used)
+    }
+
+    private static func reconstruct(_ value: JSONValue, attachments: [[UInt8]], used: inout [Bool]) throws(SocketIOParseError) -> JSONValue {
         switch value {
         case .object(let members):
             if members["_placeholder"] == .bool(true) {
                 guard let n = members["num"]?.intValue, attachments.indices.contains(n) else {
                     throw .invalidPlaceholder
                 }
+                guard !used[n] else { throw .repeatedPlaceholder(n) }
+                used[n] = true
                 return .binary(attachments[n])
             }
             var result = JSONObject()
-            for (key, member) in members { result[key] = try reconstruct(member, attachments: attachments) }
+            for (key, member) in members { result[key] = try reconstruct(member, attachments: attachments, used: &used) }
             return .object(result)
         case .array(let items):
             var result: [JSONValue] = []
             result.reserveCapacity(items.count)
-            for item in items { result.append(try reconstruct(item, attachments: attachments)) }
+            for item in items { result.append(try reconstruct(item, attachments: attachments, used: &used)) }
             return .array(result)
         default:
             return value

@@ -1,0 +1,8 @@
+// libFuzzer entry point for the `chatPayloads` target (scripts/fuzz.sh builds and runs it).
+import FuzzTargets
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    Fuzz.chatPayloads(UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}
