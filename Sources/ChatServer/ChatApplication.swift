@@ -41,6 +41,11 @@ public final class ChatApplication: Sendable {
         public var newUserBurstPerAddress: Double
         /// Sockets (tabs, clients) of one user connected at once.
         public var maxSocketsPerUser: Int
+        /// Logins (CONNECTs) of one user per minute on average, and in a burst: each time a
+        /// user comes online, every client is told, so a user who comes and goes without end
+        /// would make the server write to everyone without end.
+        public var loginsPerMinutePerUser: Double
+        public var loginBurstPerUser: Double
         /// A user away for longer than this is forgotten, with their conversations.
         public var sessionLifetime: Duration
         /// Stored messages per conversation, of what one user sent, and in total (bytes of
@@ -57,8 +62,10 @@ public final class ChatApplication: Sendable {
             messageBurst: Double = 100,
             maxUsers: Int = 10_000,
             newUsersPerMinutePerAddress: Double = 10,
-            newUserBurstPerAddress: Double = 30,
+            newUserBurstPerAddress: Double = 10,
             maxSocketsPerUser: Int = 16,
+            loginsPerMinutePerUser: Double = 6,
+            loginBurstPerUser: Double = 10,
             sessionLifetime: Duration = .seconds(30 * 86_400),
             keepPerConversation: Int = 200,
             keepBytesPerUser: Int = 4 << 20,
@@ -72,6 +79,8 @@ public final class ChatApplication: Sendable {
             self.newUsersPerMinutePerAddress = newUsersPerMinutePerAddress
             self.newUserBurstPerAddress = newUserBurstPerAddress
             self.maxSocketsPerUser = maxSocketsPerUser
+            self.loginsPerMinutePerUser = loginsPerMinutePerUser
+            self.loginBurstPerUser = loginBurstPerUser
             self.sessionLifetime = sessionLifetime
             self.keepPerConversation = keepPerConversation
             self.keepBytesPerUser = keepBytesPerUser
@@ -187,13 +196,27 @@ public final class ChatApplication: Sendable {
             return .reject(message: why)
         }
         if let sessionID = socket.auth["sessionID"]?.stringValue {
-            let found = records.withLock { records -> (StoredSession, Int)? in
-                records.directory.user(withSession: sessionID).map { ($0.session, $0.sockets) }
+            let now = clock.now
+            let options = self.options
+            enum Known { case accepted(StoredSession), refused(String), unknown }
+            let known = records.withLock { records -> Known in
+                guard var user = records.directory.user(withSession: sessionID) else { return .unknown }
+                guard user.sockets < options.maxSocketsPerUser else { return .refused("too many connections for this user") }
+                var logins = user.logins
+                    ?? TokenBucket(rate: options.loginsPerMinutePerUser / 60, burst: options.loginBurstPerUser, now: now)
+                let allowed = logins.take(now: now)
+                user.logins = logins
+                records.directory[user.session.userID] = user
+                return allowed ? .accepted(user.session) : .refused("too many logins for this user; try again later")
             }
-            if let (session, sockets) = found {
-                guard sockets < options.maxSocketsPerUser else { return refuse("too many connections for this user") }
+            switch known {
+            case .accepted(let session):
                 socket.data = Member(sessionID: session.sessionID, userID: session.userID, username: session.username)
                 return .accept
+            case .refused(let why):
+                return refuse(why)
+            case .unknown:
+                break
             }
         }
         guard let raw = socket.auth["username"]?.stringValue, case .success(let username) = Username.validate(raw) else {
@@ -238,7 +261,7 @@ public final class ChatApplication: Sendable {
         let now = clock.now
         let wall = wallNow
         let options = self.options
-        let (users, changes) = records.withLock { records -> (JSONFragment, [StoreChange]) in
+        let (users, changes, cameOnline) = records.withLock { records -> (JSONFragment, [StoreChange], Bool) in
             var changes = Self.expire(&records, options: options, wallNow: wall, now: now)
             if records.directory[member.userID] == nil {
                 // Forgotten between the middleware and now (expired): back as it was.
@@ -246,21 +269,27 @@ public final class ChatApplication: Sendable {
                     sessionID: member.sessionID, userID: member.userID, username: member.username, connected: false, lastSeen: wall
                 ))
             }
+            let cameOnline = records.directory[member.userID]?.sockets == 0
             records.directory[member.userID]?.sockets += 1
             records.directory[member.userID]?.setConnected(true, at: wall)
             if let session = records.directory[member.userID]?.session { changes.append(.session(session)) }
             let history = records.log.history(of: member.userID, budget: options.loginHistoryBytes)
-            return (records.directory.usersList(history: history), changes)
+            return (records.directory.usersList(history: history), changes, cameOnline)
         }
         store.record(changes)
 
         socket.emit(ChatEventName.session, SessionPayload(sessionID: member.sessionID, userID: member.userID).json)
         socket.join(member.userID)
         socket.emit(ChatEventName.users, fragments: [users])
-        socket.broadcast.emit(
-            ChatEventName.userConnected,
-            UserEntry(userID: member.userID, username: member.username, connected: true, messages: []).json
-        )
+        // Everyone is told when the user comes online, not again for each further socket
+        // (the guide tells them every time; they know already, and a user with many tabs,
+        // or one that reconnects over and over, would make the server write to all for each).
+        if cameOnline {
+            socket.broadcast.emit(
+                ChatEventName.userConnected,
+                UserEntry(userID: member.userID, username: member.username, connected: true, messages: []).json
+            )
+        }
 
         socket.on(ChatEventName.privateMessage) { [self] socket, arguments, ack in
             privateMessage(from: socket, member: member, arguments: arguments, ack: ack)

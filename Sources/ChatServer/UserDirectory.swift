@@ -33,6 +33,8 @@ struct UserDirectory {
         /// Private messages this user may send: one bucket for all their sockets, kept
         /// across reconnections.
         var messages: TokenBucket?
+        /// Logins this user may make (see `ChatApplication.Options.loginsPerMinutePerUser`).
+        var logins: TokenBucket?
         /// The `users` entry without history (`"messages":[]`), serialized once per change.
         var entry: JSONFragment
 

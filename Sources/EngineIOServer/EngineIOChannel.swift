@@ -188,16 +188,18 @@ public struct EngineIOChannel: ServerChildChannel, HTTPChannelHandler {
         _ plan: EngineIOServer.WebSocketPlan, server: EngineIOServer, channel: any Channel, upgradeTimer: ServerTimer?
     ) throws {
         let sink = ChannelSink(channel: channel, highWaterMark: server.options.limits.maxBacklogBytes)
+        let maxSize = server.options.maxHttpBufferSize
+        let halfOpenMaxSize = server.options.limits.maxHalfOpenPayloadBytes
         switch plan {
         case .refuse:
             channel.close(promise: nil)
         case .open(let socket):
             try channel.pipeline.syncOperations.addHandler(
-                EngineIOFrameHandler(.session(socket), sink: sink, maxSize: server.options.maxHttpBufferSize)
+                EngineIOFrameHandler(.session(socket), sink: sink, maxSize: maxSize, halfOpenMaxSize: halfOpenMaxSize)
             )
             server.startWebSocketSession(socket, sink: sink)
         case .upgrade(let socket):
-            let handler = EngineIOFrameHandler(.probing(socket), sink: sink, maxSize: server.options.maxHttpBufferSize)
+            let handler = EngineIOFrameHandler(.probing(socket), sink: sink, maxSize: maxSize, halfOpenMaxSize: halfOpenMaxSize)
             handler.upgradeTimer = upgradeTimer
             try channel.pipeline.syncOperations.addHandler(handler)
         }

@@ -26,15 +26,17 @@ final class EngineIOFrameHandler: ChannelInboundHandler, RemovableChannelHandler
     private var mode: Mode
     private let sink: ChannelSink
     private let maxSize: Int
+    private let halfOpenMaxSize: Int
     /// A fragmented message being put together: its opcode and bytes so far.
     private var partial: (opcode: WebSocketOpcode, bytes: ByteBuffer)?
     /// The upgrade timeout, while probing.
     var upgradeTimer: ServerTimer?
 
-    init(_ mode: Mode, sink: ChannelSink, maxSize: Int) {
+    init(_ mode: Mode, sink: ChannelSink, maxSize: Int, halfOpenMaxSize: Int) {
         self.mode = mode
         self.sink = sink
         self.maxSize = maxSize
+        self.halfOpenMaxSize = halfOpenMaxSize
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -79,6 +81,11 @@ final class EngineIOFrameHandler: ChannelInboundHandler, RemovableChannelHandler
 
     private func deliver(_ opcode: WebSocketOpcode, _ bytes: ByteBuffer) {
         guard bytes.readableBytes <= maxSize else { return tooLarge() }
+        // A session that has joined no namespace only sends its CONNECT: a large message
+        // then is refused before it is decoded (`Limits.maxHalfOpenPayloadBytes`).
+        if bytes.readableBytes > halfOpenMaxSize, case .session(let socket) = mode, socket.isHalfOpen {
+            return fail(.parseError("a message over \(halfOpenMaxSize) bytes before any namespace was joined"), code: .messageTooLarge)
+        }
         let packet: EngineIOPacket
         if opcode == .binary {
             packet = .message(.binary(Array(bytes.readableBytesView)))

@@ -47,13 +47,12 @@ public struct EngineIOResponder: HTTPResponder {
         }
         let query = Self.query(request.uri)
         let channel = context.channel
-        let limit = options.maxHttpBufferSize
         let answer = await server.handlePolling(
             method: request.method.rawValue,
             query: query,
             request: Self.handshakeRequest(query: query, headers: request.headers, channel: channel, transport: .polling),
             loop: channel.eventLoop,
-            body: {
+            body: { limit in
                 do {
                     return .complete(Array(try await request.body.collect(upTo: limit).readableBytesView))
                 } catch is NIOTooManyBytesError {

@@ -197,14 +197,15 @@ public final class EngineIOServer: Sendable {
         case failed
     }
 
-    /// A long-polling request. `body` reads the POST body up to the limit; `onPollStart`
+    /// A long-polling request. `body` reads the POST body up to the limit it is given;
+    /// `onPollStart`
     /// learns the GET's abort action, so that a client that goes away mid-poll ends it.
     public func handlePolling(
         method: String,
         query: [String: String],
         request: @autoclosure () -> EngineIOHandshakeRequest,
         loop: any EventLoop,
-        body: () async -> PostBody,
+        body: (_ limit: Int) async -> PostBody,
         onPollStart: (_ abort: @escaping @Sendable () -> Void) -> Void = { _ in }
     ) async -> HTTPAnswer {
         if let error = validate(query: query, expecting: .polling) { return error }
@@ -237,11 +238,12 @@ public final class EngineIOServer: Sendable {
             guard socket.beginPost() else { return .error(.badRequest, message: "Bad request: overlapping POST requests") }
             defer { socket.endPost() }
             let bytes: [UInt8]
-            switch await body() {
+            let limit = socket.maxPayloadBytes
+            switch await body(limit) {
             case .complete(let complete):
                 bytes = complete
             case .tooLarge:
-                socket.close(reason: .parseError("a POST body over \(options.maxHttpBufferSize) bytes"), pollAnswer: "1")
+                socket.close(reason: .parseError("a POST body over \(limit) bytes"), pollAnswer: "1")
                 return .error(.badRequest, status: 413, message: "Payload too large")
             case .failed:
                 socket.close(reason: .transportError("the POST body did not arrive"), pollAnswer: "1")
@@ -347,13 +349,14 @@ final class SessionRegistry: Sendable {
     func add(_ socket: EngineIOSocket) -> EngineIOServer.HTTPAnswer? {
         let now = clock.now
         let limits = self.limits
+        let halfOpen = socket.isHalfOpen
         return state.withLock { state -> EngineIOServer.HTTPAnswer? in
             func busy(_ why: String) -> EngineIOServer.HTTPAnswer {
                 .error(.forbidden, status: 503, message: "Server busy: \(why)", retryAfter: 5)
             }
             guard !state.shuttingDown else { return busy("shutting down") }
             guard state.sessions.count < limits.maxSessions else { return busy("too many sessions") }
-            guard state.halfOpen < limits.maxHalfOpenSessions else { return busy("too many sessions waiting to connect") }
+            guard !halfOpen || state.halfOpen < limits.maxHalfOpenSessions else { return busy("too many sessions waiting to connect") }
             let key = socket.addressKey
             var usage = state.byAddress[key]
                 ?? AddressUsage(newSessions: TokenBucket(rate: limits.newSessionsPerSecondPerAddress, burst: limits.newSessionBurstPerAddress, now: now))
@@ -361,7 +364,7 @@ final class SessionRegistry: Sendable {
                 .error(.forbidden, status: 429, message: "Too many requests: \(why)", retryAfter: retryAfter)
             }
             guard usage.sessions < limits.maxSessionsPerAddress else { return tooMany("too many sessions from this address") }
-            guard usage.halfOpen < limits.maxHalfOpenSessionsPerAddress else {
+            guard !halfOpen || usage.halfOpen < limits.maxHalfOpenSessionsPerAddress else {
                 return tooMany("too many sessions from this address waiting to connect")
             }
             guard usage.newSessions.take(now: now) else {
@@ -371,9 +374,9 @@ final class SessionRegistry: Sendable {
                 return tooMany("new sessions from this address come too fast", retryAfter: max(1, Int(seconds) + (fraction > 0 ? 1 : 0)))
             }
             usage.sessions += 1
-            usage.halfOpen += 1
+            if halfOpen { usage.halfOpen += 1 }
             state.byAddress[key] = usage
-            state.halfOpen += 1
+            if halfOpen { state.halfOpen += 1 }
             state.sessions[socket.id] = socket
             if state.byAddress.count > state.sweepAt { Self.sweep(&state, now: now) }
             return nil

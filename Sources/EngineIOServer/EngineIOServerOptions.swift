@@ -18,6 +18,12 @@ public struct EngineIOServerOptions: Sendable {
     public var cors: CORS
     /// What a client, an address and everyone together may make the server hold.
     public var limits: Limits
+    /// Whether a new session is half-open until the application admits it
+    /// (`EngineIOSocket.setHalfOpen(false)`): a Socket.IO server does when the client joins
+    /// a namespace, and sets this. Half-open sessions are capped (`Limits.maxHalfOpen…`) and
+    /// may send only small payloads (`Limits.maxHalfOpenPayloadBytes`). An Engine.IO
+    /// application without such a step leaves it off: its sessions are never half-open.
+    public var sessionsStartHalfOpen: Bool
 
     public enum Transport: String, Sendable, Hashable, CaseIterable {
         case polling
@@ -51,7 +57,8 @@ public struct EngineIOServerOptions: Sendable {
         allowUpgrades: Bool = true,
         upgradeTimeout: Duration = .seconds(10),
         cors: CORS = .disabled,
-        limits: Limits = Limits()
+        limits: Limits = Limits(),
+        sessionsStartHalfOpen: Bool = false
     ) {
         self.path = path.hasSuffix("/") ? path : path + "/"
         self.pingInterval = pingInterval
@@ -62,6 +69,7 @@ public struct EngineIOServerOptions: Sendable {
         self.upgradeTimeout = upgradeTimeout
         self.cors = cors
         self.limits = limits
+        self.sessionsStartHalfOpen = sessionsStartHalfOpen
     }
 
     /// Every resource a client can make the server hold, bounded per connection, per remote
@@ -82,6 +90,10 @@ public struct EngineIOServerOptions: Sendable {
         /// its CONNECT; an attacker would keep thousands.
         public var maxHalfOpenSessions: Int
         public var maxHalfOpenSessionsPerAddress: Int
+        /// The largest HTTP body or WebSocket message of a half-open session: before it has
+        /// joined a namespace a client sends its CONNECT and nothing else, so a megabyte then
+        /// is only work for the server (a 900 KB username).
+        public var maxHalfOpenPayloadBytes: Int
         /// New sessions one address may open per second on average, and in a burst.
         public var newSessionsPerSecondPerAddress: Double
         public var newSessionBurstPerAddress: Double
@@ -101,6 +113,7 @@ public struct EngineIOServerOptions: Sendable {
             maxSessionsPerAddress: Int = 256,
             maxHalfOpenSessions: Int = 1_024,
             maxHalfOpenSessionsPerAddress: Int = 16,
+            maxHalfOpenPayloadBytes: Int = 16 << 10,
             newSessionsPerSecondPerAddress: Double = 5,
             newSessionBurstPerAddress: Double = 30,
             maxBacklogBytes: Int = 8 << 20,
@@ -113,6 +126,7 @@ public struct EngineIOServerOptions: Sendable {
             self.maxSessionsPerAddress = maxSessionsPerAddress
             self.maxHalfOpenSessions = maxHalfOpenSessions
             self.maxHalfOpenSessionsPerAddress = maxHalfOpenSessionsPerAddress
+            self.maxHalfOpenPayloadBytes = maxHalfOpenPayloadBytes
             self.newSessionsPerSecondPerAddress = newSessionsPerSecondPerAddress
             self.newSessionBurstPerAddress = newSessionBurstPerAddress
             self.maxBacklogBytes = maxBacklogBytes

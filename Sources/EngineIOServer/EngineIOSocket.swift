@@ -157,7 +157,7 @@ public final class EngineIOSocket: Sendable {
         var transport: EngineIOServerOptions.Transport
         var closed = false
         /// Joined no namespace (yet, or any more): counted against the half-open limits.
-        var halfOpen = true
+        var halfOpen: Bool
         var outbox: [EngineIOOutgoing] = []
         /// The bytes `outbox` holds, against `Limits.maxBacklogBytes`.
         var outboxBytes = 0
@@ -192,13 +192,22 @@ public final class EngineIOSocket: Sendable {
         self.clock = clock
         self.eventLoop = loop
         self.registry = registry
-        self.state = Mutex(State(transport: request.transport))
+        self.state = Mutex(State(transport: request.transport, halfOpen: options.sessionsStartHalfOpen))
     }
 
     /// The transport carrying the session now.
     public var transport: EngineIOServerOptions.Transport { state.withLock { $0.transport } }
 
     public var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Whether the session has joined no namespace (see `setHalfOpen`).
+    public var isHalfOpen: Bool { state.withLock { $0.halfOpen } }
+
+    /// The largest body or message the session may send now: a half-open session only
+    /// sends its CONNECT (`Limits.maxHalfOpenPayloadBytes`).
+    var maxPayloadBytes: Int {
+        isHalfOpen ? min(options.limits.maxHalfOpenPayloadBytes, options.maxHttpBufferSize) : options.maxHttpBufferSize
+    }
 
     /// A long-polling GET is waiting for packets.
     var isPolling: Bool { state.withLock { $0.poll != nil } }

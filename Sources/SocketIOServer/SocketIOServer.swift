@@ -45,6 +45,9 @@ public final class SocketIOServer: Sendable {
         self.limits = limits
         self.logger = logger
         let box = WeakServer()
+        // A session is half-open until its client joins a namespace.
+        var engineOptions = engineOptions
+        engineOptions.sessionsStartHalfOpen = true
         self.engine = EngineIOServer(options: engineOptions, clock: clock) { socket in
             SocketIOClient(engineSocket: socket, server: box, limits: limits)
         }

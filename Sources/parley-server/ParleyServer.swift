@@ -76,6 +76,9 @@ struct ParleyServer: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Sessions that have joined no namespace, from one address.", valueName: "n"))
     var maxHalfOpenPerAddress = 16
 
+    @Option(help: ArgumentHelp("Largest HTTP body or WebSocket message of a session that has joined no namespace.", valueName: "bytes"))
+    var maxHalfOpenPayload = 16 << 10
+
     @Option(help: ArgumentHelp("New sessions one address may open per second (0: no limit).", valueName: "n"))
     var sessionRate = 5.0
 
@@ -104,10 +107,16 @@ struct ParleyServer: AsyncParsableCommand {
     var newUserRate = 10.0
 
     @Option(help: ArgumentHelp("New users one address may create in a burst.", valueName: "n"))
-    var newUserBurst = 30.0
+    var newUserBurst = 10.0
 
     @Option(help: ArgumentHelp("Sockets one user may have connected at once.", valueName: "n"))
     var maxSocketsPerUser = 16
+
+    @Option(help: ArgumentHelp("Logins one user may make per minute (0: no limit).", valueName: "n"))
+    var loginRate = 6.0
+
+    @Option(help: ArgumentHelp("Logins one user may make in a burst.", valueName: "n"))
+    var loginBurst = 10.0
 
     @Option(help: ArgumentHelp("Days a user may stay away before they are forgotten, with their conversations.", valueName: "days"))
     var sessionLifetime = 30.0
@@ -144,7 +153,9 @@ struct ParleyServer: AsyncParsableCommand {
         guard pingInterval > 0, pingTimeout > 0, connectTimeout > 0, requestHeadTimeout > 0, requestBodyTimeout > 0 else {
             throw ValidationError("--ping-interval, --ping-timeout, --connect-timeout and the request timeouts must be positive")
         }
-        guard maxHttpBufferSize >= 1024 else { throw ValidationError("--max-http-buffer-size must be at least 1024") }
+        guard maxHttpBufferSize >= 1024, maxHalfOpenPayload >= 1024 else {
+            throw ValidationError("--max-http-buffer-size and --max-half-open-payload must be at least 1024")
+        }
         guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
         guard rateLimit >= 0, rateBurst >= 1 else { throw ValidationError("--rate-limit must be ≥ 0 and --rate-burst ≥ 1") }
         let counts = [
@@ -152,7 +163,9 @@ struct ParleyServer: AsyncParsableCommand {
             maxUsers, maxSocketsPerUser, keepPerConversation,
         ]
         guard counts.allSatisfy({ $0 >= 1 }) else { throw ValidationError("every --max-… limit and --keep-per-conversation must be at least 1") }
-        guard sessionRate >= 0, connectRate >= 0, newUserRate >= 0, sessionBurst >= 1, connectBurst >= 1, newUserBurst >= 1 else {
+        guard sessionRate >= 0, connectRate >= 0, newUserRate >= 0, loginRate >= 0,
+            sessionBurst >= 1, connectBurst >= 1, newUserBurst >= 1, loginBurst >= 1
+        else {
             throw ValidationError("the rates must be ≥ 0 and the bursts ≥ 1")
         }
         guard sessionLifetime > 0 else { throw ValidationError("--session-lifetime must be positive") }
@@ -215,6 +228,7 @@ struct ParleyServer: AsyncParsableCommand {
                     maxSessionsPerAddress: maxSessionsPerAddress,
                     maxHalfOpenSessions: maxHalfOpen,
                     maxHalfOpenSessionsPerAddress: maxHalfOpenPerAddress,
+                    maxHalfOpenPayloadBytes: maxHalfOpenPayload,
                     newSessionsPerSecondPerAddress: sessionRate == 0 ? .infinity : sessionRate,
                     newSessionBurstPerAddress: sessionBurst,
                     maxBacklogBytes: maxBacklog,
@@ -294,6 +308,8 @@ struct ParleyServer: AsyncParsableCommand {
             newUsersPerMinutePerAddress: newUserRate == 0 ? .infinity : newUserRate,
             newUserBurstPerAddress: newUserBurst,
             maxSocketsPerUser: maxSocketsPerUser,
+            loginsPerMinutePerUser: loginRate == 0 ? .infinity : loginRate,
+            loginBurstPerUser: loginBurst,
             sessionLifetime: .seconds(Int64(sessionLifetime * 86_400)),
             keepPerConversation: keepPerConversation,
             keepBytesPerUser: keepBytesPerUser,

@@ -43,8 +43,8 @@ extension ServerSuites {
         func halfOpenSessionsPerAddress() async throws {
             var limits = EngineIOServerOptions.Limits.unlimitedAddresses
             limits.maxHalfOpenSessionsPerAddress = 3
-            // The echo server's sessions never join a namespace: every one stays half-open.
-            try await withServer(makeEchoEngine(limits: limits)) { server in
+            // Sessions of this echo server stay half-open: it never admits them.
+            try await withServer(makeEchoEngine(limits: limits, sessionsStartHalfOpen: true)) { server in
                 for _ in 0..<3 { _ = try await server.openPollingSession(path: path) }
                 let refused = try await server.get(polling)
                 #expect(refused.status == 429)
@@ -65,7 +65,7 @@ extension ServerSuites {
         func halfOpenSessionsInTotal() async throws {
             var limits = EngineIOServerOptions.Limits.unlimitedAddresses
             limits.maxHalfOpenSessions = 2
-            try await withServer(makeEchoEngine(limits: limits)) { server in
+            try await withServer(makeEchoEngine(limits: limits, sessionsStartHalfOpen: true)) { server in
                 for _ in 0..<2 { _ = try await server.openPollingSession(path: path) }
                 let refused = try await server.get(polling)
                 #expect(refused.status == 503)
@@ -270,6 +270,31 @@ extension ServerSuites {
         var websocket: String { "\(path)?EIO=4&transport=websocket" }
         var polling: String { "\(path)?EIO=4&transport=polling" }
         func polling(_ sid: String) -> String { "\(polling)&sid=\(sid)" }
+
+        @Test("before it joins a namespace a client may send its CONNECT, not a megabyte: 413, on both transports")
+        func aHalfOpenSessionSendsSmallPayloadsOnly() async throws {
+            let io = makeSuiteSocketIOServer()
+            try await withServer(io) { server in
+                let large = #"40{"token":""# + String(repeating: "x", count: 20_000) + #""}"#
+                let sid = try await server.openPollingSession(path: path)
+                #expect(try await server.post(polling(sid), body: large).status == 413)
+                #expect(await eventually { server.sessionIsGone(sid) })
+
+                let socket = try await server.webSocket(websocket)
+                let wsid = try handshakeSID(try await socket.next().text)
+                socket.send(large)
+                try await socket.waitForClose()
+                #expect(server.sessionIsGone(wsid))
+
+                // Once connected, the same size is an ordinary message.
+                let joined = try await server.openPollingSession(path: path)
+                #expect(try await server.post(polling(joined), body: "40").status == 200)
+                #expect(try await server.get(polling(joined)).text.hasPrefix("40{"))
+                let message = #"42["message",""# + String(repeating: "x", count: 20_000) + #""]"#
+                #expect(try await server.post(polling(joined), body: message).status == 200)
+                #expect(!server.sessionIsGone(joined))
+            }
+        }
 
         @Test("a CONNECT to a namespace the client is in already is a protocol error: the connection ends")
         func aSecondConnectEndsTheConnection() async throws {

@@ -29,11 +29,24 @@ import Testing
             let pairs = (0..<3_000).map { #"40{"username":"flood\#(round)-\#($0)"}\#u{1e}41"# }
             statuses.append(try await HTTPClient.request("POST", port: port, polling(server, sid), body: pairs.joined(separator: "\u{1e}")).status)
         }
-        // Ten CONNECTs were served (the burst), ten more refused, and the eleventh refusal in a
-        // row ended the session: ten users, not 9,000, and the next POSTs are told so.
-        #expect(statuses == [200, 400, 400])
-        #expect(server.chat.userCount == 10)
+        // A session that has joined no namespace may send its CONNECT, not 140 KB of them:
+        // the first POST is refused unread (413) and ends the session, the next are told so.
+        // No user was made. (With small POSTs, the CONNECT rate limit takes over: the Socket.IO
+        // attack tests.)
+        #expect(statuses == [413, 400, 400])
+        #expect(server.chat.userCount == 0)
         #expect(server.socketIO.engine.session(id: sid) == nil)
+        await server.stop()
+    }
+
+    @Test func aCONNECTWithAUsernameOf900KBIsRefusedBeforeItIsRead() async throws {
+        let server = try await ChatServerHarness.start()
+        let socket = try await WebSocketClient.connect(port: server.port, "/socket.io/?EIO=4&transport=websocket")
+        let sid = try handshakeSID(try await socket.next().text)
+        socket.send(#"40{"username":"a"# + String(repeating: "\u{301}", count: 450_000) + #""}"#)
+        try await socket.waitForClose()
+        #expect(server.socketIO.engine.session(id: sid) == nil)
+        #expect(server.chat.userCount == 0)
         await server.stop()
     }
 
@@ -115,6 +128,34 @@ import Testing
         let alice = try await server.login(["username": "alice"])
         _ = try await server.login(["sessionID": .string(alice.sessionID)])
         #expect(try await refusal(server, ["sessionID": .string(alice.sessionID)]) == "too many connections for this user")
+        await server.stop()
+    }
+
+    @Test func aUserWhoComesAndGoesWithoutEndIsRefusedPastTheLoginRate() async throws {
+        let server = try await ChatServerHarness.start(options: .init(loginsPerMinutePerUser: 6, loginBurstPerUser: 3))
+        let alice = try await server.login(["username": "alice"])
+        await alice.socket.disconnect()
+        for _ in 0..<3 {
+            let again = try await server.login(["sessionID": .string(alice.sessionID)])
+            await again.socket.disconnect()
+        }
+        #expect(try await refusal(server, ["sessionID": .string(alice.sessionID)]) == "too many logins for this user; try again later")
+        // Ten seconds give one login back (six a minute).
+        server.clock.advance(by: .seconds(10))
+        let back = try await server.login(["sessionID": .string(alice.sessionID)])
+        #expect(back.userID == alice.userID)
+        await server.stop()
+    }
+
+    @Test func aSecondSocketOfAUserOnlineIsNotAnnouncedAgain() async throws {
+        let server = try await ChatServerHarness.start()
+        let bob = try await server.login(["username": "bob"])
+        let alice = try await server.login(["username": "alice"])
+        #expect(try await bob.events.event(named: "user connected").arguments.first?["userID"] == .string(alice.userID))
+        _ = try await server.login(["sessionID": .string(alice.sessionID)])
+        let carol = try await server.login(["username": "carol"])
+        // The next announcement bob hears is carol's: alice's second tab was not one.
+        #expect(try await bob.events.event(named: "user connected").arguments.first?["userID"] == .string(carol.userID))
         await server.stop()
     }
 

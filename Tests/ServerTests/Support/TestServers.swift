@@ -54,6 +54,7 @@ func makeEchoEngine(
     maxHttpBufferSize: Int = 1_000_000,
     cors: EngineIOServerOptions.CORS = .disabled,
     limits: EngineIOServerOptions.Limits = EngineIOServerOptions.Limits(),
+    sessionsStartHalfOpen: Bool = false,
     closeReasons: CloseReasons = CloseReasons()
 ) -> EngineIOServer {
     let options = EngineIOServerOptions(
@@ -62,7 +63,8 @@ func makeEchoEngine(
         pingTimeout: pingTimeout,
         maxHttpBufferSize: maxHttpBufferSize,
         cors: cors,
-        limits: limits
+        limits: limits,
+        sessionsStartHalfOpen: sessionsStartHalfOpen
     )
     return EngineIOServer(options: options, clock: ManualServerClock()) { socket in EchoDelegate(socket, closeReasons: closeReasons) }
 }
