@@ -106,15 +106,17 @@ public final class ChatApplication: Sendable {
     let logger: Logger
     let clock: any ServerClock
     private let records: Mutex<Records>
+    /// The stored messages, under a lock of their own: every message takes it, every login
+    /// reads it, and neither need the directory meanwhile.
+    private let log: Mutex<MessageLog>
     private let refusals: RefusalLog
     /// The wall clock, from the server's clock: seconds since 1970 when the server started,
     /// and the server clock's reading then.
     private let wallStart: (seconds: Int64, at: NIODeadline)
 
-    /// What the application keeps, under one lock.
+    /// The users, under one lock.
     struct Records {
         var directory = UserDirectory()
-        var log: MessageLog
         /// New users per address (see `Options.newUsersPerMinutePerAddress`).
         var newUsers: [String: TokenBucket] = [:]
         /// When to look for expired users next (at a login).
@@ -137,8 +139,8 @@ public final class ChatApplication: Sendable {
         self.refusals = RefusalLog(logger: logger, clock: server.clock)
         let now = server.clock.now
         self.wallStart = (wallClock(), now)
-        let log = MessageLog(perConversation: options.keepPerConversation, maxBytesPerSender: options.keepBytesPerUser, maxBytes: options.keepBytes)
-        var records = Records(log: log, nextExpiry: now)
+        var log = MessageLog(perConversation: options.keepPerConversation, maxBytesPerSender: options.keepBytesPerUser, maxBytes: options.keepBytes)
+        var records = Records(nextExpiry: now)
         let stored = try await store.load()
         for session in stored.sessions { records.directory.add(session) }
         var dropped: [Int64] = []
@@ -148,19 +150,24 @@ public final class ChatApplication: Sendable {
                 dropped.append(entry.seq)
                 continue
             }
-            dropped += records.log.restore(entry)
+            dropped += log.restore(entry)
         }
         var changes: [StoreChange] = dropped.isEmpty ? [] : [.dropMessages(dropped)]
-        changes += Self.expire(&records, options: options, wallNow: wallStart.seconds, now: now)
+        let gone = Self.expire(&records, options: options, wallNow: wallStart.seconds, now: now)
+        for userID in gone {
+            log.removeConversations(of: userID)
+            changes.append(.forgetUser(userID: userID))
+        }
         store.record(changes)
         self.records = Mutex(records)
+        self.log = Mutex(log)
         install(on: server.main)
     }
 
     /// The number of known users.
     public var userCount: Int { records.withLock { $0.directory.count } }
     /// The number of stored messages.
-    public var messageCount: Int { records.withLock { $0.log.count } }
+    public var messageCount: Int { log.withLock { $0.count } }
 
     /// Seconds since 1970, now.
     private var wallNow: Int64 {
@@ -200,14 +207,15 @@ public final class ChatApplication: Sendable {
             let options = self.options
             enum Known { case accepted(StoredSession), refused(String), unknown }
             let known = records.withLock { records -> Known in
-                guard var user = records.directory.user(withSession: sessionID) else { return .unknown }
-                guard user.sockets < options.maxSocketsPerUser else { return .refused("too many connections for this user") }
-                var logins = user.logins
-                    ?? TokenBucket(rate: options.loginsPerMinutePerUser / 60, burst: options.loginBurstPerUser, now: now)
-                let allowed = logins.take(now: now)
-                user.logins = logins
-                records.directory[user.session.userID] = user
-                return allowed ? .accepted(user.session) : .refused("too many logins for this user; try again later")
+                guard let userID = records.directory.user(withSession: sessionID)?.session.userID else { return .unknown }
+                return records.directory.update(userID) { user in
+                    guard user.sockets < options.maxSocketsPerUser else { return .refused("too many connections for this user") }
+                    var logins = user.logins
+                        ?? TokenBucket(rate: options.loginsPerMinutePerUser / 60, burst: options.loginBurstPerUser, now: now)
+                    let allowed = logins.take(now: now)
+                    user.logins = logins
+                    return allowed ? .accepted(user.session) : .refused("too many logins for this user; try again later")
+                } ?? .unknown
             }
             switch known {
             case .accepted(let session):
@@ -261,21 +269,26 @@ public final class ChatApplication: Sendable {
         let now = clock.now
         let wall = wallNow
         let options = self.options
-        let (users, changes, cameOnline) = records.withLock { records -> (JSONFragment, [StoreChange], Bool) in
-            var changes = Self.expire(&records, options: options, wallNow: wall, now: now)
+        let history = log.withLock { $0.history(of: member.userID, budget: options.loginHistoryBytes) }
+        let (users, session, cameOnline, gone) = records.withLock { records -> (JSONFragment, StoredSession?, Bool, [String]) in
+            let gone = Self.expire(&records, options: options, wallNow: wall, now: now)
             if records.directory[member.userID] == nil {
                 // Forgotten between the middleware and now (expired): back as it was.
                 records.directory.add(StoredSession(
                     sessionID: member.sessionID, userID: member.userID, username: member.username, connected: false, lastSeen: wall
                 ))
             }
-            let cameOnline = records.directory[member.userID]?.sockets == 0
-            records.directory[member.userID]?.sockets += 1
-            records.directory[member.userID]?.setConnected(true, at: wall)
-            if let session = records.directory[member.userID]?.session { changes.append(.session(session)) }
-            let history = records.log.history(of: member.userID, budget: options.loginHistoryBytes)
-            return (records.directory.usersList(history: history), changes, cameOnline)
+            let change: (cameOnline: Bool, session: StoredSession)? = records.directory.update(member.userID) { user in
+                let cameOnline = user.sockets == 0
+                user.sockets += 1
+                user.setConnected(true, at: wall)
+                return (cameOnline, user.session)
+            }
+            return (records.directory.usersList(history: history), change?.session, change?.cameOnline ?? false, gone)
         }
+        if !gone.isEmpty { log.withLock { log in for userID in gone { log.removeConversations(of: userID) } } }
+        var changes: [StoreChange] = gone.map { StoreChange.forgetUser(userID: $0) }
+        if let session { changes.append(.session(session)) }
         store.record(changes)
 
         socket.emit(ChatEventName.session, SessionPayload(sessionID: member.sessionID, userID: member.userID).json)
@@ -314,27 +327,27 @@ public final class ChatApplication: Sendable {
         }
         let now = clock.now
         let options = self.options
-        enum Outcome { case stored(MessageLog.Entry, [Int64]), tooFast, noSuchUser }
+        enum Outcome { case allowed, tooFast, noSuchUser }
         let message = PrivateMessage(content: payload.content, from: member.userID, to: payload.to)
         let outcome = records.withLock { records -> Outcome in
             guard records.directory.contains(payload.to) else { return .noSuchUser }
-            if options.messagesPerSecond > 0 {
-                var bucket = records.directory[member.userID]?.messages
-                    ?? TokenBucket(rate: options.messagesPerSecond, burst: options.messageBurst, now: now)
-                let allowed = bucket.take(now: now)
-                records.directory[member.userID]?.messages = bucket
-                guard allowed else { return .tooFast }
+            guard options.messagesPerSecond > 0 else { return .allowed }
+            let allowed = records.directory.update(member.userID) { user in
+                var bucket = user.messages ?? TokenBucket(rate: options.messagesPerSecond, burst: options.messageBurst, now: now)
+                defer { user.messages = bucket }
+                return bucket.take(now: now)
             }
-            let (entry, dropped) = records.log.append(message)
-            return .stored(entry, dropped)
+            return allowed == false ? .tooFast : .allowed
         }
         switch outcome {
         case .noSuchUser:
             return refuse("no such user")
         case .tooFast:
             return refuse("rate limit exceeded")
-        case .stored(let entry, let dropped):
-            store.record(dropped.isEmpty ? [.message(entry)] : [.message(entry), .dropMessages(dropped)])
+        case .allowed:
+            let durable = store.isDurable
+            let (entry, dropped) = log.withLock { $0.append(message, reportingDrops: durable) }
+            if durable { store.record(dropped.isEmpty ? [.message(entry)] : [.message(entry), .dropMessages(dropped)]) }
         }
         socket.to(payload.to, member.userID).emit(ChatEventName.privateMessage, message.json)
         ack?(["ok": true])
@@ -343,11 +356,12 @@ public final class ChatApplication: Sendable {
     private func disconnected(_ socket: SocketIOServerSocket, member: Member, namespace: SocketIONamespace, reason: String) {
         let wall = wallNow
         let session = records.withLock { records -> StoredSession? in
-            guard var user = records.directory[member.userID] else { return nil }
-            user.sockets -= 1
-            if user.sockets == 0 { user.setConnected(false, at: wall) }
-            records.directory[member.userID] = user
-            return user.sockets == 0 ? user.session : nil
+            records.directory.update(member.userID) { user in
+                user.sockets -= 1
+                guard user.sockets == 0 else { return nil }
+                user.setConnected(false, at: wall)
+                return user.session
+            } ?? nil
         }
         guard let session else { return }
         store.record([.session(session)])
@@ -360,9 +374,10 @@ public final class ChatApplication: Sendable {
 
     // MARK: Expiry
 
-    /// Forgets users away for longer than the session lifetime, with their conversations;
-    /// at most once per `expiryInterval` (it walks every user). The changes for the store.
-    static func expire(_ records: inout Records, options: Options, wallNow: Int64, now: NIODeadline) -> [StoreChange] {
+    /// Forgets users away for longer than the session lifetime; at most once per tenth of
+    /// it, or hour (it walks every user). Their IDs, for the caller to forget their
+    /// conversations and tell the store.
+    static func expire(_ records: inout Records, options: Options, wallNow: Int64, now: NIODeadline) -> [String] {
         guard now >= records.nextExpiry else { return [] }
         let lifetime = options.sessionLifetime.components.seconds
         records.nextExpiry = now + TimeAmount(min(options.sessionLifetime / 10, .seconds(3600)))
@@ -371,8 +386,7 @@ public final class ChatApplication: Sendable {
         }
         // Buckets that have refilled are the same as new ones.
         records.newUsers = records.newUsers.filter { !$0.value.isFull(now: now) }
-        for userID in gone { records.log.removeConversations(of: userID) }
-        return gone.map { .forgetUser(userID: $0) }
+        return gone
     }
 
     // MARK: Helpers

@@ -27,6 +27,9 @@ public struct StoredState: Sendable {
 /// store is written behind it. `record` never blocks: the writing happens off the event
 /// loops, batched.
 public protocol ChatStore: Sendable {
+    /// Whether anything recorded outlives the process: when not, the server records nothing
+    /// (and does not keep track of what its bounds drop).
+    var isDurable: Bool { get }
     /// Everything kept, at start.
     func load() async throws -> StoredState
     /// Queues changes for writing, in order; returns at once.
@@ -38,6 +41,7 @@ public protocol ChatStore: Sendable {
 /// The guide's store: nothing outlives the process.
 public struct MemoryChatStore: ChatStore {
     public init() {}
+    public var isDurable: Bool { false }
     public func load() -> StoredState { StoredState() }
     public func record(_ changes: [StoreChange]) {}
     public func close() {}

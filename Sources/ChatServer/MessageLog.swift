@@ -8,6 +8,10 @@ public import JSON
 /// oldest dropped first. The bound per sender keeps one user from pushing everyone else's
 /// history out of the total by sending a lot. What a login receives is bounded too
 /// (`history(of:budget:)`), so that a `users` frame always fits.
+///
+/// Every message goes through `append` under the application's lock, so it costs two hash
+/// lookups (its conversation, its sender) and the rest by index: conversations and senders
+/// live in slots, reused once empty.
 public struct MessageLog: Sendable {
     /// A message and its place in the order of arrival (also its key in a store).
     public struct Entry: Sendable, Hashable {
@@ -43,18 +47,47 @@ public struct MessageLog: Sendable {
     /// What a message counts for beyond its content: its IDs and the bookkeeping.
     public static let overhead = 96
 
+    /// A kept message, with its cost and its sender's slot.
+    struct Kept {
+        var seq: Int64
+        var cost: Int
+        var sender: Int
+        var message: PrivateMessage
+
+        var entry: Entry { Entry(seq: seq, message: message) }
+    }
+
+    /// A conversation's slot: free while it holds no message (a conversation with none is
+    /// forgotten). Not optional, so that it is read and changed in place.
+    struct Conversation {
+        var key: ConversationKey
+        var messages: Deque<Kept> = []
+    }
+
+    /// One user's kept messages in order (lazily: entries of messages dropped otherwise stay
+    /// until they come up, or until the queue is compacted), and their number and bytes.
+    /// Free while its count is 0.
+    struct Ledger {
+        var user: String
+        var queue: Deque<(seq: Int64, conversation: Int)> = []
+        var count = 0
+        var bytes = 0
+    }
+
     public let perConversation: Int
     public let maxBytesPerSender: Int
     public let maxBytes: Int
-    private var conversations: [ConversationKey: Deque<Entry>] = [:]
-    /// Each user's kept messages in order (lazily: entries of messages dropped otherwise stay
-    /// until they come up, or until the queue is compacted), and their bytes.
-    private var sent: [String: (queue: Deque<(seq: Int64, key: ConversationKey)>, count: Int, bytes: Int)] = [:]
-    private var conversationsOfUser: [String: Set<ConversationKey>] = [:]
-    /// Every kept message in order of arrival, for dropping the oldest first. Entries of
-    /// messages dropped otherwise (a full conversation, a forgotten user) stay until they come
-    /// up, or until the queue is compacted.
-    private var arrival: Deque<(seq: Int64, key: ConversationKey)> = []
+    private var conversations: [Conversation] = []
+    private var conversationSlot: [ConversationKey: Int] = [:]
+    private var freeConversations: [Int] = []
+    private var ledgers: [Ledger] = []
+    private var ledgerSlot: [String: Int] = [:]
+    private var freeLedgers: [Int] = []
+    private var conversationsOfUser: [String: Set<Int>] = [:]
+    /// Every kept message in order of arrival, for dropping the oldest first, lazily as the
+    /// ledgers. (An entry whose slot was reused names a seq its new conversation does not
+    /// hold: seqs are unique.)
+    private var arrival: Deque<(seq: Int64, conversation: Int)> = []
     public private(set) var count = 0
     /// Entries in the arrival queue (for tests: it stays within a constant factor of `count`).
     var arrivalCount: Int { arrival.count }
@@ -69,11 +102,13 @@ public struct MessageLog: Sendable {
 
     static func cost(_ message: PrivateMessage) -> Int { message.content.utf8.count + overhead }
 
-    /// Appends a new message; the seqs of the messages this dropped, oldest first.
-    public mutating func append(_ message: PrivateMessage) -> (entry: Entry, dropped: [Int64]) {
+    /// Appends a new message; the seqs of the messages this dropped, oldest first (with
+    /// `reportingDrops`: a store that keeps nothing need not know, and a message need not
+    /// cost an array).
+    public mutating func append(_ message: PrivateMessage, reportingDrops: Bool = true) -> (entry: Entry, dropped: [Int64]) {
         lastSeq += 1
         let entry = Entry(seq: lastSeq, message: message)
-        return (entry, insert(entry))
+        return (entry, insert(entry, reportingDrops: reportingDrops))
     }
 
     /// Puts back a message from a store (at start), in order of `seq`; the seqs dropped by
@@ -83,85 +118,123 @@ public struct MessageLog: Sendable {
         return insert(entry)
     }
 
-    private mutating func insert(_ entry: Entry) -> [Int64] {
-        let key = ConversationKey(entry.message.from, entry.message.to)
-        conversations[key, default: []].append(entry)
-        if conversations[key]?.count == 1 {
-            conversationsOfUser[key.first, default: []].insert(key)
-            conversationsOfUser[key.second, default: []].insert(key)
-        }
-        arrival.append((entry.seq, key))
-        let sender = entry.message.from
-        sent[sender, default: ([], 0, 0)].queue.append((entry.seq, key))
-        counted(entry.message, +1)
+    private mutating func insert(_ entry: Entry, reportingDrops: Bool = true) -> [Int64] {
+        let slot = conversation(for: ConversationKey(entry.message.from, entry.message.to))
+        let sender = ledger(for: entry.message.from)
+        let cost = Self.cost(entry.message)
+        conversations[slot].messages.append(Kept(seq: entry.seq, cost: cost, sender: sender, message: entry.message))
+        arrival.append((entry.seq, slot))
+        ledgers[sender].queue.append((entry.seq, slot))
+        ledgers[sender].count += 1
+        ledgers[sender].bytes += cost
+        count += 1
+        bytes += cost
+
         var dropped: [Int64] = []
-        while let oldest = conversations[key]?.first, conversations[key]!.count > perConversation {
-            remove(at: 0, of: key)
-            dropped.append(oldest.seq)
+        func drop(_ seq: Int64) { if reportingDrops { dropped.append(seq) } }
+        while conversations[slot].messages.count > perConversation {
+            drop(remove(at: 0, of: slot))
         }
-        while let mine = sent[sender], mine.bytes > maxBytesPerSender {
-            // The sender's oldest kept message, wherever it is in its conversation.
-            guard let next = sent[sender]?.queue.popFirst() else { break }
-            guard let index = position(of: next.seq, in: next.key) else { continue }
-            remove(at: index, of: next.key)
-            dropped.append(next.seq)
+        // The sender's oldest kept messages, wherever they are in their conversations.
+        while ledgers[sender].count > 0, ledgers[sender].bytes > maxBytesPerSender, let next = ledgers[sender].queue.popFirst() {
+            guard let index = position(of: next.seq, in: next.conversation) else { continue }
+            drop(remove(at: index, of: next.conversation))
         }
         while bytes > maxBytes, let next = arrival.popFirst() {
             // The oldest kept message is the first of its conversation, if it is kept still.
-            guard let first = conversations[next.key]?.first, first.seq == next.seq else { continue }
-            remove(at: 0, of: next.key)
-            dropped.append(next.seq)
+            guard position(of: next.seq, in: next.conversation) == 0 else { continue }
+            drop(remove(at: 0, of: next.conversation))
+        }
+        // Messages leave mostly from the front of their conversation and in about the order
+        // they came: the lazy queues shed what they no longer stand for at their own front.
+        while let front = arrival.first, position(of: front.seq, in: front.conversation) == nil { arrival.removeFirst() }
+        while ledgers[sender].count > 0, let front = ledgers[sender].queue.first, position(of: front.seq, in: front.conversation) == nil {
+            ledgers[sender].queue.removeFirst()
         }
         compactIfNeeded(sender: sender)
-        return dropped.sorted()
+        if dropped.count > 1 { dropped.sort() }
+        return dropped
     }
 
-    /// Adds (`+1`) or takes away (`-1`) a message in the totals and its sender's.
-    private mutating func counted(_ message: PrivateMessage, _ sign: Int) {
-        let cost = Self.cost(message)
-        count += sign
-        bytes += sign * cost
-        sent[message.from]?.count += sign
-        sent[message.from]?.bytes += sign * cost
-        if sent[message.from]?.count == 0 { sent.removeValue(forKey: message.from) }
+    /// The slot of a conversation, made when it is new.
+    private mutating func conversation(for key: ConversationKey) -> Int {
+        if let slot = conversationSlot[key] { return slot }
+        let slot = freeConversations.popLast() ?? conversations.count
+        if slot == conversations.count { conversations.append(Conversation(key: key)) } else { conversations[slot].key = key }
+        conversationSlot[key] = slot
+        conversationsOfUser[key.first, default: []].insert(slot)
+        conversationsOfUser[key.second, default: []].insert(slot)
+        return slot
+    }
+
+    /// The slot of a sender's ledger, made when they have nothing kept.
+    private mutating func ledger(for user: String) -> Int {
+        if let slot = ledgerSlot[user] { return slot }
+        let slot = freeLedgers.popLast() ?? ledgers.count
+        if slot == ledgers.count { ledgers.append(Ledger(user: user)) } else { ledgers[slot] = Ledger(user: user) }
+        ledgerSlot[user] = slot
+        return slot
     }
 
     /// Where a kept message is in its conversation (ordered by seq): a binary search.
-    private func position(of seq: Int64, in key: ConversationKey) -> Int? {
-        guard let messages = conversations[key] else { return nil }
+    private func position(of seq: Int64, in slot: Int) -> Int? {
+        // Read in place: binding the deque to a local would retain and release it per call.
+        guard slot < conversations.count, !conversations[slot].messages.isEmpty else { return nil }
+        // The usual answers first: older than the conversation's first (gone), or the first.
+        let first = conversations[slot].messages[0].seq
+        if seq <= first { return seq == first ? 0 : nil }
         var low = 0
-        var high = messages.count
+        var high = conversations[slot].messages.count
         while low < high {
             let middle = (low + high) / 2
-            if messages[middle].seq < seq { low = middle + 1 } else { high = middle }
+            if conversations[slot].messages[middle].seq < seq { low = middle + 1 } else { high = middle }
         }
-        return low < messages.count && messages[low].seq == seq ? low : nil
+        return low < conversations[slot].messages.count && conversations[slot].messages[low].seq == seq ? low : nil
     }
 
-    private mutating func remove(at index: Int, of key: ConversationKey) {
-        guard let removed = conversations[key]?.remove(at: index) else { return }
-        counted(removed.message, -1)
-        if conversations[key]?.isEmpty == true { forget(key) }
+    /// Removes a kept message, and what is left empty by it; its seq.
+    private mutating func remove(at index: Int, of slot: Int) -> Int64 {
+        let kept = conversations[slot].messages.remove(at: index)
+        count -= 1
+        bytes -= kept.cost
+        // Usually the oldest of its sender and of all too: then the lazy queues lose it now,
+        // and have nothing to compact later.
+        if arrival.first?.seq == kept.seq { arrival.removeFirst() }
+        if ledgers[kept.sender].queue.first?.seq == kept.seq { ledgers[kept.sender].queue.removeFirst() }
+        ledgers[kept.sender].count -= 1
+        ledgers[kept.sender].bytes -= kept.cost
+        if ledgers[kept.sender].count == 0 { freeLedger(kept.sender) }
+        if conversations[slot].messages.isEmpty { freeConversation(slot) }
+        return kept.seq
     }
 
-    private mutating func forget(_ key: ConversationKey) {
-        conversations.removeValue(forKey: key)
-        conversationsOfUser[key.first]?.remove(key)
-        if conversationsOfUser[key.first]?.isEmpty == true { conversationsOfUser.removeValue(forKey: key.first) }
-        conversationsOfUser[key.second]?.remove(key)
-        if conversationsOfUser[key.second]?.isEmpty == true { conversationsOfUser.removeValue(forKey: key.second) }
+    private mutating func freeLedger(_ slot: Int) {
+        ledgerSlot.removeValue(forKey: ledgers[slot].user)
+        ledgers[slot].queue = []
+        freeLedgers.append(slot)
     }
 
-    /// Keeps the lazy queues (arrival, each sender's) within a constant factor of what they
+    private mutating func freeConversation(_ slot: Int) {
+        let key = conversations[slot].key
+        conversationSlot.removeValue(forKey: key)
+        freeConversations.append(slot)
+        for user in [key.first, key.second] {
+            conversationsOfUser[user]?.remove(slot)
+            if conversationsOfUser[user]?.isEmpty == true { conversationsOfUser.removeValue(forKey: user) }
+        }
+    }
+
+    /// Keeps the lazy queues (arrival, the sender's) within a constant factor of what they
     /// stand for: entries of messages no longer kept are filtered out once they are as many
     /// again as the kept ones.
-    private mutating func compactIfNeeded(sender: String) {
+    private mutating func compactIfNeeded(sender: Int) {
         if arrival.count > 2 * count + 1024 {
-            arrival = Deque(arrival.filter { position(of: $0.seq, in: $0.key) != nil })
+            let kept = arrival.filter { position(of: $0.seq, in: $0.conversation) != nil }
+            arrival = Deque(kept)
         }
-        if let mine = sent[sender], mine.queue.count > 2 * mine.count + 64 {
-            let kept = Deque(mine.queue.filter { position(of: $0.seq, in: $0.key) != nil })
-            sent[sender]?.queue = kept
+        if ledgers[sender].count > 0, ledgers[sender].queue.count > 2 * ledgers[sender].count + 64 {
+            let kept = ledgers[sender].queue.filter { position(of: $0.seq, in: $0.conversation) != nil }
+            ledgers[sender].queue = Deque(kept)
         }
     }
 
@@ -170,23 +243,23 @@ public struct MessageLog: Sendable {
     @discardableResult
     public mutating func removeConversations(of user: String) -> Int {
         var removed = 0
-        for key in conversationsOfUser[user] ?? [] {
-            for entry in conversations[key] ?? [] {
+        for slot in conversationsOfUser[user] ?? [] {
+            while !conversations[slot].messages.isEmpty {
+                _ = remove(at: conversations[slot].messages.count - 1, of: slot)
                 removed += 1
-                counted(entry.message, -1)
             }
-            forget(key)
         }
-        sent.removeValue(forKey: user)
         if arrival.count > 2 * count + 1024 {
-            arrival = Deque(arrival.filter { position(of: $0.seq, in: $0.key) != nil })
+            let kept = arrival.filter { position(of: $0.seq, in: $0.conversation) != nil }
+            arrival = Deque(kept)
         }
         return removed
     }
 
     /// Every kept message of the conversation between two users, oldest first.
     public func conversation(_ a: String, _ b: String) -> [PrivateMessage] {
-        (conversations[ConversationKey(a, b)] ?? []).map(\.message)
+        guard let slot = conversationSlot[ConversationKey(a, b)] else { return [] }
+        return conversations[slot].messages.map(\.message)
     }
 
     /// What a login of `user` receives: for each of its conversations (by the other user's
@@ -195,20 +268,21 @@ public struct MessageLog: Sendable {
     /// large messages does not crowd out the others; a conversation's share ends at the first
     /// message that no longer fits.
     public func history(of user: String, budget: Int) -> [String: [JSONFragment]] {
-        guard let keys = conversationsOfUser[user], !keys.isEmpty, budget > 0 else { return [:] }
-        var open = keys.compactMap { key in conversations[key].map { (key, $0) } }
+        guard let slots = conversationsOfUser[user], !slots.isEmpty, budget > 0 else { return [:] }
+        var open = slots.map { conversations[$0] }
         var taken: [ConversationKey: [JSONFragment]] = [:]
         var remaining = budget
         var depth = 0
         while !open.isEmpty {
             depth += 1
-            open.removeAll { key, messages in
+            open.removeAll { conversation in
+                let messages = conversation.messages
                 guard messages.count >= depth else { return true }
                 let fragment = JSONFragment(messages[messages.count - depth].message.json)
                 // One more byte for the comma between messages.
                 guard fragment.utf8.count + 1 <= remaining else { return true }
                 remaining -= fragment.utf8.count + 1
-                taken[key, default: []].append(fragment)
+                taken[conversation.key, default: []].append(fragment)
                 return false
             }
         }

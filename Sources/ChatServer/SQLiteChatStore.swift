@@ -96,6 +96,8 @@ public final class SQLiteChatStore: ChatStore {
         }
     }
 
+    public var isDurable: Bool { true }
+
     public func load() async throws -> StoredState {
         try await database.read { db in
             let sessions = try Row.fetchAll(db, sql: "SELECT * FROM session ORDER BY seq").map { row in

@@ -64,12 +64,12 @@ struct UserDirectory {
 
     func contains(_ userID: String) -> Bool { users[userID] != nil }
 
-    subscript(userID: String) -> User? {
-        get { users[userID] }
-        set {
-            guard let newValue else { return }
-            users[userID] = newValue
-        }
+    subscript(userID: String) -> User? { users[userID] }
+
+    /// Changes a user in place (one lookup, no copy); nil when there is no such user.
+    mutating func update<T>(_ userID: String, _ change: (inout User) -> T) -> T? {
+        guard let index = users.index(forKey: userID) else { return nil }
+        return change(&users.values[index])
     }
 
     mutating func add(_ session: StoredSession) {

@@ -100,8 +100,8 @@ final class EngineIOFrameHandler: ChannelInboundHandler, RemovableChannelHandler
         }
         switch mode {
         case .session(let socket):
+            // (After the session closes, what still comes is dropped there.)
             socket.received(packet)
-            if socket.isClosed { mode = .done }
         case .probing(let socket, let probed):
             probe(socket, probed: probed, packet)
         case .done:
