@@ -73,7 +73,7 @@ extension Fuzz {
             // The server's `users` list: the same text, from messages serialized once.
             let fragment = entry.json(serializedMessages: messages.map { JSONFragment($0.json) })
             require(
-                fragment.utf8 == json.serialized().bytes,
+                fragment.text == json.serialized(),
                 "user \(entry): fragment \(fragment.text.debugDescription) is not the serializer's \(json.serialized().debugDescription)"
             )
         }

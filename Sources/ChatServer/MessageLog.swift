@@ -280,8 +280,8 @@ public struct MessageLog: Sendable {
                 guard messages.count >= depth else { return true }
                 let fragment = JSONFragment(messages[messages.count - depth].message.json)
                 // One more byte for the comma between messages.
-                guard fragment.utf8.count + 1 <= remaining else { return true }
-                remaining -= fragment.utf8.count + 1
+                guard fragment.byteCount + 1 <= remaining else { return true }
+                remaining -= fragment.byteCount + 1
                 taken[conversation.key, default: []].append(fragment)
                 return false
             }

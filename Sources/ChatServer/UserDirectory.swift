@@ -25,9 +25,14 @@ public struct StoredSession: Sendable, Equatable {
 /// Every known user, as a plain value: their sessions, whether they are online, their
 /// message rate bucket, and their `users` entry ready to send. Bounded: at most `maxUsers`,
 /// and a user offline for longer than the session lifetime is forgotten (`expire`).
+///
+/// The entries are also kept in one array in the order of the `users` list, so that a login,
+/// which sends the whole list, joins them without a lookup per user.
 struct UserDirectory {
     struct User {
         var session: StoredSession
+        /// Where the user's entry is in `entries` (the order of creation).
+        var position: Int
         /// Sockets of this user connected now, on any connection.
         var sockets = 0
         /// Private messages this user may send: one bucket for all their sockets, kept
@@ -35,26 +40,28 @@ struct UserDirectory {
         var messages: TokenBucket?
         /// Logins this user may make (see `ChatApplication.Options.loginsPerMinutePerUser`).
         var logins: TokenBucket?
-        /// The `users` entry without history (`"messages":[]`), serialized once per change.
-        var entry: JSONFragment
 
-        init(_ session: StoredSession) {
+        init(_ session: StoredSession, position: Int) {
             self.session = session
-            self.entry = JSONFragment(UserEntry(userID: session.userID, username: session.username, connected: session.connected, messages: []).json)
+            self.position = position
         }
 
         mutating func setConnected(_ connected: Bool, at now: Int64) {
             session.lastSeen = now
-            guard session.connected != connected else { return }
             session.connected = connected
-            entry = JSONFragment(UserEntry(userID: session.userID, username: session.username, connected: connected, messages: []).json)
+        }
+
+        /// The `users` entry without history (`"messages":[]`).
+        var entry: JSONFragment {
+            JSONFragment(UserEntry(userID: session.userID, username: session.username, connected: session.connected, messages: []).json)
         }
     }
 
     private(set) var users: [String: User] = [:]
     private var userIDBySession: [String: String] = [:]
-    /// User IDs in the order the users were created: the order of every `users` list.
-    private(set) var order: [String] = []
+    /// Each user's entry, serialized once per change, in the order the users were created:
+    /// the order of every `users` list.
+    private var entries: [JSONFragment] = []
 
     var count: Int { users.count }
 
@@ -66,17 +73,23 @@ struct UserDirectory {
 
     subscript(userID: String) -> User? { users[userID] }
 
-    /// Changes a user in place (one lookup, no copy); nil when there is no such user.
+    /// Changes a user in place (one lookup, no copy); nil when there is no such user. A
+    /// change of presence is written into the user's entry.
     mutating func update<T>(_ userID: String, _ change: (inout User) -> T) -> T? {
         guard let index = users.index(forKey: userID) else { return nil }
-        return change(&users.values[index])
+        let wasConnected = users.values[index].session.connected
+        let result = change(&users.values[index])
+        let user = users.values[index]
+        if user.session.connected != wasConnected { entries[user.position] = user.entry }
+        return result
     }
 
     mutating func add(_ session: StoredSession) {
         guard users[session.userID] == nil else { return }
-        users[session.userID] = User(session)
+        let user = User(session, position: entries.count)
+        users[session.userID] = user
         userIDBySession[session.sessionID] = session.userID
-        order.append(session.userID)
+        entries.append(user.entry)
     }
 
     /// Forgets the users for whom `isExpired` holds; their user IDs.
@@ -87,25 +100,28 @@ struct UserDirectory {
             guard let user = users.removeValue(forKey: userID) else { continue }
             userIDBySession.removeValue(forKey: user.session.sessionID)
         }
-        let goneSet = Set(gone)
-        order.removeAll { goneSet.contains($0) }
+        // The survivors keep their order, closed up.
+        let survivors = users.values.sorted { $0.position < $1.position }.map(\.session.userID)
+        entries = []
+        entries.reserveCapacity(survivors.count)
+        for (position, userID) in survivors.enumerated() {
+            users[userID]!.position = position
+            entries.append(users[userID]!.entry)
+        }
         return gone
     }
 
     /// The `users` list, each entry from its ready fragment unless `history` has messages
     /// for it.
     func usersList(history: [String: [JSONFragment]]) -> JSONFragment {
-        var entries: [JSONFragment] = []
-        entries.reserveCapacity(order.count)
-        for userID in order {
+        guard !history.isEmpty else { return .array(entries) }
+        var list = entries
+        for (userID, messages) in history {
             guard let user = users[userID] else { continue }
-            if let messages = history[userID] {
-                let session = user.session
-                entries.append(UserEntry(userID: session.userID, username: session.username, connected: session.connected).json(serializedMessages: messages))
-            } else {
-                entries.append(user.entry)
-            }
+            let session = user.session
+            list[user.position] = UserEntry(userID: session.userID, username: session.username, connected: session.connected)
+                .json(serializedMessages: messages)
         }
-        return .array(entries)
+        return .array(list)
     }
 }

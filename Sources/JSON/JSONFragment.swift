@@ -1,31 +1,32 @@
 /// JSON text that is valid by construction: made by the serializer from a value, or by
-/// joining fragments into an array. A large payload whose parts rarely change (the chat
-/// server's `users` list: one entry per user, sent whole at every login) is then assembled
-/// from parts serialized once, instead of serializing every part again or writing JSON by
-/// hand.
+/// joining fragments into an array or an object. A large payload whose parts rarely change
+/// (the chat server's `users` list: one entry per user, sent whole at every login) is then
+/// assembled from parts serialized once, instead of serializing every part again or writing
+/// JSON by hand. Kept as a `String`: joining strings copies bytes without validating them
+/// again.
 public struct JSONFragment: Sendable, Hashable {
-    /// The compact JSON text, as UTF-8.
-    public let utf8: [UInt8]
+    /// The compact JSON text.
+    public let text: String
 
     public init(_ value: JSONValue) {
-        var out: [UInt8] = []
-        value.write(to: &out)
-        utf8 = out
+        text = value.serialized()
     }
 
-    private init(utf8: [UInt8]) { self.utf8 = utf8 }
+    private init(text: String) { self.text = text }
+
+    /// The length of the text in UTF-8 bytes.
+    public var byteCount: Int { text.utf8.count }
 
     /// `[a,b,…]` from fragments.
     public static func array(_ items: some Collection<JSONFragment>) -> JSONFragment {
-        var out: [UInt8] = []
-        out.reserveCapacity(items.reduce(2) { $0 + $1.utf8.count + 1 })
-        out.append(UInt8(ascii: "["))
+        var out = "["
+        out.reserveCapacity(items.reduce(2) { $0 + $1.byteCount + 1 })
         for (i, item) in items.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(contentsOf: item.utf8)
+            if i > 0 { out += "," }
+            out += item.text
         }
-        out.append(UInt8(ascii: "]"))
-        return JSONFragment(utf8: out)
+        out += "]"
+        return JSONFragment(text: out)
     }
 
     /// `{"key":value,…}` from fragments, the keys in the order the serializer writes them
@@ -33,19 +34,15 @@ public struct JSONFragment: Sendable, Hashable {
     public static func object(_ members: [(key: String, value: JSONFragment)]) -> JSONFragment {
         var unique: [String: JSONFragment] = [:]
         for member in members { unique[member.key] = member.value }
-        var out: [UInt8] = []
-        out.reserveCapacity(unique.reduce(2) { $0 + $1.key.utf8.count + $1.value.utf8.count + 4 })
-        out.append(UInt8(ascii: "{"))
+        var out = "{"
+        out.reserveCapacity(unique.reduce(2) { $0 + $1.key.utf8.count + $1.value.byteCount + 4 })
         for (i, key) in unique.keys.sorted().enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            JSONValue.writeString(key, to: &out)
-            out.append(UInt8(ascii: ":"))
-            out.append(contentsOf: unique[key]!.utf8)
+            if i > 0 { out += "," }
+            out += JSONValue.string(key).serialized()
+            out += ":"
+            out += unique[key]!.text
         }
-        out.append(UInt8(ascii: "}"))
-        return JSONFragment(utf8: out)
+        out += "}"
+        return JSONFragment(text: out)
     }
-
-    /// The text as a string.
-    public var text: String { String(decoding: utf8, as: UTF8.self) }
 }

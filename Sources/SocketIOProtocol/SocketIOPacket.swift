@@ -105,17 +105,18 @@ extension SocketIOPacket {
         namespace: String = "/",
         id: Int? = nil
     ) -> EngineIOData {
-        var out: [UInt8] = []
-        out.reserveCapacity(arguments.reduce(32 + name.utf8.count) { $0 + $1.utf8.count + 1 })
-        writeHeader(.event, attachments: 0, namespace: namespace, id: id, to: &out)
-        out.append(UInt8(ascii: "["))
-        JSONValue.string(name).write(to: &out)
+        var header: [UInt8] = []
+        writeHeader(.event, attachments: 0, namespace: namespace, id: id, to: &header)
+        header.append(UInt8(ascii: "["))
+        JSONValue.string(name).write(to: &header)
+        var out = String(decoding: header, as: UTF8.self)
+        out.reserveCapacity(arguments.reduce(out.utf8.count + 1) { $0 + $1.byteCount + 1 })
         for argument in arguments {
-            out.append(UInt8(ascii: ","))
-            out.append(contentsOf: argument.utf8)
+            out += ","
+            out += argument.text
         }
-        out.append(UInt8(ascii: "]"))
-        return .text(String(decoding: out, as: UTF8.self))
+        out += "]"
+        return .text(out)
     }
 
     /// `<type>[<attachments>-][<namespace>,][<id>]`.

@@ -77,7 +77,7 @@ import Testing
         _ = log.append(PrivateMessage(content: "hi", from: "f", to: "v"))
         _ = log.append(PrivateMessage(content: "hello", from: "v", to: "f"))
         let history = log.history(of: "v", budget: 1 << 20)
-        let bytes = history.values.joined().reduce(0) { $0 + $1.utf8.count + 1 }
+        let bytes = history.values.joined().reduce(0) { $0 + $1.byteCount + 1 }
         #expect(bytes <= 1 << 20)
         #expect(history["f"]?.map(\.text) == [
             JSONFragment(PrivateMessage(content: "hi", from: "f", to: "v").json).text,
