@@ -22,7 +22,11 @@ struct ParleyServer: AsyncParsableCommand {
             Speaks the protocol of the Socket.IO guide "Private messaging", part II, with part III's \
             message store: a message to a user who is offline is kept and shown when they come back. \
             Sessions and messages live in memory unless --data names a SQLite file. Prints \
-            "LISTENING <port>" on standard output once it accepts connections; logs go to standard error.
+            "LISTENING <port>" on standard output once it accepts connections; logs go to standard error. \
+            Everything a client can make it hold is bounded per connection, per address (an IPv4 address \
+            or an IPv6 /64), per user and in total by the limits below, whose defaults suit a server on the \
+            open Internet; every refusal is an answer the client can read (HTTP 429 or 503 with \
+            Retry-After, CONNECT_ERROR, an error ack, a closed session), and refusals are logged as summaries.
             """
     )
 
@@ -251,7 +255,8 @@ struct ParleyServer: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let host = host
-        let sessions = chat.userCount
+        let users = chat.userCount
+        let messages = chat.messageCount
         let application = socketIO.engine.application(
             host: host,
             port: port,
@@ -259,7 +264,7 @@ struct ParleyServer: AsyncParsableCommand {
             logger: logger
         ) { port in
             FileHandle.standardOutput.write(Data("LISTENING \(port)\n".utf8))
-            logger.notice("parley-server listening on http://\(host):\(port)", metadata: ["sessions": "\(sessions)"])
+            logger.notice("parley-server listening on http://\(host):\(port)", metadata: ["users": "\(users)", "messages": "\(messages)"])
         }
         if exitWithStdin {
             // For tests and benchmarks: never outlive the process that started us.
