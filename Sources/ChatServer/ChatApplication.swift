@@ -36,7 +36,10 @@ public final class ChatApplication: Sendable {
         public var messageBurst: Double
         /// Users known at once; a new username beyond them is refused ("server full").
         public var maxUsers: Int
-        /// New users one address may create per minute on average, and in a burst.
+        /// Users one address may have created and still known (so that one address cannot
+        /// fill `maxUsers`), …
+        public var maxUsersPerAddress: Int
+        /// …and new users one address may create per minute on average, and in a burst.
         public var newUsersPerMinutePerAddress: Double
         public var newUserBurstPerAddress: Double
         /// Sockets (tabs, clients) of one user connected at once.
@@ -61,6 +64,7 @@ public final class ChatApplication: Sendable {
             messagesPerSecond: Double = 50,
             messageBurst: Double = 100,
             maxUsers: Int = 10_000,
+            maxUsersPerAddress: Int = 100,
             newUsersPerMinutePerAddress: Double = 10,
             newUserBurstPerAddress: Double = 10,
             maxSocketsPerUser: Int = 16,
@@ -76,6 +80,7 @@ public final class ChatApplication: Sendable {
             self.messagesPerSecond = messagesPerSecond
             self.messageBurst = messageBurst
             self.maxUsers = maxUsers
+            self.maxUsersPerAddress = maxUsersPerAddress
             self.newUsersPerMinutePerAddress = newUsersPerMinutePerAddress
             self.newUserBurstPerAddress = newUserBurstPerAddress
             self.maxSocketsPerUser = maxSocketsPerUser
@@ -235,6 +240,7 @@ public final class ChatApplication: Sendable {
         let options = self.options
         let created = records.withLock { records -> Result<StoredSession, RefusalReason> in
             guard records.directory.count < options.maxUsers else { return .failure(.serverFull) }
+            guard records.directory.created(from: address) < options.maxUsersPerAddress else { return .failure(.tooManyUsersFromAddress) }
             var bucket = records.newUsers[address]
                 ?? TokenBucket(rate: options.newUsersPerMinutePerAddress / 60, burst: options.newUserBurstPerAddress, now: now)
             guard bucket.take(now: now) else {
@@ -246,7 +252,7 @@ public final class ChatApplication: Sendable {
                 sessionID: Self.randomHex(bytes: 16), userID: Self.randomHex(bytes: 8), username: username,
                 connected: false, lastSeen: wall
             )
-            records.directory.add(session)
+            records.directory.add(session, from: address)
             return .success(session)
         }
         switch created {
@@ -262,6 +268,7 @@ public final class ChatApplication: Sendable {
     enum RefusalReason: String, Error {
         case serverFull = "server full: no new users for now"
         case tooManyNewUsers = "too many new users from this address; try again later"
+        case tooManyUsersFromAddress = "too many users from this address"
     }
 
     private func connected(_ socket: SocketIOServerSocket, namespace: SocketIONamespace) {

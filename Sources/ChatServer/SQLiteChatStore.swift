@@ -24,6 +24,10 @@ public final class SQLiteChatStore: ChatStore {
     struct Pending {
         var changes: [StoreChange] = []
         var writing = false
+        /// Messages not written because the queue was full, since the last log line.
+        var shed = 0
+        var lastComplaint: ContinuousClock.Instant?
+        var lastFailure: ContinuousClock.Instant?
         /// Transactions written so far (for tests: a burst of changes takes few).
         var transactions = 0
         /// Callers of `flush`, resumed when nothing is left to write.
@@ -114,14 +118,40 @@ public final class SQLiteChatStore: ChatStore {
         }
     }
 
+    /// Changes waiting to be written at most (a disk slower than the messages coming in
+    /// does not make the queue grow without end).
+    public static let maxPendingChanges = 200_000
+
     public func record(_ changes: [StoreChange]) {
         guard !changes.isEmpty else { return }
-        let start = pending.withLock { pending -> Bool in
-            pending.changes.append(contentsOf: changes)
+        let (start, complaint) = pending.withLock { pending -> (Bool, Int?) in
+            var complaint: Int?
+            if pending.changes.count >= Self.maxPendingChanges {
+                // Messages are shed (sessions never are: they are few, and identities matter
+                // more than history). They stay in memory; they do not survive a restart.
+                let kept = changes.filter { if case .session = $0 { true } else if case .forgetUser = $0 { true } else { false } }
+                pending.shed += changes.count - kept.count
+                pending.changes.append(contentsOf: kept)
+                complaint = Self.dueComplaint(&pending)
+            } else {
+                pending.changes.append(contentsOf: changes)
+            }
             defer { pending.writing = true }
-            return !pending.writing
+            return (!pending.writing, complaint)
+        }
+        if let complaint {
+            logger.error("the store does not keep up: messages not written to disk", metadata: ["messages": "\(complaint)"])
         }
         if start { Task { await self.writeAll() } }
+    }
+
+    /// What to say about shed messages, at most once per 10 s.
+    private static func dueComplaint(_ pending: inout Pending) -> Int? {
+        let now = ContinuousClock.now
+        guard pending.shed > 0, pending.lastComplaint.map({ now - $0 >= .seconds(10) }) ?? true else { return nil }
+        pending.lastComplaint = now
+        defer { pending.shed = 0 }
+        return pending.shed
     }
 
     /// Writes batches until nothing is queued; one writer at a time.
@@ -147,7 +177,14 @@ public final class SQLiteChatStore: ChatStore {
                 try await database.write { db in try Self.apply(batch, to: db) }
                 pending.withLock { $0.transactions += 1 }
             } catch {
-                logger.error("storage failed", metadata: ["error": "\(error)", "changes": "\(batch.count)"])
+                // One line per 10 s, however many batches fail meanwhile.
+                let due = pending.withLock { pending -> Bool in
+                    let now = ContinuousClock.now
+                    guard pending.lastFailure.map({ now - $0 >= .seconds(10) }) ?? true else { return false }
+                    pending.lastFailure = now
+                    return true
+                }
+                if due { logger.error("storage failed", metadata: ["error": "\(error)", "changes": "\(batch.count)"]) }
             }
         }
     }

@@ -40,6 +40,9 @@ struct UserDirectory {
         var messages: TokenBucket?
         /// Logins this user may make (see `ChatApplication.Options.loginsPerMinutePerUser`).
         var logins: TokenBucket?
+        /// The address that created the user (counted against `maxUsersPerAddress`); nil for
+        /// users read from a store.
+        var createdFrom: String?
 
         init(_ session: StoredSession, position: Int) {
             self.session = session
@@ -62,8 +65,13 @@ struct UserDirectory {
     /// Each user's entry, serialized once per change, in the order the users were created:
     /// the order of every `users` list.
     private var entries: [JSONFragment] = []
+    /// Users each address created and that are still known.
+    private var createdByAddress: [String: Int] = [:]
 
     var count: Int { users.count }
+
+    /// How many known users an address created.
+    func created(from address: String) -> Int { createdByAddress[address, default: 0] }
 
     func user(withSession sessionID: String) -> User? {
         userIDBySession[sessionID].flatMap { users[$0] }
@@ -84,9 +92,11 @@ struct UserDirectory {
         return result
     }
 
-    mutating func add(_ session: StoredSession) {
+    mutating func add(_ session: StoredSession, from address: String? = nil) {
         guard users[session.userID] == nil else { return }
-        let user = User(session, position: entries.count)
+        var user = User(session, position: entries.count)
+        user.createdFrom = address
+        if let address { createdByAddress[address, default: 0] += 1 }
         users[session.userID] = user
         userIDBySession[session.sessionID] = session.userID
         entries.append(user.entry)
@@ -99,6 +109,10 @@ struct UserDirectory {
         for userID in gone {
             guard let user = users.removeValue(forKey: userID) else { continue }
             userIDBySession.removeValue(forKey: user.session.sessionID)
+            if let address = user.createdFrom {
+                createdByAddress[address, default: 1] -= 1
+                if createdByAddress[address] == 0 { createdByAddress.removeValue(forKey: address) }
+            }
         }
         // The survivors keep their order, closed up.
         let survivors = users.values.sorted { $0.position < $1.position }.map(\.session.userID)

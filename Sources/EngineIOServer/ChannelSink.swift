@@ -41,7 +41,6 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     /// buffer is the sink's own (several frames copied into it) or one frame's shared bytes.
     private var unflushed: ByteBuffer?
     private var unflushedIsOwn = false
-    private var closedForBackpressure = false
     /// A close frame went out: nothing more is written, and the peer's close frame (or a
     /// timeout) ends the connection.
     private(set) var closeSent = false
@@ -55,8 +54,9 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     static let closeHandshakeTimeout = TimeAmount.seconds(1)
 
     /// - Parameter highWaterMark: bytes written to the connection and not yet taken by the
-    ///   client before it is given up on (`Limits.maxBacklogBytes`; the default, 4 MB, is
-    ///   ample for a `users` list of 10,000 users, about 1 MB).
+    ///   client before it is given up on (`Limits.maxBacklogBytes`; the default, 8 MiB, is
+    ///   ample for the largest `users` frame the chat server's defaults allow, 4.4 MB).
+    ///   Crossing it makes the channel unwritable, and `EngineIOFrameHandler` closes it.
     init(channel: any Channel, highWaterMark: Int) {
         self.channel = channel
         self.eventLoop = channel.eventLoop
@@ -152,16 +152,6 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
         encoderContext.write(NIOAny(batch), promise: nil)
     }
 
-    /// A client that does not read is not buffered for without end: past the channel's
-    /// high water mark (set when the sink is made) the connection is closed, and with it
-    /// the session ("transport close"), as when the client goes away.
-    private func closeIfBackedUp() {
-        if !channel.isWritable, !closedForBackpressure {
-            closedForBackpressure = true
-            channel.close(promise: nil)
-        }
-    }
-
     private func scheduleFlush() {
         guard !flushScheduled else { return }
         flushScheduled = true
@@ -180,7 +170,6 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
         // From where the frames were written: the handlers above the encoder have nothing
         // waiting to pass on.
         if let encoderContext { encoderContext.flush() } else { channel.flush() }
-        closeIfBackedUp()
     }
 
     func close() {

@@ -20,16 +20,17 @@ public struct EngineIOChannel: ServerChildChannel, HTTPChannelHandler {
 
     init(server: EngineIOServer, responder: @escaping HTTPChannelHandler.Responder) {
         self.server = server
-        self.responder = Self.redirectingUpgrades(responder)
+        self.responder = Self.redirectingUpgrades(responder, server: server)
     }
 
     /// NIO reads a WebSocket upgrade only as a connection's first request. A client that
     /// reuses a kept-alive polling connection for its upgrade (aiohttp does) is sent to the
     /// same URL on a new connection: a redirect, and this one closes (as Hummingbird does).
-    static func redirectingUpgrades(_ responder: @escaping HTTPChannelHandler.Responder) -> HTTPChannelHandler.Responder {
+    static func redirectingUpgrades(_ responder: @escaping HTTPChannelHandler.Responder, server: EngineIOServer) -> HTTPChannelHandler.Responder {
         struct RedirectedUpgrade: Error {}
         return { request, writer, channel in
-            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+            // Only to the server's own path (the redirect names the path it was asked for).
+            guard request.headers[.upgrade]?.lowercased() == "websocket", server.matches(path: request.uri.path) else {
                 return try await responder(request, writer, channel)
             }
             var target = request.uri.path
@@ -266,8 +267,19 @@ final class RefusingHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let event = event as? ChannelEvent, event == .inputClosed { context.close(promise: nil) }
     }
 
+    /// Refused connections waiting for their client to read the answer: they are counted
+    /// nowhere else, so past this many a refusal closes at once instead.
+    static let maxLingering = 256
+    private static let lingering = Atomic(0)
+
     private func refuse(_ context: ChannelHandlerContext) {
         context.writeAndFlush(NIOAny(ByteBuffer(string: answer.rawResponse)), promise: nil)
+        guard Self.lingering.add(1, ordering: .relaxed).newValue <= Self.maxLingering else {
+            Self.lingering.subtract(1, ordering: .relaxed)
+            context.close(promise: nil)
+            return
+        }
+        context.channel.closeFuture.whenComplete { _ in Self.lingering.subtract(1, ordering: .relaxed) }
         EngineIOChannel.closeAfterAnswer(context.channel)
     }
 }
@@ -331,6 +343,8 @@ final class HTTPDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var unanswered = 0
     private var readingBody = false
     private var answering = false
+    /// The request being read was answered already (refused before its body came).
+    private var answeredWhileReading = false
 
     init(limits: EngineIOServerOptions.Limits, clock: any ServerClock) {
         self.limits = limits
@@ -351,6 +365,7 @@ final class HTTPDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .head:
             unanswered += 1
             readingBody = true
+            answeredWhileReading = false
             arm(context, after: limits.requestBodyTimeout, bodyStalled: true)
         case .body:
             break
@@ -369,6 +384,7 @@ final class HTTPDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
             break
         case .end:
             answering = false
+            if readingBody { answeredWhileReading = true }
             unanswered = max(0, unanswered - 1)
             if unanswered == 0 && !readingBody { arm(context, after: limits.requestHeadTimeout, bodyStalled: false) }
         }
@@ -396,7 +412,7 @@ final class HTTPDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func expired(_ context: ChannelHandlerContext, bodyStalled: Bool) {
         timer = nil
         guard context.channel.isActive else { return }
-        if bodyStalled && !answering {
+        if bodyStalled && !answering && !answeredWhileReading {
             // The client is waiting for an answer to the request it is sending: tell it.
             let head = HTTPResponse(status: .requestTimeout, headerFields: [.connection: "close", .contentLength: "0"])
             context.write(wrapOutboundOut(.head(head)), promise: nil)
@@ -408,17 +424,17 @@ final class HTTPDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-/// Reports the end of a connection's input (`ChannelEvent.inputClosed`) to the long poll
-/// waiting on it. Half-closed connections are allowed, so a client that goes away in the
-/// middle of a poll does not close the channel: without this, the poll would wait on (and
-/// the session live on) until the next ping went unanswered.
+/// Reports the end of a connection (its input closed, `ChannelEvent.inputClosed`, or the
+/// whole channel) to the long poll waiting on it. Half-closed connections are allowed, so a
+/// client that goes away in the middle of a poll may only close its side: without this, the
+/// poll would wait on (and the session live on) until the next ping went unanswered.
 final class ClientGoneHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
     private var gone = false
     /// One poll at a time per connection: a new poll replaces the last one's action.
     private var onGone: (@Sendable () -> Void)?
 
-    /// Calls `action` when the client closes its side; at once if it already has. On the event loop.
+    /// Calls `action` when the client goes; at once if it has. On the event loop.
     func whenGone(_ action: @escaping @Sendable () -> Void) {
         if gone {
             action()
@@ -427,13 +443,20 @@ final class ClientGoneHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    private func clientWent() {
+        gone = true
+        let action = onGone
+        onGone = nil
+        action?()
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? ChannelEvent, event == .inputClosed {
-            gone = true
-            let action = onGone
-            onGone = nil
-            action?()
-        }
+        if let event = event as? ChannelEvent, event == .inputClosed { clientWent() }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        clientWent()
+        context.fireChannelInactive()
     }
 }

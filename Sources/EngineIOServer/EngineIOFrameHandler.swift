@@ -31,6 +31,7 @@ final class EngineIOFrameHandler: ChannelInboundHandler, RemovableChannelHandler
     private var partial: (opcode: WebSocketOpcode, bytes: ByteBuffer)?
     /// The upgrade timeout, while probing.
     var upgradeTimer: ServerTimer?
+    private var backedUp = false
 
     init(_ mode: Mode, sink: ChannelSink, maxSize: Int, halfOpenMaxSize: Int) {
         self.mode = mode
@@ -66,6 +67,8 @@ final class EngineIOFrameHandler: ChannelInboundHandler, RemovableChannelHandler
             }
         case .ping:
             guard frame.fin, frame.length <= 125 else { return protocolError("a control frame too long or fragmented") }
+            // Pongs count against the backlog like everything else written: a client that
+            // pings and never reads is closed once they pile up (`channelWritabilityChanged`).
             context.writeAndFlush(NIOAny(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
         case .pong:
             break  // we send no WebSocket pings: Engine.IO has its own heartbeat
@@ -180,6 +183,19 @@ final class EngineIOFrameHandler: ChannelInboundHandler, RemovableChannelHandler
     func channelInactive(context: ChannelHandlerContext) {
         endSession(.transportClose)
         context.fireChannelInactive()
+    }
+
+    /// Whatever was written (frames from the sink, pongs, a close frame), a client that does
+    /// not read is not buffered for without end: once the connection holds more than its
+    /// high water mark (`Limits.maxBacklogBytes`, set by the sink), it is closed, and the
+    /// session with it.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if !context.channel.isWritable, !backedUp {
+            backedUp = true
+            endSession(.transportError("more than the backlog limit waiting for a client that does not read"))
+            context.close(promise: nil)
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {

@@ -62,10 +62,9 @@ public struct EngineIOResponder: HTTPResponder {
                 }
             },
             onPollStart: { abort in
-                // A long poll whose client disconnects ends the session (engine.io does the same).
-                channel.closeFuture.whenComplete { _ in abort() }
-                // Half-closed connections are allowed: a client that closes its socket mid-poll
-                // only closes the channel's input, which `ClientGoneHandler` reports.
+                // A long poll whose client disconnects ends the session (engine.io does the
+                // same): the connection's one `ClientGoneHandler` holds the latest poll's abort
+                // (a callback per GET on the channel's close would pile up on a kept-alive one).
                 channel.eventLoop.execute {
                     try? channel.pipeline.syncOperations.handler(type: ClientGoneHandler.self).whenGone(abort)
                 }

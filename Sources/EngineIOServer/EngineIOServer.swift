@@ -249,6 +249,11 @@ public final class EngineIOServer: Sendable {
                 socket.close(reason: .transportError("the POST body did not arrive"), pollAnswer: "1")
                 return .error(.badRequest, status: 408, message: "Bad request: the body did not arrive in time")
             }
+            // The session may have moved to a WebSocket while the body came: its packets
+            // are read there now, in order, and this body's are not delivered after them.
+            guard socket.transport == .polling else {
+                return .error(.badRequest, message: "Bad request: the session is on another transport")
+            }
             let decoded = bytes.withUnsafeBufferPointer { body in
                 Result { () throws(EngineIOParseError) in try EngineIOPayload.decode(utf8: body) }
             }
@@ -321,7 +326,9 @@ final class SessionRegistry: Sendable {
     private let state = Mutex(State())
 
     struct State {
-        var sessions: [String: EngineIOSocket] = [:]
+        /// Each session, and whether it counts as half-open (the registry's own record, so
+        /// that a session that closes while it changes is counted out as it was counted in).
+        var sessions: [String: (socket: EngineIOSocket, halfOpen: Bool)] = [:]
         var halfOpen = 0
         var byAddress: [String: AddressUsage] = [:]
         /// `byAddress` is swept of forgotten addresses when it grows past this.
@@ -343,7 +350,7 @@ final class SessionRegistry: Sendable {
     var count: Int { state.withLock { $0.sessions.count } }
     var halfOpenCount: Int { state.withLock { $0.halfOpen } }
 
-    func session(id: String) -> EngineIOSocket? { state.withLock { $0.sessions[id] } }
+    func session(id: String) -> EngineIOSocket? { state.withLock { $0.sessions[id]?.socket } }
 
     /// Registers a new (half-open) session, or says why it may not open.
     func add(_ socket: EngineIOSocket) -> EngineIOServer.HTTPAnswer? {
@@ -377,7 +384,7 @@ final class SessionRegistry: Sendable {
             if halfOpen { usage.halfOpen += 1 }
             state.byAddress[key] = usage
             if halfOpen { state.halfOpen += 1 }
-            state.sessions[socket.id] = socket
+            state.sessions[socket.id] = (socket, halfOpen)
             if state.byAddress.count > state.sweepAt { Self.sweep(&state, now: now) }
             return nil
         }
@@ -386,17 +393,19 @@ final class SessionRegistry: Sendable {
     /// A session joined its first namespace (false) or left its last one (true).
     func setHalfOpen(_ socket: EngineIOSocket, _ halfOpen: Bool) {
         state.withLock { state in
-            guard state.sessions[socket.id] === socket else { return }
+            guard let entry = state.sessions[socket.id], entry.socket === socket, entry.halfOpen != halfOpen else { return }
+            state.sessions[socket.id]?.halfOpen = halfOpen
             let delta = halfOpen ? 1 : -1
             state.halfOpen += delta
             state.byAddress[socket.addressKey]?.halfOpen += delta
         }
     }
 
-    /// A session closed. `wasHalfOpen` as the socket last told.
-    func remove(_ socket: EngineIOSocket, wasHalfOpen: Bool) {
+    /// A session closed.
+    func remove(_ socket: EngineIOSocket) {
         state.withLock { state in
-            guard state.sessions[socket.id] === socket else { return }
+            guard let entry = state.sessions[socket.id], entry.socket === socket else { return }
+            let wasHalfOpen = entry.halfOpen
             state.sessions.removeValue(forKey: socket.id)
             if wasHalfOpen { state.halfOpen -= 1 }
             let key = socket.addressKey
@@ -411,7 +420,7 @@ final class SessionRegistry: Sendable {
     func shutDown() -> [EngineIOSocket] {
         state.withLock { state in
             state.shuttingDown = true
-            return Array(state.sessions.values)
+            return state.sessions.values.map(\.socket)
         }
     }
 

@@ -11,20 +11,24 @@ public protocol EngineIOSocketDelegate: AnyObject, Sendable {
 
 /// A packet encoded once, ready to be queued on any number of sessions (a broadcast encodes
 /// its Socket.IO packet once, not once per recipient). One reference: queuing it for ten
-/// thousand sockets costs ten thousand retains of one object, not three of each.
+/// thousand sockets costs ten thousand retains of one object, not three of each. It holds
+/// the packet once, as the WebSocket frame every recipient's connection writes; a polling
+/// session reads its text from the frame's payload.
 public struct EngineIOOutgoing: Sendable {
     final class Storage: Sendable {
-        let packet: EngineIOPacket
-        let frame: EngineIOData
         /// The whole WebSocket frame as a server sends it (header, unmasked payload).
         let webSocketFrame: ByteBuffer
+        /// Whether it is a text frame (else binary).
+        let isText: Bool
 
         init(_ packet: EngineIOPacket) {
-            self.packet = packet
-            self.frame = packet.encoded()
-            switch frame {
-            case .text(let text): webSocketFrame = Self.encodeFrame(opcode: 0x1, text.utf8)
-            case .binary(let bytes): webSocketFrame = Self.encodeFrame(opcode: 0x2, bytes)
+            switch packet.encoded() {
+            case .text(let text):
+                webSocketFrame = Self.encodeFrame(opcode: 0x1, text.utf8)
+                isText = true
+            case .binary(let bytes):
+                webSocketFrame = Self.encodeFrame(opcode: 0x2, bytes)
+                isText = false
             }
         }
 
@@ -56,9 +60,6 @@ public struct EngineIOOutgoing: Sendable {
 
     public static func message(_ data: EngineIOData) -> EngineIOOutgoing { EngineIOOutgoing(.message(data)) }
 
-    var packet: EngineIOPacket { storage.packet }
-    /// The WebSocket frame.
-    var frame: EngineIOData { storage.frame }
     /// The encoded WebSocket frame, made once: every recipient's connection writes these bytes.
     public var webSocketFrame: ByteBuffer { storage.webSocketFrame }
 
@@ -71,30 +72,20 @@ public struct EngineIOOutgoing: Sendable {
     }
 
     /// Whether the WebSocket frame is a text frame (else binary).
-    public var isText: Bool {
-        if case .text = storage.frame { return true }
-        return false
-    }
+    public var isText: Bool { storage.isText }
 
     /// What a packet waiting in a polling outbox holds, counted against the backlog limit:
-    /// its part of the payload (a binary packet as its base64 text), plus what holds it
-    /// there (its object, its text in two forms, its encoded WebSocket frame: about 320
-    /// bytes). Counting the payload alone let a session that never polls hold eight times
+    /// its frame, plus what holds it there (its object and the buffer's own: about 160
+    /// bytes). Counting the payload alone let a session that never polls hold several times
     /// the limit in small packets.
-    var queuedBytes: Int {
-        let overhead = 320
-        switch frame {
-        case .text(let text): return text.utf8.count + 1 + overhead
-        case .binary(let bytes): return (bytes.count + 2) / 3 * 4 + 2 + overhead
-        }
-    }
+    var queuedBytes: Int { storage.webSocketFrame.readableBytes + 160 }
 
-    /// This packet's part of a long-polling payload.
+    /// This packet's part of a long-polling payload: the text, or a binary message as
+    /// `b<base64>`.
     var pollingText: String {
-        switch frame {
-        case .text(let text): return text
-        case .binary: return EngineIOPayload.encode([packet])
-        }
+        let payload = webSocketPayload
+        if isText { return String(buffer: payload) }
+        return EngineIOPayload.encode([.message(.binary(Array(payload.readableBytesView)))])
     }
 }
 
@@ -134,7 +125,7 @@ public final class EngineIOSocket: Sendable {
     public let request: EngineIOHandshakeRequest
     /// What the per-address limits count this session under.
     let addressKey: String
-    let options: EngineIOServerOptions
+    public let options: EngineIOServerOptions
     /// The session's timers run on this loop (the loop of the connection that opened it).
     public let eventLoop: any EventLoop
     public let clock: any ServerClock
@@ -412,8 +403,8 @@ public final class EngineIOSocket: Sendable {
     /// `pollAnswer` replaces what a waiting GET receives (a `noop` when the client itself
     /// asked to close, a `close` when it broke the rules).
     func close(reason: EngineIOCloseReason, pollAnswer: String?) {
-        let (closing, delegate, wake, timer, sink, halfOpen): (Bool, (any EngineIOSocketDelegate)?, Wake, ServerTimer?, (any EngineIOWebSocketSink)?, Bool) = state.withLock { state in
-            guard !state.closed else { return (false, nil, .none, nil, nil, false) }
+        let (closing, delegate, wake, timer, sink): (Bool, (any EngineIOSocketDelegate)?, Wake, ServerTimer?, (any EngineIOWebSocketSink)?) = state.withLock { state in
+            guard !state.closed else { return (false, nil, .none, nil, nil) }
             state.closed = true
             let timer = state.timer
             state.timer = nil
@@ -434,13 +425,13 @@ public final class EngineIOSocket: Sendable {
             state.sink = nil
             let delegate = state.delegate
             state.delegate = nil
-            return (true, delegate, wake, timer, sink, state.halfOpen)
+            return (true, delegate, wake, timer, sink)
         }
         guard closing else { return }
         timer?.cancel()
         wake.fire()
         sink?.close()
-        registry.remove(self, wasHalfOpen: halfOpen)
+        registry.remove(self)
         delegate?.engineIOSocket(self, didCloseWith: reason)
     }
 

@@ -78,7 +78,8 @@ public struct TokenBucket: Sendable, Equatable {
         var copy = self
         copy.refill(now: now)
         guard copy.tokens < 1, rate > 0 else { return .zero }
-        return .nanoseconds(Int64(((1 - copy.tokens) / rate * 1e9).rounded(.up)))
+        // At most a year: a rate small enough would make the wait overflow Int64.
+        return .nanoseconds(Int64(min(((1 - copy.tokens) / rate * 1e9).rounded(.up), 365 * 86_400 * 1e9)))
     }
 
     private mutating func refill(now: NIODeadline) {

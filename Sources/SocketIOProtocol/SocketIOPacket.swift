@@ -172,6 +172,7 @@ public enum SocketIOParseError: Error, Sendable, Equatable, CustomStringConverti
     case unexpectedText
     case invalidPlaceholder
     case repeatedPlaceholder(Int)
+    case attachmentsTooLarge(limit: Int)
 
     public var description: String {
         switch self {
@@ -187,6 +188,7 @@ public enum SocketIOParseError: Error, Sendable, Equatable, CustomStringConverti
         case .unexpectedText: return "a text packet while binary attachments were still expected"
         case .invalidPlaceholder: return "an attachment placeholder that names no attachment"
         case .repeatedPlaceholder(let n): return "attachment \(n) named by more than one placeholder"
+        case .attachmentsTooLarge(let limit): return "binary attachments of more than \(limit) bytes in one packet"
         }
     }
 }
@@ -194,13 +196,16 @@ public enum SocketIOParseError: Error, Sendable, Equatable, CustomStringConverti
 /// Turns frames into packets. Stateful only for binary packets, whose
 /// attachments arrive as the frames after the text packet.
 public struct SocketIOPacketDecoder: Sendable {
-    /// Most attachments one packet may announce (a bound on what a peer can make us buffer).
+    /// Most attachments one packet may announce, and most bytes they may hold together (a
+    /// bound on what a peer can make us buffer while its packet is incomplete).
     public var maxAttachments: Int
+    public var maxAttachmentBytes: Int
 
-    private var pending: (packet: SocketIOPacket, expected: Int, received: [[UInt8]])?
+    private var pending: (packet: SocketIOPacket, expected: Int, received: [[UInt8]], bytes: Int)?
 
-    public init(maxAttachments: Int = 10) {
+    public init(maxAttachments: Int = 10, maxAttachmentBytes: Int = .max) {
         self.maxAttachments = maxAttachments
+        self.maxAttachmentBytes = maxAttachmentBytes
     }
 
     /// True while a binary packet waits for its attachments.
@@ -216,10 +221,15 @@ public struct SocketIOPacketDecoder: Sendable {
             }
             let (packet, attachments) = try Self.decodeText(text, maxAttachments: maxAttachments)
             if attachments == 0 { return packet }
-            pending = (packet, attachments, [])
+            pending = (packet, attachments, [], 0)
             return nil
         case .binary(let bytes):
             guard var current = pending else { throw .unexpectedBinary }
+            current.bytes += bytes.count
+            guard current.bytes <= maxAttachmentBytes else {
+                pending = nil
+                throw .attachmentsTooLarge(limit: maxAttachmentBytes)
+            }
             current.received.append(bytes)
             guard current.received.count == current.expected else {
                 pending = current

@@ -21,8 +21,11 @@ final class SocketIOClient: EngineIOSocketDelegate {
     private let state: Mutex<State>
 
     struct State {
-        var decoder = SocketIOPacketDecoder()
+        var decoder: SocketIOPacketDecoder
         var sockets: [String: SocketIOServerSocket] = [:]
+        /// Namespaces whose CONNECT is being decided: a second CONNECT meanwhile is one to a
+        /// namespace the client is in.
+        var connecting: Set<String> = []
         var connectTimer: ServerTimer?
         var connectAttempts: TokenBucket
         /// CONNECTs refused in a row for coming too fast.
@@ -35,7 +38,12 @@ final class SocketIOClient: EngineIOSocketDelegate {
         self.server = server
         self.limits = limits
         let now = engineSocket.clock.now
-        self.state = Mutex(State(connectAttempts: TokenBucket(rate: limits.connectAttemptsPerSecond, burst: limits.connectAttemptBurst, now: now)))
+        // What an incomplete binary packet may hold: as much as one message may.
+        let decoder = SocketIOPacketDecoder(maxAttachmentBytes: engineSocket.options.maxHttpBufferSize)
+        self.state = Mutex(State(
+            decoder: decoder,
+            connectAttempts: TokenBucket(rate: limits.connectAttemptsPerSecond, burst: limits.connectAttemptBurst, now: now)
+        ))
         armConnectTimer()
     }
 
@@ -100,9 +108,10 @@ final class SocketIOClient: EngineIOSocketDelegate {
         let now = engineSocket.clock.now
         let limits = self.limits
         let admission = state.withLock { state -> Admission in
-            if state.sockets[name] != nil { return .alreadyConnected }
+            if state.sockets[name] != nil || state.connecting.contains(name) { return .alreadyConnected }
             if state.connectAttempts.take(now: now) {
                 state.refusedAttempts = 0
+                state.connecting.insert(name)
                 return .accept
             }
             state.refusedAttempts += 1
@@ -122,6 +131,7 @@ final class SocketIOClient: EngineIOSocketDelegate {
         case .accept:
             break
         }
+        defer { state.withLock { _ = $0.connecting.remove(name) } }
         guard let server = server.value, let namespace = server.existingNamespace(name) else {
             send(SocketIOPacket(kind: .connectError, namespace: name, data: ["message": "Invalid namespace"]))
             return
@@ -196,6 +206,8 @@ public final class SocketIOServerSocket: Sendable {
         var onDisconnect: [@Sendable (SocketIOServerSocket, String) -> Void] = []
         var data: (any Sendable)?
         var connected = true
+        /// Why the socket went, once it has.
+        var closeReason: String?
     }
 
     init(client: SocketIOClient, namespace: SocketIONamespace, auth: JSONValue) {
@@ -226,8 +238,15 @@ public final class SocketIOServerSocket: Sendable {
 
     /// Runs once when the socket goes, with socket.io's reason ("transport close",
     /// "client namespace disconnect", "ping timeout", …). The socket has left its rooms by then.
+    /// A handler added after the socket went (its connection closed while the connection
+    /// handlers ran) runs at once: what a handler set up is always taken down.
     public func onDisconnect(_ handler: @escaping @Sendable (SocketIOServerSocket, String) -> Void) {
-        state.withLock { $0.onDisconnect.append(handler) }
+        let gone: String? = state.withLock { state in
+            guard state.connected else { return state.closeReason ?? "transport close" }
+            state.onDisconnect.append(handler)
+            return nil
+        }
+        if let gone { handler(self, gone) }
     }
 
     public func emit(_ event: String, _ arguments: JSONValue...) {
@@ -288,6 +307,7 @@ public final class SocketIOServerSocket: Sendable {
         let handlers: [@Sendable (SocketIOServerSocket, String) -> Void]? = state.withLock { state in
             guard state.connected else { return nil }
             state.connected = false
+            state.closeReason = reason
             state.handlers.removeAll()
             let handlers = state.onDisconnect
             state.onDisconnect.removeAll()

@@ -44,12 +44,16 @@ struct InertLogHandler: LogHandler {
         }
     }
 
+    /// The text with active characters written as `\u{…}`, and a backslash as `\\` (so
+    /// that a client cannot make text that reads like an escaped character).
     static func inert(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: isActive) else { return text }
+        guard text.unicodeScalars.contains(where: { isActive($0) || $0 == "\\" }) else { return text }
         var out = ""
         for scalar in text.unicodeScalars {
             if isActive(scalar) {
                 out += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else if scalar == "\\" {
+                out += "\\\\"
             } else {
                 out.unicodeScalars.append(scalar)
             }
@@ -59,7 +63,7 @@ struct InertLogHandler: LogHandler {
 
     static func isActive(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.value {
-        case 0x00...0x1F, 0x7F...0x9F, 0x200E, 0x200F, 0x2028, 0x2029, 0x202A...0x202E, 0x2066...0x2069: return true
+        case 0x00...0x1F, 0x7F...0x9F, 0x061C, 0x200E, 0x200F, 0x2028, 0x2029, 0x202A...0x202E, 0x2066...0x2069: return true
         default: return false
         }
     }

@@ -107,6 +107,9 @@ struct ParleyServer: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Users known at once; more new usernames are refused.", valueName: "n"))
     var maxUsers = 10_000
 
+    @Option(help: ArgumentHelp("Users one address may have created and still known.", valueName: "n"))
+    var maxUsersPerAddress = 100
+
     @Option(help: ArgumentHelp("New users one address may create per minute (0: no limit).", valueName: "n"))
     var newUserRate = 10.0
 
@@ -164,7 +167,7 @@ struct ParleyServer: AsyncParsableCommand {
         guard rateLimit >= 0, rateBurst >= 1 else { throw ValidationError("--rate-limit must be ≥ 0 and --rate-burst ≥ 1") }
         let counts = [
             maxConnections, maxConnectionsPerAddress, maxSessions, maxSessionsPerAddress, maxHalfOpen, maxHalfOpenPerAddress,
-            maxUsers, maxSocketsPerUser, keepPerConversation,
+            maxUsers, maxUsersPerAddress, maxSocketsPerUser, keepPerConversation,
         ]
         guard counts.allSatisfy({ $0 >= 1 }) else { throw ValidationError("every --max-… limit and --keep-per-conversation must be at least 1") }
         guard sessionRate >= 0, connectRate >= 0, newUserRate >= 0, loginRate >= 0,
@@ -310,6 +313,7 @@ struct ParleyServer: AsyncParsableCommand {
             messagesPerSecond: rateLimit,
             messageBurst: rateBurst,
             maxUsers: maxUsers,
+            maxUsersPerAddress: maxUsersPerAddress,
             newUsersPerMinutePerAddress: newUserRate == 0 ? .infinity : newUserRate,
             newUserBurstPerAddress: newUserBurst,
             maxSocketsPerUser: maxSocketsPerUser,

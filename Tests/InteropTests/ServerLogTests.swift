@@ -23,5 +23,11 @@ import Testing
         #expect(line.contains(#"/\u{9b}31m\u{202e}evil\u{2028}next"#))
         #expect(line.contains(#"u{a}b"#) && line.contains(#"u{7}"#))
         #expect(line.contains("héllo 😀"), "what draws as itself is left alone")
+
+        // A client cannot forge an escape: its backslash is doubled. U+061C is a bidi mark too.
+        logger.notice("reason", metadata: ["why": #"looks \u{1b} escaped"#, "mark": "a\u{061C}b"])
+        let second = try #require(captured.lines.last)
+        #expect(second.contains(#"looks \\u{1b} escaped"#))
+        #expect(second.contains(#"a\u{61c}b"#))
     }
 }

@@ -202,6 +202,57 @@ extension ServerSuites {
             }
         }
 
+        @Test("a request answered before its body came gets no second answer when the body stalls")
+        func anAnsweredRequestIsNotAnsweredAgain() async throws {
+            try await withServer(makeEchoEngine()) { server in
+                let port = server.port
+                let polling = self.polling
+                let socket = try await onThread {
+                    let socket = try TCPSocket.connect(port: port)
+                    socket.setReceiveTimeout(.seconds(5))
+                    // A POST handshake is refused at its head; its body never comes.
+                    try socket.sendAll(Array("POST \(polling) HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789".utf8))
+                    return socket
+                }
+                defer { socket.close() }
+                let first = try await onThread {
+                    var reader = ByteReader(socket)
+                    return (try HTTPClient.readResponse(&reader), reader.buffer)
+                }
+                #expect(first.0.status == 400)
+                server.clock.advance(by: .seconds(15))
+                let rest = try await onThread {
+                    var reader = ByteReader(socket)
+                    reader.buffer = first.1
+                    return try reader.readToEnd()
+                }
+                #expect(rest.isEmpty, "\(String(decoding: rest, as: UTF8.self))")
+            }
+        }
+
+        @Test("an upgrade asked on a kept-alive connection is redirected only on the server's path")
+        func upgradeRedirectsStayOnThePath() async throws {
+            try await withServer(makeEchoEngine()) { server in
+                let port = server.port
+                let polling = self.polling
+                let replies = try await onThread {
+                    let socket = try TCPSocket.connect(port: port)
+                    defer { socket.close() }
+                    socket.setReceiveTimeout(.seconds(5))
+                    var reader = ByteReader(socket)
+                    try socket.sendAll(Array("GET \(polling) HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+                    let first = try HTTPClient.readResponse(&reader)
+                    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                    try socket.sendAll(Array("GET //evil.example/x HTTP/1.1\r\nHost: x\r\n\(upgrade)\r\n".utf8))
+                    let elsewhere = try HTTPClient.readResponse(&reader)
+                    return (first, elsewhere)
+                }
+                #expect(replies.0.status == 200)
+                #expect(replies.1.status == 404)
+                #expect(replies.1[header: "Location"] == nil)
+            }
+        }
+
         @Test("a refused WebSocket upgrade says why, in engine.io's error body")
         func aRefusedUpgradeSaysWhy() async throws {
             try await withServer(makeEchoEngine()) { server in
@@ -293,6 +344,40 @@ extension ServerSuites {
                 let message = #"42["message",""# + String(repeating: "x", count: 20_000) + #""]"#
                 #expect(try await server.post(polling(joined), body: message).status == 200)
                 #expect(!server.sessionIsGone(joined))
+            }
+        }
+
+        @Test("an incomplete binary packet may hold a message's worth of attachments, not ten")
+        func anIncompleteBinaryPacketIsBounded() async throws {
+            let io = makeSuiteSocketIOServer()
+            try await withServer(io) { server in
+                let socket = try await server.webSocket(websocket, answerPings: true)
+                let sid = try handshakeSID(try await socket.next().text)
+                socket.send("40")
+                #expect(try await socket.nextSkippingPings().text.hasPrefix("40{"))
+                let placeholders = (0..<10).map { #"{"_placeholder":true,"num":\#($0)}"# }.joined(separator: ",")
+                socket.send("4510-[\"message\",\(placeholders)]")
+                // Two of ten attachments, 1.2 MB: past the 1 MB one message may be.
+                socket.send(binary: [UInt8](repeating: 1, count: 600_000))
+                socket.send(binary: [UInt8](repeating: 2, count: 600_000))
+                try await socket.waitForClose()
+                #expect(server.sessionIsGone(sid))
+            }
+        }
+
+        @Test("a disconnect handler added after the connection closed, while the connection handlers ran, still runs")
+        func aDisconnectHandlerAddedTooLateStillRuns() async throws {
+            let io = SocketIOServer(engineOptions: EngineIOServerOptions(path: "/socket.io/"), clock: ManualServerClock(), logger: quietLogger)
+            let reasons = Mailbox<String>()
+            // The connection goes between two connection handlers (a client that leaves as it
+            // logs in): what the second sets up must still be taken down.
+            io.main.onConnection { socket in socket.disconnect(closeConnection: true) }
+            io.main.onConnection { socket in socket.onDisconnect { _, reason in reasons.put(reason) } }
+            try await withServer(io) { server in
+                let socket = try await server.webSocket(websocket)
+                _ = try handshakeSID(try await socket.next().text)
+                socket.send("40")
+                #expect(try await reasons.next(timeout: .seconds(5), "the late disconnect handler") == "server namespace disconnect")
             }
         }
 
@@ -409,6 +494,13 @@ extension ServerSuites {
         // Time that goes backwards (two readings out of order) gives nothing back.
         taken = bucket.take(now: start)
         #expect(!taken)
+    }
+
+    @Test func aTinyRateWaitsLongButDoesNotOverflow() {
+        let now = NIODeadline.now()
+        var bucket = TokenBucket(rate: 1e-12, burst: 1, now: now)
+        _ = bucket.take(now: now)
+        #expect(bucket.wait(now: now) == .seconds(365 * 86_400))
     }
 
     @Test func anInfiniteRateNeverRefuses() {

@@ -114,6 +114,13 @@ import Testing
         _ = try await full.login(["sessionID": .string(bob.sessionID)])
         await full.stop()
 
+        // An address may not own the server: users it made and that are still known are bounded too.
+        let owned = try await ChatServerHarness.start(options: .init(maxUsersPerAddress: 2, newUserBurstPerAddress: 100))
+        _ = try await owned.login(["username": "one"])
+        _ = try await owned.login(["username": "two"])
+        #expect(try await refusal(owned, ["username": "three"]) == "too many users from this address")
+        await owned.stop()
+
         let fast = try await ChatServerHarness.start(options: .init(newUsersPerMinutePerAddress: 1, newUserBurstPerAddress: 2))
         _ = try await fast.login(["username": "one"])
         _ = try await fast.login(["username": "two"])

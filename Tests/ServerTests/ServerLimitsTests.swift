@@ -99,6 +99,35 @@ extension ServerSuites {
             }
         }
 
+        @Test("a WebSocket client that pings and never reads is disconnected: pongs count against the backlog")
+        func aPingFloodThatIsNeverReadIsDisconnected() async throws {
+            var limits = EngineIOServerOptions.Limits()
+            limits.maxBacklogBytes = 64 << 10
+            let engine = makeEchoEngine(limits: limits)
+            try await withServer(engine) { server in
+                let port = server.port
+                let websocket = self.websocket
+                let socket = try await onThread { try TCPSocket.connect(port: port, receiveBuffer: 4096) }
+                defer { socket.close() }
+                let status = try await onThread {
+                    try socket.sendAll(Array(("GET \(websocket) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                        + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").utf8))
+                    var reader = ByteReader(socket)
+                    return try reader.readHead().status
+                }
+                #expect(status == 101)
+                #expect(await eventually { engine.sessionCount == 1 })
+                // Pings of 125 bytes (masked, zero key), 20 MB of them: each is answered with a
+                // pong the client never reads.
+                let ping: [UInt8] = [0x89, 0x80 | 125, 0, 0, 0, 0] + [UInt8](repeating: 0x70, count: 125)
+                let burst = Array([[UInt8]](repeating: ping, count: 1000).joined())
+                Thread.detachNewThread {
+                    for _ in 0..<160 { if (try? socket.sendAll(burst)) == nil { break } }
+                }
+                #expect(await eventually(within: .seconds(20)) { engine.sessionCount == 0 })
+            }
+        }
+
         @Test("a second POST while one is in flight is refused, and ends the session")
         func overlappingPosts() async throws {
             try await withServer(makeServer()) { server in

@@ -152,9 +152,14 @@ final class TCPSocket: Sendable {
 
     private init(fd: Int32) { self.fd = fd }
 
-    static func connect(port: Int) throws -> TCPSocket {
+    /// - Parameter receiveBuffer: the kernel's receive buffer for it (SO_RCVBUF), when a
+    ///   test needs the server's writes to back up soon.
+    static func connect(port: Int, receiveBuffer: Int32? = nil) throws -> TCPSocket {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw SocketError.system("socket", errno) }
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
