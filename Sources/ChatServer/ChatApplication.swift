@@ -277,7 +277,7 @@ public final class ChatApplication: Sendable {
         let wall = wallNow
         let options = self.options
         let history = log.withLock { $0.history(of: member.userID, budget: options.loginHistoryBytes) }
-        let (users, session, cameOnline, gone) = records.withLock { records -> (JSONFragment, StoredSession?, Bool, [String]) in
+        let (list, session, cameOnline, gone) = records.withLock { records -> (UserDirectory.UsersList, StoredSession?, Bool, [String]) in
             let gone = Self.expire(&records, options: options, wallNow: wall, now: now)
             if records.directory[member.userID] == nil {
                 // Forgotten between the middleware and now (expired): back as it was.
@@ -300,7 +300,7 @@ public final class ChatApplication: Sendable {
 
         socket.emit(ChatEventName.session, SessionPayload(sessionID: member.sessionID, userID: member.userID).json)
         socket.join(member.userID)
-        socket.emit(ChatEventName.users, fragments: [users])
+        socket.emit(ChatEventName.users, fragments: [list.joined])
         // Everyone is told when the user comes online, not again for each further socket
         // (the guide tells them every time; they know already, and a user with many tabs,
         // or one that reconnects over and over, would make the server write to all for each).

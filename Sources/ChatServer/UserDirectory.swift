@@ -125,17 +125,30 @@ struct UserDirectory {
         return gone
     }
 
-    /// The `users` list, each entry from its ready fragment unless `history` has messages
-    /// for it.
-    func usersList(history: [String: [JSONFragment]]) -> JSONFragment {
-        guard !history.isEmpty else { return .array(entries) }
-        var list = entries
+    /// The `users` list's parts: every entry (from its ready fragment, or with the history
+    /// `history` has for it), to be joined by `UsersList.joined` outside the lock: the
+    /// entries are taken as they are (the array is copied only if it changes meanwhile), and
+    /// joining them, the login's O(users) work, does not hold up the other event loop.
+    func usersList(history: [String: [JSONFragment]]) -> UsersList {
+        var list = UsersList(entries: entries)
         for (userID, messages) in history {
             guard let user = users[userID] else { continue }
             let session = user.session
-            list[user.position] = UserEntry(userID: session.userID, username: session.username, connected: session.connected)
-                .json(serializedMessages: messages)
+            list.replacements.append((user.position, UserEntry(userID: session.userID, username: session.username, connected: session.connected)
+                .json(serializedMessages: messages)))
         }
-        return .array(list)
+        return list
+    }
+
+    struct UsersList {
+        var entries: [JSONFragment]
+        var replacements: [(position: Int, entry: JSONFragment)] = []
+
+        var joined: JSONFragment {
+            guard !replacements.isEmpty else { return .array(entries) }
+            var list = entries
+            for (position, entry) in replacements { list[position] = entry }
+            return .array(list)
+        }
     }
 }
