@@ -419,10 +419,13 @@ extension ServerSuites {
             try await withServer(io) { server in
                 let socket = try await server.webSocket(websocket)
                 let sid = try handshakeSID(try await socket.next().text)
-                // Three served, three refused, and the seventh in a row without waiting ends it.
-                for _ in 0..<7 { socket.send("40/custom,\u{1e}") }
+                // Three served (to a namespace that does not exist), three refused for coming
+                // too fast, and the seventh in a row without waiting ends the connection.
                 for _ in 0..<7 { socket.send("40/no-such,") }
-                try await socket.waitForClose()
+                var answers: [String] = []
+                while case .text(let text) = try await socket.next() { answers.append(text) }
+                #expect(answers == Array(repeating: #"44/no-such,{"message":"Invalid namespace"}"#, count: 3)
+                    + Array(repeating: #"44/no-such,{"message":"too many connection attempts"}"#, count: 4))
                 #expect(server.sessionIsGone(sid))
             }
         }
