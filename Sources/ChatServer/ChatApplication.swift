@@ -215,10 +215,9 @@ public final class ChatApplication: Sendable {
                 guard let userID = records.directory.user(withSession: sessionID)?.session.userID else { return .unknown }
                 return records.directory.update(userID) { user in
                     guard user.sockets < options.maxSocketsPerUser else { return .refused("too many connections for this user") }
-                    var logins = user.logins
-                        ?? TokenBucket(rate: options.loginsPerMinutePerUser / 60, burst: options.loginBurstPerUser, now: now)
-                    let allowed = logins.take(now: now)
-                    user.logins = logins
+                    let allowed = TokenBucket.take(
+                        from: &user.logins, rate: options.loginsPerMinutePerUser / 60, burst: options.loginBurstPerUser, now: now
+                    )
                     return allowed ? .accepted(user.session) : .refused("too many logins for this user; try again later")
                 } ?? .unknown
             }
@@ -241,13 +240,11 @@ public final class ChatApplication: Sendable {
         let created = records.withLock { records -> Result<StoredSession, RefusalReason> in
             guard records.directory.count < options.maxUsers else { return .failure(.serverFull) }
             guard records.directory.created(from: address) < options.maxUsersPerAddress else { return .failure(.tooManyUsersFromAddress) }
-            var bucket = records.newUsers[address]
-                ?? TokenBucket(rate: options.newUsersPerMinutePerAddress / 60, burst: options.newUserBurstPerAddress, now: now)
-            guard bucket.take(now: now) else {
-                records.newUsers[address] = bucket
-                return .failure(.tooManyNewUsers)
-            }
-            records.newUsers[address] = bucket
+            let allowed = TokenBucket.take(
+                from: &records.newUsers[address],
+                rate: options.newUsersPerMinutePerAddress / 60, burst: options.newUserBurstPerAddress, now: now
+            )
+            guard allowed else { return .failure(.tooManyNewUsers) }
             let session = StoredSession(
                 sessionID: Self.randomHex(bytes: 16), userID: Self.randomHex(bytes: 8), username: username,
                 connected: false, lastSeen: wall
@@ -340,9 +337,7 @@ public final class ChatApplication: Sendable {
             guard records.directory.contains(payload.to) else { return .noSuchUser }
             guard options.messagesPerSecond > 0 else { return .allowed }
             let allowed = records.directory.update(member.userID) { user in
-                var bucket = user.messages ?? TokenBucket(rate: options.messagesPerSecond, burst: options.messageBurst, now: now)
-                defer { user.messages = bucket }
-                return bucket.take(now: now)
+                TokenBucket.take(from: &user.messages, rate: options.messagesPerSecond, burst: options.messageBurst, now: now)
             }
             return allowed == false ? .tooFast : .allowed
         }

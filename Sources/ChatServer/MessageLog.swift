@@ -228,10 +228,7 @@ public struct MessageLog: Sendable {
     /// stand for: entries of messages no longer kept are filtered out once they are as many
     /// again as the kept ones.
     private mutating func compactIfNeeded(sender: Int) {
-        if arrival.count > 2 * count + 1024 {
-            let kept = arrival.filter { position(of: $0.seq, in: $0.conversation) != nil }
-            arrival = Deque(kept)
-        }
+        compactArrivalIfNeeded()
         if ledgers[sender].count > 0, ledgers[sender].queue.count > 2 * ledgers[sender].count + 64 {
             let kept = ledgers[sender].queue.filter { position(of: $0.seq, in: $0.conversation) != nil }
             ledgers[sender].queue = Deque(kept)
@@ -249,11 +246,13 @@ public struct MessageLog: Sendable {
                 removed += 1
             }
         }
-        if arrival.count > 2 * count + 1024 {
-            let kept = arrival.filter { position(of: $0.seq, in: $0.conversation) != nil }
-            arrival = Deque(kept)
-        }
+        compactArrivalIfNeeded()
         return removed
+    }
+
+    private mutating func compactArrivalIfNeeded() {
+        guard arrival.count > 2 * count + 1024 else { return }
+        arrival = Deque(arrival.filter { position(of: $0.seq, in: $0.conversation) != nil })
     }
 
     /// Every kept message of the conversation between two users, oldest first.

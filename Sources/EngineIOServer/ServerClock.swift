@@ -65,6 +65,14 @@ public struct TokenBucket: Sendable, Equatable {
         return true
     }
 
+    /// Takes a token from `bucket`, starting a full one (`rate`, `burst`) when there is none
+    /// yet: the one way a limit kept per user or per address is charged.
+    public static func take(from bucket: inout TokenBucket?, rate: Double, burst: Double, now: NIODeadline) -> Bool {
+        var current = bucket ?? TokenBucket(rate: rate, burst: burst, now: now)
+        defer { bucket = current }
+        return current.take(now: now)
+    }
+
     /// Whether it has refilled completely by `now` (then it may be forgotten: a new full
     /// bucket is the same).
     public func isFull(now: NIODeadline) -> Bool {

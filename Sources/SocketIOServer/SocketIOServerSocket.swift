@@ -160,6 +160,12 @@ final class SocketIOClient: EngineIOSocketDelegate {
     /// client is half-open again, and has the connect timeout to join one.
     private func left(_ socket: SocketIOServerSocket, reason: String) {
         socket.closed(reason: reason)
+        becomeHalfOpenIfNoNamespace()
+    }
+
+    /// With no namespace joined and the connection still open, the client is half-open
+    /// again: the connect timeout runs and the half-open limits apply.
+    private func becomeHalfOpenIfNoNamespace() {
         guard state.withLock({ !$0.closed && $0.sockets.isEmpty }) else { return }
         armConnectTimer()
         engineSocket.setHalfOpen(true)
@@ -185,9 +191,7 @@ final class SocketIOClient: EngineIOSocketDelegate {
             state.sockets.removeValue(forKey: socket.namespace.name)
             return true
         }
-        guard removed, state.withLock({ !$0.closed && $0.sockets.isEmpty }) else { return }
-        armConnectTimer()
-        engineSocket.setHalfOpen(true)
+        if removed { becomeHalfOpenIfNoNamespace() }
     }
 }
 
