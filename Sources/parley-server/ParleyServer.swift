@@ -30,6 +30,15 @@ struct ParleyServer: AsyncParsableCommand {
             """
     )
 
+    /// The libraries' own defaults: the options below start from them, so `--help` and the
+    /// servers that tests and benchmarks build from the same structs cannot disagree.
+    private enum Defaults {
+        static let engine = EngineIOServerOptions()
+        static let limits = EngineIOServerOptions.Limits()
+        static let socketIO = SocketIOServer.Limits()
+        static let chat = ChatApplication.Options()
+    }
+
     @Option(help: "Address to listen on.")
     var host = "127.0.0.1"
 
@@ -40,105 +49,105 @@ struct ParleyServer: AsyncParsableCommand {
     var data: String?
 
     @Option(help: ArgumentHelp("Seconds between the server's pings.", valueName: "seconds"))
-    var pingInterval = 25.0
+    var pingInterval = Defaults.engine.pingInterval.inSeconds
 
     @Option(help: ArgumentHelp("Seconds to wait for a pong before closing.", valueName: "seconds"))
-    var pingTimeout = 20.0
+    var pingTimeout = Defaults.engine.pingTimeout.inSeconds
 
     @Option(help: ArgumentHelp("Largest HTTP body or WebSocket message, in bytes.", valueName: "bytes"))
-    var maxHttpBufferSize = 1_000_000
+    var maxHttpBufferSize = Defaults.engine.maxHttpBufferSize
 
     @Option(help: ArgumentHelp("Seconds a connection may stay without a namespace (counted again when it leaves its last).", valueName: "seconds"))
-    var connectTimeout = 45.0
+    var connectTimeout = Defaults.socketIO.connectTimeout.inSeconds
 
     @Option(help: ArgumentHelp("Largest message content, in bytes.", valueName: "bytes"))
-    var maxMessageBytes = 100_000
+    var maxMessageBytes = Defaults.chat.maxMessageBytes
 
     @Option(help: ArgumentHelp("Messages per second one user may send on average, over all their sockets (0: no limit).", valueName: "n"))
-    var rateLimit = 50.0
+    var rateLimit = Defaults.chat.messagesPerSecond
 
     @Option(help: ArgumentHelp("Messages one user may send in a burst.", valueName: "n"))
-    var rateBurst = 100.0
+    var rateBurst = Defaults.chat.messageBurst
 
     // Limits (README, "Limits"): what a client, an address and everyone may make the server hold.
 
     @Option(help: ArgumentHelp("Open TCP connections, in total.", valueName: "n"))
-    var maxConnections = 20_000
+    var maxConnections = Defaults.limits.maxConnections
 
     @Option(help: ArgumentHelp("Open TCP connections from one address (an IPv4 address or an IPv6 /64).", valueName: "n"))
-    var maxConnectionsPerAddress = 512
+    var maxConnectionsPerAddress = Defaults.limits.maxConnectionsPerAddress
 
     @Option(help: ArgumentHelp("Engine.IO sessions, in total.", valueName: "n"))
-    var maxSessions = 20_000
+    var maxSessions = Defaults.limits.maxSessions
 
     @Option(help: ArgumentHelp("Engine.IO sessions from one address.", valueName: "n"))
-    var maxSessionsPerAddress = 256
+    var maxSessionsPerAddress = Defaults.limits.maxSessionsPerAddress
 
     @Option(help: ArgumentHelp("Sessions that have joined no namespace, in total.", valueName: "n"))
-    var maxHalfOpen = 1_024
+    var maxHalfOpen = Defaults.limits.maxHalfOpenSessions
 
     @Option(help: ArgumentHelp("Sessions that have joined no namespace, from one address.", valueName: "n"))
-    var maxHalfOpenPerAddress = 16
+    var maxHalfOpenPerAddress = Defaults.limits.maxHalfOpenSessionsPerAddress
 
     @Option(help: ArgumentHelp("Largest HTTP body or WebSocket message of a session that has joined no namespace.", valueName: "bytes"))
-    var maxHalfOpenPayload = 16 << 10
+    var maxHalfOpenPayload = Defaults.limits.maxHalfOpenPayloadBytes
 
     @Option(help: ArgumentHelp("New sessions one address may open per second (0: no limit).", valueName: "n"))
-    var sessionRate = 5.0
+    var sessionRate = Defaults.limits.newSessionsPerSecondPerAddress
 
     @Option(help: ArgumentHelp("New sessions one address may open in a burst.", valueName: "n"))
-    var sessionBurst = 30.0
+    var sessionBurst = Defaults.limits.newSessionBurstPerAddress
 
     @Option(help: ArgumentHelp("CONNECT attempts one connection may make per second.", valueName: "n"))
-    var connectRate = 1.0
+    var connectRate = Defaults.socketIO.connectAttemptsPerSecond
 
     @Option(help: ArgumentHelp("CONNECT attempts one connection may make in a burst.", valueName: "n"))
-    var connectBurst = 10.0
+    var connectBurst = Defaults.socketIO.connectAttemptBurst
 
     @Option(help: ArgumentHelp("Bytes waiting for a client that does not read, before its session is closed.", valueName: "bytes"))
-    var maxBacklog = 8 << 20
+    var maxBacklog = Defaults.limits.maxBacklogBytes
 
     @Option(help: ArgumentHelp("Seconds a request head may take (from the connection opening or the last response).", valueName: "seconds"))
-    var requestHeadTimeout = 10.0
+    var requestHeadTimeout = Defaults.limits.requestHeadTimeout.inSeconds
 
     @Option(help: ArgumentHelp("Seconds a request body may take after its head.", valueName: "seconds"))
-    var requestBodyTimeout = 15.0
+    var requestBodyTimeout = Defaults.limits.requestBodyTimeout.inSeconds
 
     @Option(help: ArgumentHelp("Users known at once; more new usernames are refused.", valueName: "n"))
-    var maxUsers = 10_000
+    var maxUsers = Defaults.chat.maxUsers
 
     @Option(help: ArgumentHelp("Users one address may have created and still known.", valueName: "n"))
-    var maxUsersPerAddress = 100
+    var maxUsersPerAddress = Defaults.chat.maxUsersPerAddress
 
     @Option(help: ArgumentHelp("New users one address may create per minute (0: no limit).", valueName: "n"))
-    var newUserRate = 10.0
+    var newUserRate = Defaults.chat.newUsersPerMinutePerAddress
 
     @Option(help: ArgumentHelp("New users one address may create in a burst.", valueName: "n"))
-    var newUserBurst = 10.0
+    var newUserBurst = Defaults.chat.newUserBurstPerAddress
 
     @Option(help: ArgumentHelp("Sockets one user may have connected at once.", valueName: "n"))
-    var maxSocketsPerUser = 16
+    var maxSocketsPerUser = Defaults.chat.maxSocketsPerUser
 
     @Option(help: ArgumentHelp("Logins one user may make per minute (0: no limit).", valueName: "n"))
-    var loginRate = 6.0
+    var loginRate = Defaults.chat.loginsPerMinutePerUser
 
     @Option(help: ArgumentHelp("Logins one user may make in a burst.", valueName: "n"))
-    var loginBurst = 10.0
+    var loginBurst = Defaults.chat.loginBurstPerUser
 
     @Option(help: ArgumentHelp("Days a user may stay away before they are forgotten, with their conversations.", valueName: "days"))
-    var sessionLifetime = 30.0
+    var sessionLifetime = Defaults.chat.sessionLifetime.inSeconds / 86_400
 
     @Option(help: ArgumentHelp("Messages kept per conversation (the oldest go first).", valueName: "n"))
-    var keepPerConversation = 200
+    var keepPerConversation = Defaults.chat.keepPerConversation
 
     @Option(help: ArgumentHelp("Bytes of messages kept of what one user sent (content plus 96 each; their oldest go first).", valueName: "bytes"))
-    var keepBytesPerUser = 4 << 20
+    var keepBytesPerUser = Defaults.chat.keepBytesPerUser
 
     @Option(help: ArgumentHelp("Bytes of messages kept in all (content plus 96 each; the oldest go first).", valueName: "bytes"))
-    var keepBytes = 64 << 20
+    var keepBytes = Defaults.chat.keepBytes
 
     @Option(help: ArgumentHelp("Bytes of history a login receives with its users list.", valueName: "bytes"))
-    var loginHistoryBytes = 1 << 20
+    var loginHistoryBytes = Defaults.chat.loginHistoryBytes
 
     @Option(
         name: .customLong("cors-origin"),
@@ -358,5 +367,13 @@ struct CloseSessionsService: Service {
         try? await gracefulShutdown()
         logger.notice("shutting down: closing connections")
         socketIO.shutdown()
+    }
+}
+
+extension Duration {
+    /// In seconds, as the command line gives durations.
+    fileprivate var inSeconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }
