@@ -203,36 +203,36 @@ public final class ChatApplication: Sendable {
     /// The middleware: adopt a known session, else create one for a username.
     func authenticate(_ socket: SocketIOServerSocket) -> SocketIOMiddlewareResult {
         let address = socket.request.addressKey
-        func refuse(_ why: String) -> SocketIOMiddlewareResult {
-            refusals.record("login", reason: why, peer: address, on: socket.eventLoop)
-            return .reject(message: why)
+        func refuse(_ reason: RefusalReason) -> SocketIOMiddlewareResult {
+            refusals.record("login", reason: reason.rawValue, peer: address, on: socket.eventLoop)
+            return .reject(message: reason.rawValue)
         }
         if let sessionID = socket.auth["sessionID"]?.stringValue {
             let now = clock.now
             let options = self.options
-            enum Known { case accepted(StoredSession), refused(String), unknown }
+            enum Known { case accepted(StoredSession), refused(RefusalReason), unknown }
             let known = records.withLock { records -> Known in
                 guard let userID = records.directory.user(withSession: sessionID)?.session.userID else { return .unknown }
                 return records.directory.update(userID) { user in
-                    guard user.sockets < options.maxSocketsPerUser else { return .refused("too many connections for this user") }
+                    guard user.sockets < options.maxSocketsPerUser else { return .refused(.tooManySockets) }
                     let allowed = TokenBucket.take(
                         from: &user.logins, rate: options.loginsPerMinutePerUser / 60, burst: options.loginBurstPerUser, now: now
                     )
-                    return allowed ? .accepted(user.session) : .refused("too many logins for this user; try again later")
+                    return allowed ? .accepted(user.session) : .refused(.tooManyLogins)
                 } ?? .unknown
             }
             switch known {
             case .accepted(let session):
                 socket.data = Member(sessionID: session.sessionID, userID: session.userID, username: session.username)
                 return .accept
-            case .refused(let why):
-                return refuse(why)
+            case .refused(let reason):
+                return refuse(reason)
             case .unknown:
                 break
             }
         }
         guard let raw = socket.auth["username"]?.stringValue, case .success(let username) = Username.validate(raw) else {
-            return refuse("invalid username")
+            return refuse(.invalidUsername)
         }
         let now = clock.now
         let wall = wallNow
@@ -254,7 +254,7 @@ public final class ChatApplication: Sendable {
         }
         switch created {
         case .failure(let reason):
-            return refuse(reason.rawValue)
+            return refuse(reason)
         case .success(let session):
             store.record([.session(session)])
             socket.data = Member(sessionID: session.sessionID, userID: session.userID, username: session.username)
@@ -262,7 +262,11 @@ public final class ChatApplication: Sendable {
         }
     }
 
+    /// Why a login was refused: what the client reads in its CONNECT_ERROR.
     enum RefusalReason: String, Error {
+        case invalidUsername = "invalid username"
+        case tooManySockets = "too many connections for this user"
+        case tooManyLogins = "too many logins for this user; try again later"
         case serverFull = "server full: no new users for now"
         case tooManyNewUsers = "too many new users from this address; try again later"
         case tooManyUsersFromAddress = "too many users from this address"
