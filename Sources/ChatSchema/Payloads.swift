@@ -15,8 +15,10 @@ public enum ChatEventName {
 }
 
 /// `session` `{sessionID, userID}`: the server tells a socket who it is.
-public struct SessionPayload: Sendable, Hashable {
-    /// A bearer secret: it goes to its owner only, and is never logged.
+///
+/// `sessionID` is a bearer secret: it goes to its owner only; this type's descriptions (what
+/// string interpolation, `print`, `dump` and test failures show) leave it out.
+public struct SessionPayload: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     public var sessionID: String
     public var userID: String
 
@@ -24,6 +26,10 @@ public struct SessionPayload: Sendable, Hashable {
         self.sessionID = sessionID
         self.userID = userID
     }
+
+    public var description: String { "session of userID \(userID)" }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: ["userID": userID]) }
 
     public var json: JSONValue { ["sessionID": .string(sessionID), "userID": .string(userID)] }
 }

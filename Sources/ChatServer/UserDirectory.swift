@@ -5,8 +5,10 @@ import NIOCore
 
 /// A user's session as the server keeps it. `sessionID` is the bearer secret; `userID` is
 /// public. `lastSeen` (seconds since 1970) is when the user last connected or left: a user
-/// away for longer than the session lifetime is forgotten.
-public struct StoredSession: Sendable, Equatable {
+/// away for longer than the session lifetime is forgotten. This type's descriptions (what
+/// string interpolation, `print`, `dump`, a log line and a test failure show) leave the
+/// secret out.
+public struct StoredSession: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     public var sessionID: String
     public var userID: String
     public var username: String
@@ -19,6 +21,14 @@ public struct StoredSession: Sendable, Equatable {
         self.username = username
         self.connected = connected
         self.lastSeen = lastSeen
+    }
+
+    public var description: String {
+        "session of \(username) (userID \(userID), \(connected ? "connected" : "last seen \(lastSeen)"))"
+    }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror {
+        Mirror(self, children: ["userID": userID, "username": username, "connected": connected, "lastSeen": lastSeen])
     }
 }
 

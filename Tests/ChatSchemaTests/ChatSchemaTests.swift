@@ -47,6 +47,19 @@ import Testing
 }
 
 @Suite struct SchemaEncodingTests {
+    @Test func theSessionIDNeverAppearsInDescriptions() {
+        let secret = "5f3c0ffee5f3c0ffee5f3c0ffee5f3c0"
+        let session = SessionPayload(sessionID: secret, userID: "u1")
+        var dumped = ""
+        dump(session, to: &dumped)
+        for text in ["\(session)", String(reflecting: session), dumped, "\([session])", "\(Optional(session) as Any)"] {
+            #expect(!text.contains(secret), "leaked in: \(text)")
+            #expect(text.contains("u1"))
+        }
+        // The wire shape still carries it, to its owner.
+        #expect(session.json["sessionID"]?.stringValue == secret)
+    }
+
     @Test func everyShapeDecodesAsItWasEncoded() throws {
         let message = PrivateMessage(content: "hé \"there\"\n", from: "a1", to: "b2")
         #expect(try ServerPayload.privateMessage([message.json]).get() == message)

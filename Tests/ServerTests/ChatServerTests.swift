@@ -143,6 +143,18 @@ import Testing
 
     /// Changes recorded while a transaction is being written wait for the next one: a burst
     /// of messages from many sockets costs a few transactions, not one each.
+    @Test func theSessionIDNeverAppearsInDescriptions() {
+        let secret = "5f3c0ffee5f3c0ffee5f3c0ffee5f3c0"
+        let session = StoredSession(sessionID: secret, userID: "u1", username: "alice", connected: false, lastSeen: 100)
+        var dumped = ""
+        dump(session, to: &dumped)
+        let change = StoreChange.session(session)
+        for text in ["\(session)", String(reflecting: session), dumped, "\([session])", "\(change)", "\(Optional(session) as Any)"] {
+            #expect(!text.contains(secret), "leaked in: \(text)")
+            #expect(text.contains("u1"))
+        }
+    }
+
     @Test func sqliteWritesInBatches() async throws {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
