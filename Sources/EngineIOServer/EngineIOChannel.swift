@@ -169,15 +169,10 @@ public struct EngineIOChannel: ServerChildChannel, HTTPChannelHandler {
         let uri = URI(head.uri)
         guard server.matches(path: uri.path) else { return .refuse(.error(.badRequest, status: 404, message: "Not found")) }
         let query = EngineIOResponder.query(uri)
-        var headers: [String: String] = [:]
-        for (name, value) in head.headers { headers[name.lowercased()] = value }
         return server.planWebSocket(
             query: query,
-            request: EngineIOHandshakeRequest(
-                query: query,
-                headers: headers,
-                remoteAddress: channel.remoteAddress?.ipAddress,
-                transport: .websocket
+            request: EngineIOResponder.handshakeRequest(
+                query: query, headers: head.headers.lazy.map { ($0.name.lowercased(), $0.value) }, channel: channel, transport: .websocket
             ),
             loop: channel.eventLoop
         )

@@ -50,7 +50,9 @@ public struct EngineIOResponder: HTTPResponder {
         let answer = await server.handlePolling(
             method: request.method.rawValue,
             query: query,
-            request: Self.handshakeRequest(query: query, headers: request.headers, channel: channel, transport: .polling),
+            request: Self.handshakeRequest(
+                query: query, headers: request.headers.lazy.map { ($0.name.canonicalName, $0.value) }, channel: channel, transport: .polling
+            ),
             loop: channel.eventLoop,
             body: { limit in
                 do {
@@ -87,14 +89,16 @@ public struct EngineIOResponder: HTTPResponder {
         return query
     }
 
+    /// What the engine is told of a request, polling or WebSocket: `headers` with lower-case
+    /// names (of a repeated header, the last).
     static func handshakeRequest(
         query: [String: String],
-        headers: HTTPFields,
+        headers: some Sequence<(String, String)>,
         channel: any Channel,
         transport: EngineIOServerOptions.Transport
     ) -> EngineIOHandshakeRequest {
         var flat: [String: String] = [:]
-        for field in headers { flat[field.name.canonicalName] = field.value }
+        for (name, value) in headers { flat[name] = value }
         return EngineIOHandshakeRequest(
             query: query,
             headers: flat,
