@@ -149,9 +149,11 @@ public final class EngineIOSocket: Sendable {
         var closed = false
         /// Joined no namespace (yet, or any more): counted against the half-open limits.
         var halfOpen: Bool
-        var outbox: [EngineIOOutgoing] = []
-        /// The bytes `outbox` holds, against `Limits.maxBacklogBytes`.
-        var outboxBytes = 0
+        /// Packets for a polling client (or for the WebSocket an upgrade will bring), and the
+        /// bytes they hold, against `Limits.maxBacklogBytes`: changed only by `queue` and
+        /// `takeOutbox`, so the count is always the outbox's.
+        private(set) var outbox: [EngineIOOutgoing] = []
+        private(set) var outboxBytes = 0
         // Long-polling
         var poll: PollWaiter?
         var nextPollGeneration = 0
@@ -166,6 +168,21 @@ public final class EngineIOSocket: Sendable {
         // Heartbeat
         var awaitingPong = false
         var timer: ServerTimer?
+
+        /// Adds packets to the outbox; false once it holds more than `limit` bytes.
+        mutating func queue(_ packets: [EngineIOOutgoing], limit: Int) -> Bool {
+            outbox.append(contentsOf: packets)
+            for packet in packets { outboxBytes += packet.queuedBytes }
+            return outboxBytes <= limit
+        }
+
+        /// Empties the outbox: what it held.
+        mutating func takeOutbox() -> [EngineIOOutgoing] {
+            let packets = outbox
+            outbox = []
+            outboxBytes = 0
+            return packets
+        }
     }
 
     init(
@@ -235,9 +252,7 @@ public final class EngineIOSocket: Sendable {
             if let sink = state.sink, state.transport == .websocket {
                 return sink.send(packets) ? .flush(sink) : .none
             }
-            state.outbox.append(contentsOf: packets)
-            for packet in packets { state.outboxBytes += packet.queuedBytes }
-            if state.outboxBytes > options.limits.maxBacklogBytes { return .overflow }
+            guard state.queue(packets, limit: options.limits.maxBacklogBytes) else { return .overflow }
             return Self.takeWaiter(&state)
         }
         if case .overflow = wake {
@@ -314,10 +329,7 @@ public final class EngineIOSocket: Sendable {
         case .polling:
             guard !state.upgrading, let poll = state.poll, !state.outbox.isEmpty else { return .none }
             state.poll = nil
-            let payload = encodePayload(state.outbox)
-            state.outbox.removeAll(keepingCapacity: true)
-            state.outboxBytes = 0
-            return .poll(poll.continuation, payload)
+            return .poll(poll.continuation, encodePayload(state.takeOutbox()))
         case .websocket:
             return .none
         }
@@ -419,8 +431,7 @@ public final class EngineIOSocket: Sendable {
                 }
                 wake = .poll(poll.continuation, answer)
             }
-            state.outbox = []
-            state.outboxBytes = 0
+            _ = state.takeOutbox()
             let sink = state.sink
             state.sink = nil
             let delegate = state.delegate
@@ -471,10 +482,7 @@ public final class EngineIOSocket: Sendable {
                 // answers its GET with a `noop` (within 100 ms) so that it may send `5`.
                 if state.upgrading && state.probed { return .answer(.payload("6")) }
                 if !state.outbox.isEmpty && !state.upgrading {
-                    let payload = Self.encodePayload(state.outbox)
-                    state.outbox.removeAll(keepingCapacity: true)
-                    state.outboxBytes = 0
-                    return .answer(.payload(payload))
+                    return .answer(.payload(Self.encodePayload(state.takeOutbox())))
                 }
                 state.poll = PollWaiter(generation: generation, continuation: continuation)
                 return .wait
@@ -593,8 +601,8 @@ public final class EngineIOSocket: Sendable {
     /// Returns whether frames were written at once (see `EngineIOWebSocketSink.send`).
     private static func attach(_ sink: any EngineIOWebSocketSink, _ state: inout State) -> Bool {
         state.sink = sink
-        guard !state.outbox.isEmpty else { return false }
-        defer { state.outbox = [] }
-        return sink.send(state.outbox)
+        let waiting = state.takeOutbox()
+        guard !waiting.isEmpty else { return false }
+        return sink.send(waiting)
     }
 }
