@@ -108,8 +108,9 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
     }
 
     /// Into the frames waiting for the next flush (or, with no encoder found, into the
-    /// channel's buffer): no system call. (Crossing the channel's high water mark fires
-    /// `channelWritabilityChanged` down the pipeline, which no handler of ours acts on.)
+    /// channel's buffer): no system call. (They count against the high water mark once they
+    /// reach the channel, at that flush: crossing it fires `channelWritabilityChanged`, on
+    /// which `EngineIOFrameHandler` closes the connection.)
     private func write(_ packets: [EngineIOOutgoing]) {
         guard !packets.isEmpty, !closeSent else { return }
         if !lookedUp {
