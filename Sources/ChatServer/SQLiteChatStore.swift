@@ -147,11 +147,18 @@ public final class SQLiteChatStore: ChatStore {
 
     /// What to say about shed messages, at most once per 10 s.
     private static func dueComplaint(_ pending: inout Pending) -> Int? {
-        let now = ContinuousClock.now
-        guard pending.shed > 0, pending.lastComplaint.map({ now - $0 >= .seconds(10) }) ?? true else { return nil }
-        pending.lastComplaint = now
+        guard pending.shed > 0, isDue(&pending.lastComplaint) else { return nil }
         defer { pending.shed = 0 }
         return pending.shed
+    }
+
+    /// Whether a log line last written at `last` may be written again now (one per 10 s,
+    /// however often the trouble comes); if so, now is the new `last`.
+    private static func isDue(_ last: inout ContinuousClock.Instant?) -> Bool {
+        let now = ContinuousClock.now
+        guard last.map({ now - $0 >= .seconds(10) }) ?? true else { return false }
+        last = now
+        return true
     }
 
     /// Writes batches until nothing is queued; one writer at a time.
@@ -177,13 +184,7 @@ public final class SQLiteChatStore: ChatStore {
                 try await database.write { db in try Self.apply(batch, to: db) }
                 pending.withLock { $0.transactions += 1 }
             } catch {
-                // One line per 10 s, however many batches fail meanwhile.
-                let due = pending.withLock { pending -> Bool in
-                    let now = ContinuousClock.now
-                    guard pending.lastFailure.map({ now - $0 >= .seconds(10) }) ?? true else { return false }
-                    pending.lastFailure = now
-                    return true
-                }
+                let due = pending.withLock { Self.isDue(&$0.lastFailure) }
                 if due { logger.error("storage failed", metadata: ["error": "\(error)", "changes": "\(batch.count)"]) }
             }
         }
