@@ -169,7 +169,7 @@ let package = Package(
         .executableTarget(
             name: "parley-bench",
             dependencies: [
-                "ChatClient", "Chat", "JSON", "CHeapStats", "SocketIO", "EngineIO", "TerminalUI",
+                "ChatClient", "Chat", "JSON", "CHeapStats", "SocketIO", "EngineIO", "TerminalUI", "SocketIOTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import Foundation
+import SocketIOTesting
 import Synchronization
 
 #if canImport(Glibc)
@@ -162,13 +163,13 @@ final class Attackers: Sendable {
                     if attackerSession == nil {
                         // A victim who logs in once and leaves, then a sender on a WebSocket.
                         let victim = try login(index, username: "victim\(index)")
-                        try victim.socket.send(WebSocketFrames.close())
+                        try victim.socket.send(ClientFrames.close())
                         victim.socket.close()
                         let sender = try login(index, username: "mallory\(index)")
                         attackerSession = (sender.socket, victim.userID)
                     }
                     guard let session = attackerSession else { break }
-                    try session.socket.send(WebSocketFrames.text(#"421["private message",{"content":"\#(Self.largeContent)","to":"\#(session.victim)"}]"#))
+                    try session.socket.send(ClientFrames.text(#"421["private message",{"content":"\#(Self.largeContent)","to":"\#(session.victim)"}]"#))
                     record(kind) { $0.operations += 1 }
                     if let answers = try? session.socket.receiveAvailable(), answers.contains("rate limit exceeded") {
                         record(kind) { $0.refused += 1 }
@@ -227,8 +228,13 @@ final class Attackers: Sendable {
     private func handshake(_ index: Int) throws -> String? {
         let reply = try request(index, "GET", "/socket.io/?EIO=4&transport=polling")
         guard reply.status == 200 else { return nil }
-        guard let start = reply.text.range(of: #""sid":""#), let end = reply.text[start.upperBound...].firstIndex(of: "\"") else { return nil }
-        return String(reply.text[start.upperBound..<end])
+        return Self.stringField("sid", in: reply.text)
+    }
+
+    /// The value of the first `"key":"…"` in text (IDs: no escapes inside).
+    private static func stringField(_ key: String, in text: String) -> String? {
+        guard let start = text.range(of: "\"\(key)\":\""), let end = text[start.upperBound...].firstIndex(of: "\"") else { return nil }
+        return String(text[start.upperBound..<end])
     }
 
     /// A WebSocket login: the connection, and (when read) its user ID.
@@ -242,7 +248,7 @@ final class Attackers: Sendable {
             connection.close()
             throw AttackError.refused(status)
         }
-        try connection.send(WebSocketFrames.text(#"40{"username":"\#(username)"}"#))
+        try connection.send(ClientFrames.text(#"40{"username":"\#(username)"}"#))
         guard readSession else { return (connection, "") }
         var seen = ""
         let deadline = ContinuousClock.now + .seconds(5)
@@ -253,11 +259,11 @@ final class Attackers: Sendable {
                 throw AttackError.refused(0)
             }
         }
-        guard let start = seen.range(of: #""userID":""#), let end = seen[start.upperBound...].firstIndex(of: "\"") else {
+        guard let userID = Self.stringField("userID", in: seen) else {
             connection.close()
             throw AttackError.refused(0)
         }
-        return (connection, String(seen[start.upperBound..<end]))
+        return (connection, userID)
     }
 }
 
@@ -365,28 +371,5 @@ final class RawConnection: @unchecked Sendable {
         let status = try readHead()
         while (try? fill()) == true {}
         return RawReply(status: status, text: String(decoding: buffer, as: UTF8.self))
-    }
-}
-
-/// Client WebSocket frames (masked, as RFC 6455 requires of clients).
-enum WebSocketFrames {
-    static func text(_ text: String) -> [UInt8] { frame(opcode: 0x1, Array(text.utf8)) }
-    static func close() -> [UInt8] { frame(opcode: 0x8, [0x03, 0xE8]) }
-
-    static func frame(opcode: UInt8, _ payload: [UInt8]) -> [UInt8] {
-        var frame: [UInt8] = [0x80 | opcode]
-        let count = payload.count
-        if count < 126 {
-            frame.append(0x80 | UInt8(count))
-        } else if count <= 0xFFFF {
-            frame += [0x80 | 126, UInt8(count >> 8), UInt8(count & 0xFF)]
-        } else {
-            frame.append(0x80 | 127)
-            for shift in stride(from: 56, through: 0, by: -8) { frame.append(UInt8((count >> shift) & 0xFF)) }
-        }
-        let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
-        frame += mask
-        for (i, byte) in payload.enumerated() { frame.append(byte ^ mask[i & 3]) }
-        return frame
     }
 }

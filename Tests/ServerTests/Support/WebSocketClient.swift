@@ -1,4 +1,5 @@
 import Foundation
+import SocketIOTesting
 import Synchronization
 
 /// What a WebSocket delivers to the test: a message, or the end of the connection.
@@ -132,22 +133,8 @@ final class WebSocketClient: Sendable {
     }
 
     private func sendFrame(opcode: UInt8, payload: [UInt8]) {
-        var frame: [UInt8] = [0x80 | opcode]
-        let count = payload.count
-        if count < 126 {
-            frame.append(0x80 | UInt8(count))
-        } else if count <= 0xFFFF {
-            frame.append(0x80 | 126)
-            frame += [UInt8(count >> 8), UInt8(count & 0xFF)]
-        } else {
-            frame.append(0x80 | 127)
-            for shift in stride(from: 56, through: 0, by: -8) { frame.append(UInt8((count >> shift) & 0xFF)) }
-        }
-        let mask = (0..<4).map { _ in UInt8.random(in: 0...255) }
-        frame += mask
-        for (i, byte) in payload.enumerated() { frame.append(byte ^ mask[i & 3]) }
         let socket = socket
-        let bytes = frame
+        let bytes = ClientFrames.frame(opcode: opcode, payload)
         writer.async { try? socket.sendAll(bytes) }
     }
 
