@@ -257,12 +257,12 @@ struct ServerLoad: AsyncParsableCommand {
             ("attacked_p50_ms", .double(p50.attacked)),
             ("quiet_p99_ms", .double(p99.quiet)),
             ("attacked_p99_ms", .double(p99.attacked)),
-            ("p99_ratio", .double(round2(p99.quiet > 0 ? p99.attacked / p99.quiet : 0))),
+            ("p99_ratio", .double(ratio(p99.attacked, p99.quiet))),
             ("quiet_p99s_ms", .array(quietRuns.map { .double(milliseconds($0.histogram.percentile(0.99))) })),
             ("attacked_p99s_ms", .array(attackedRuns.map { .double(milliseconds($0.histogram.percentile(0.99))) })),
             ("quiet_hwm_mb", .double(round1(hwm.quiet))),
             ("attacked_hwm_mb", .double(round1(hwm.attacked))),
-            ("hwm_ratio", .double(round2(hwm.quiet > 0 ? hwm.attacked / hwm.quiet : 0))),
+            ("hwm_ratio", .double(ratio(hwm.attacked, hwm.quiet))),
             ("lost", .int(attackedRuns.reduce(0) { $0 + $1.lost })),
             ("server_alive", .bool(alive)),
         ]
@@ -284,8 +284,9 @@ struct ServerLoad: AsyncParsableCommand {
         emit(orderedJSON(fields))
     }
 
-    private func ratio(_ a: UInt64, _ b: UInt64) -> Double {
-        b > 0 ? Double(a) / Double(b) : 0
+    /// `attacked` over `quiet`, to two places (0 when there is no quiet figure).
+    private func ratio(_ attacked: Double, _ quiet: Double) -> Double {
+        quiet > 0 ? round2(attacked / quiet) : 0
     }
 
     private func start(_ kind: String, arguments: [String]? = nil) async throws -> StartedServer {
