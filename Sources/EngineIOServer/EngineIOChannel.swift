@@ -266,6 +266,8 @@ final class RefusingHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// nowhere else, so past this many a refusal closes at once instead.
     static let maxLingering = 256
     private static let lingering = Atomic(0)
+    /// Refused connections lingering now, in the whole process.
+    static var lingeringCount: Int { lingering.load(ordering: .relaxed) }
 
     private func refuse(_ context: ChannelHandlerContext) {
         context.writeAndFlush(NIOAny(ByteBuffer(string: answer.rawResponse)), promise: nil)

@@ -107,6 +107,27 @@ extension ServerSuites {
             }
         }
 
+        @Test("sessions are capped in total, with a 503 and Retry-After, on both transports")
+        func sessionsInTotal() async throws {
+            var limits = EngineIOServerOptions.Limits.unlimitedAddresses
+            limits.maxSessions = 2
+            try await withServer(makeEchoEngine(limits: limits)) { server in
+                let first = try await server.openPollingSession(path: path)
+                _ = try await server.openPollingSession(path: path)
+                let refused = try await server.get(polling)
+                #expect(refused.status == 503)
+                #expect(refused[header: "Retry-After"] == "5")
+                #expect(try refusal(refused.text).message == "Server busy: too many sessions")
+                let upgrade = try await server.webSocket(websocket)
+                #expect(upgrade.handshakeStatus == 503)
+                #expect(try refusal(upgrade.handshakeBody).message == "Server busy: too many sessions")
+                // A session that ends frees its place.
+                #expect(try await server.post(polling(first), body: "1").status == 200)
+                #expect(await eventually { server.sessionIsGone(first) })
+                #expect(try await server.get(polling).status == 200)
+            }
+        }
+
         @Test("TCP connections from one address and in total are capped, with an answer before the close")
         func connectionsAreCapped() async throws {
             /// With `held` connections open, what one more is answered.
@@ -135,6 +156,34 @@ extension ServerSuites {
             var total = EngineIOServerOptions.Limits.unlimitedAddresses
             total.maxConnections = 1
             #expect(try await oneMore(total, held: 1).status == 503)
+        }
+
+        @Test("refused connections that never close wait for their client together at most so many: the rest close at once")
+        func refusedConnectionsLingerInBoundedNumbers() async throws {
+            var limits = EngineIOServerOptions.Limits.unlimitedAddresses
+            limits.maxConnections = 1
+            try await withServer(makeEchoEngine(limits: limits)) { server in
+                let port = server.port
+                let count = RefusingHandler.maxLingering + 64
+                // One connection takes the only place; then many more are refused, each
+                // read to its answer and then held open, never closed by the client.
+                let held = try await onThread { try TCPSocket.connect(port: port) }
+                defer { held.close() }
+                #expect(await eventually { server.engine.connectionCount == 1 })
+                let refused = try await onThread {
+                    try (0..<count).map { _ in
+                        let socket = try TCPSocket.connect(port: port)
+                        socket.setReceiveTimeout(.seconds(5))
+                        var reader = ByteReader(socket)
+                        let reply = try HTTPClient.readResponse(&reader)
+                        return (socket, reply.status)
+                    }
+                }
+                defer { refused.forEach { $0.0.close() } }
+                #expect(refused.allSatisfy { $0.1 == 503 }, "every refusal is an answer")
+                // Answered within the linger time: without the bound all would linger still.
+                #expect(RefusingHandler.lingeringCount <= RefusingHandler.maxLingering)
+            }
         }
 
         @Test("a request head that stops half way is answered 408 and closed, once the head timeout passes")
