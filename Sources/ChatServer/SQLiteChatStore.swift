@@ -34,9 +34,12 @@ public final class SQLiteChatStore: ChatStore {
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    public init(path: String, logger: Logger = Logger(label: "parley.store")) throws {
+    /// - Parameter maxPendingChanges: changes waiting to be written at most; past them new
+    ///   messages are shed (kept in memory only), sessions never are.
+    public init(path: String, logger: Logger = Logger(label: "parley.store"), maxPendingChanges: Int = SQLiteChatStore.defaultMaxPendingChanges) throws {
         self.path = path
         self.logger = logger
+        self.maxPendingChanges = maxPendingChanges
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -120,13 +123,14 @@ public final class SQLiteChatStore: ChatStore {
 
     /// Changes waiting to be written at most (a disk slower than the messages coming in
     /// does not make the queue grow without end).
-    public static let maxPendingChanges = 200_000
+    public static let defaultMaxPendingChanges = 200_000
+    private let maxPendingChanges: Int
 
     public func record(_ changes: [StoreChange]) {
         guard !changes.isEmpty else { return }
         let (start, complaint) = pending.withLock { pending -> (Bool, Int?) in
             var complaint: Int?
-            if pending.changes.count >= Self.maxPendingChanges {
+            if pending.changes.count >= maxPendingChanges {
                 // Messages are shed (sessions never are: they are few, and identities matter
                 // more than history). They stay in memory; they do not survive a restart.
                 let kept = changes.filter { if case .session = $0 { true } else if case .forgetUser = $0 { true } else { false } }

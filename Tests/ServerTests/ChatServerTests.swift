@@ -177,6 +177,51 @@ import Testing
         try await reopened.close()
     }
 
+    /// A disk that does not keep up (here: another process holds the database's write lock)
+    /// does not make the queue of changes grow without end: past its bound, new messages are
+    /// shed, with one log line, and sessions are still written.
+    @Test func aStoreThatDoesNotKeepUpShedsMessagesNotSessions() async throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        let log = CapturedLog()
+        let store = try SQLiteChatStore(path: path, logger: log.logger, maxPendingChanges: 4)
+        let locker = Process()
+        locker.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        locker.arguments = [
+            "python3", "-c",
+            "import sqlite3, sys\ndb = sqlite3.connect(sys.argv[1], isolation_level=None)\ndb.execute('BEGIN EXCLUSIVE')\n"
+                + "print('locked', flush=True)\nsys.stdin.readline()\ndb.execute('COMMIT')\n",
+            path,
+        ]
+        let toLocker = Pipe()
+        let fromLocker = Pipe()
+        locker.standardInput = toLocker
+        locker.standardOutput = fromLocker
+        try locker.run()
+        let said = try await onThread { fromLocker.fileHandleForReading.availableData }
+        try #require(String(decoding: said, as: UTF8.self).hasPrefix("locked"))
+
+        func message(_ seq: Int64) -> StoreChange {
+            .message(.init(seq: seq, message: PrivateMessage(content: "m\(seq)", from: "u1", to: "u2")))
+        }
+        let alice = StoredSession(sessionID: "s1", userID: "u1", username: "alice", connected: true, lastSeen: 100)
+        // The writer takes the first change (or not yet) and waits for the lock; four more
+        // fill the queue; then a session and a message come: the message is shed.
+        store.record([message(1)])
+        store.record([message(2), message(3), message(4), message(5)])
+        store.record([.session(alice), message(6)])
+        #expect(log.lines(containing: "the store does not keep up") == ["the store does not keep up: messages not written to disk messages=1"])
+
+        toLocker.fileHandleForWriting.write(Data("go\n".utf8))
+        locker.waitUntilExit()
+        try await store.close()
+        let reopened = try SQLiteChatStore(path: path)
+        let state = try await reopened.load()
+        #expect(state.messages.map(\.seq) == [1, 2, 3, 4, 5])
+        #expect(state.sessions.map(\.sessionID) == ["s1"])
+        try await reopened.close()
+    }
+
     @Test func sqliteTightensAFileOthersCanRead() async throws {
         let path = temporaryPath()
         let directory = (path as NSString).deletingLastPathComponent
