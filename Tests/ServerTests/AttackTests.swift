@@ -92,35 +92,33 @@ extension ServerSuites {
             }
         }
 
-        @Test("sessions from one address are capped")
-        func sessionsPerAddress() async throws {
-            var limits = EngineIOServerOptions.Limits.unlimitedAddresses
-            limits.maxSessionsPerAddress = 2
-            try await withServer(makeEchoEngine(limits: limits)) { server in
-                let first = try await server.openPollingSession(path: path)
-                _ = try await server.openPollingSession(path: path)
-                #expect(try await server.get(polling).status == 429)
-                // A session that ends frees its place.
-                #expect(try await server.post(polling(first), body: "1").status == 200)
-                #expect(await eventually { server.sessionIsGone(first) })
-                #expect(try await server.get(polling).status == 200)
-            }
+        /// The two session caps: from one address (429) and in total (503).
+        enum SessionCap: String, Sendable, CaseIterable {
+            case perAddress, total
         }
 
-        @Test("sessions are capped in total, with a 503 and Retry-After, on both transports")
-        func sessionsInTotal() async throws {
+        @Test("sessions are capped per address (429) and in total (503), with Retry-After, on both transports", arguments: SessionCap.allCases)
+        func sessionsAreCapped(_ cap: SessionCap) async throws {
             var limits = EngineIOServerOptions.Limits.unlimitedAddresses
-            limits.maxSessions = 2
+            let (status, message): (Int, String)
+            switch cap {
+            case .perAddress:
+                limits.maxSessionsPerAddress = 2
+                (status, message) = (429, "Too many requests: too many sessions from this address")
+            case .total:
+                limits.maxSessions = 2
+                (status, message) = (503, "Server busy: too many sessions")
+            }
             try await withServer(makeEchoEngine(limits: limits)) { server in
                 let first = try await server.openPollingSession(path: path)
                 _ = try await server.openPollingSession(path: path)
                 let refused = try await server.get(polling)
-                #expect(refused.status == 503)
+                #expect(refused.status == status)
                 #expect(refused[header: "Retry-After"] == "5")
-                #expect(try refusal(refused.text).message == "Server busy: too many sessions")
+                #expect(try refusal(refused.text).message == message)
                 let upgrade = try await server.webSocket(websocket)
-                #expect(upgrade.handshakeStatus == 503)
-                #expect(try refusal(upgrade.handshakeBody).message == "Server busy: too many sessions")
+                #expect(upgrade.handshakeStatus == status)
+                #expect(try refusal(upgrade.handshakeBody).message == message)
                 // A session that ends frees its place.
                 #expect(try await server.post(polling(first), body: "1").status == 200)
                 #expect(await eventually { server.sessionIsGone(first) })
