@@ -178,15 +178,18 @@ final class ChannelSink: EngineIOWebSocketSink, @unchecked Sendable {
         eventLoop.execute { [self] in sendClose(.normalClosure) }
     }
 
-    /// Writes what waits, then a close frame with `code`, and closes the connection once the
-    /// peer answers (`peerClosed`) or after `closeHandshakeTimeout`. On the event loop.
-    func sendClose(_ code: WebSocketErrorCode) {
+    /// Writes what waits, then a close frame with `code` (and `reason`, at most 123 bytes),
+    /// and closes the connection once the peer answers (`peerClosed`) or after
+    /// `closeHandshakeTimeout`. On the event loop.
+    func sendClose(_ code: WebSocketErrorCode, reason: String = "") {
         guard !closeSent else { return }
         write(takeQueued())
         writeUnflushed()
         closeSent = true
-        var data = channel.allocator.buffer(capacity: 2)
+        let reason = reason.utf8.prefix(123)  // RFC 6455 §5.5: a control frame's payload is at most 125 bytes
+        var data = channel.allocator.buffer(capacity: 2 + reason.count)
         data.write(webSocketErrorCode: code)
+        data.writeBytes(reason)
         channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data), promise: nil)
         let channel = self.channel
         eventLoop.scheduleTask(in: Self.closeHandshakeTimeout) { channel.close(promise: nil) }

@@ -86,7 +86,7 @@ public struct EngineIOChannel: ServerChildChannel, HTTPChannelHandler {
                 switch plan.value {
                 case .open(let socket)?: socket.close(reason: .transportError("the connection closed during the WebSocket handshake"))
                 case .upgrade(let socket)?: socket.abortUpgrade()
-                case .refuse?, nil: break
+                case .refuse?, .dismiss?, nil: break
                 }
                 plan.value = nil
             }
@@ -133,6 +133,7 @@ public struct EngineIOChannel: ServerChildChannel, HTTPChannelHandler {
                     return channel.eventLoop.makeCompletedFuture {
                         guard channel.isActive else { return .closed }
                         let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(ConnectionCloseHandler())
                         try sync.addHandler(HTTP1ToHTTPServerCodec(secure: false))
                         try sync.addHandler(HTTPDeadlineHandler(limits: limits, clock: server.clock))
                         try sync.addHandler(ClientGoneHandler())
@@ -189,6 +190,10 @@ public struct EngineIOChannel: ServerChildChannel, HTTPChannelHandler {
         switch plan {
         case .refuse:
             channel.close(promise: nil)
+        case .dismiss(let reason):
+            // Nothing of the session is read here: the handler only completes the close handshake.
+            try channel.pipeline.syncOperations.addHandler(EngineIOFrameHandler(.done, sink: sink, maxSize: maxSize, halfOpenMaxSize: halfOpenMaxSize))
+            sink.sendClose(.policyViolation, reason: reason)
         case .open(let socket):
             try channel.pipeline.syncOperations.addHandler(
                 EngineIOFrameHandler(.session(socket), sink: sink, maxSize: maxSize, halfOpenMaxSize: halfOpenMaxSize)
@@ -315,6 +320,56 @@ final class ConnectionLimiter: Sendable {
             let left = state.byAddress[address, default: 1] - 1
             state.byAddress[address] = left > 0 ? left : nil
         }
+    }
+}
+
+// MARK: - Connection persistence
+
+/// HTTP/1.1's connection persistence (RFC 9112 §9.3 and §9.6): a request that does not keep
+/// the connection (`Connection: close`, in any case and among any other tokens, or HTTP/1.0
+/// without `keep-alive`) is answered with `Connection: close`, and the connection ends after
+/// that answer. Without the header, a client that pools connections (Node's keep-alive agent)
+/// would send its next request on a connection that is closing, and see "socket hang up".
+/// (A client may send nothing after such a request, §9.6; what one sends anyway is a parse
+/// error to the HTTP decoder, which answers it with a 400 and closes.)
+final class ConnectionCloseHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// Request heads read and response heads written, so far (counts, not a queue: a client
+    /// that pipelines requests makes this hold nothing more).
+    private var requests = 0
+    private var responses = 0
+    /// The number of the request after which the connection ends, once one has said so.
+    private var lastRequest: Int?
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if case .head(let head) = part {
+            requests += 1
+            if lastRequest == nil, !head.isKeepAlive { lastRequest = requests }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(var head):
+            responses += 1
+            guard responses == lastRequest else { break }
+            head.headers.replaceOrAdd(name: "connection", value: "close")
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
+            return
+        case .end where responses == lastRequest:
+            context.writeAndFlush(data, promise: promise)
+            EngineIOChannel.closeAfterAnswer(context.channel)
+            return
+        case .body, .end:
+            break
+        }
+        context.write(data, promise: promise)
     }
 }
 

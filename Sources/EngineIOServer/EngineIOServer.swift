@@ -222,7 +222,12 @@ public final class EngineIOServer: Sendable {
                 return answer
             }
         }
-        guard let socket = session(id: sid) else { return .error(.unknownSession) }
+        guard let socket = session(id: sid) else {
+            // The GET its client sent just before it closed the session: the end it would have
+            // had, had it come first (a `noop`), rather than an error.
+            if method == "GET", registry.closedByClientPoll(sid) { return .ok("6") }
+            return .error(.unknownSession)
+        }
         switch method {
         case "GET":
             let generation = socket.beginPoll()
@@ -266,7 +271,10 @@ public final class EngineIOServer: Sendable {
             }
             for packet in packets {
                 if case .close = packet {
-                    socket.close(reason: .transportClose, pollAnswer: "6")
+                    // Remembered before the session goes, so that no GET finds neither; forgotten
+                    // again if the GET was waiting, and has its answer.
+                    registry.rememberClosedByClient(sid)
+                    if socket.close(reason: .transportClose, pollAnswer: "6") { registry.forgetClosedByClient(sid) }
                     break
                 }
                 socket.received(packet)
@@ -288,6 +296,10 @@ public final class EngineIOServer: Sendable {
         case refuse(HTTPAnswer)
         case open(EngineIOSocket)
         case upgrade(EngineIOSocket)
+        /// A WebSocket for a session that has one already, or is getting one: the handshake
+        /// completes, and a close frame with this reason follows at once (engine.io closes
+        /// such a WebSocket after its handshake, and clients expect that, not an HTTP error).
+        case dismiss(String)
     }
 
     /// Decides on a WebSocket request. A new session is registered here (it counts against
@@ -303,8 +315,12 @@ public final class EngineIOServer: Sendable {
         }
         guard options.allowUpgrades else { return .refuse(.error(.badRequest, message: "Bad request: upgrades are off")) }
         guard let socket = session(id: sid) else { return .refuse(.error(.unknownSession)) }
-        guard socket.beginUpgrade() else { return .refuse(.error(.badRequest, message: "Bad request: the session cannot upgrade now")) }
-        return .upgrade(socket)
+        switch socket.beginUpgrade() {
+        case nil: return .upgrade(socket)
+        case .closed?: return .refuse(.error(.unknownSession))
+        case .onWebSocket?: return .dismiss("session already on a WebSocket")
+        case .upgrading?: return .dismiss("session already upgrading")
+        }
     }
 
     /// A session opened on a WebSocket, once its reader is in place: the open packet goes
@@ -334,7 +350,16 @@ final class SessionRegistry: Sendable {
         /// `byAddress` is swept of forgotten addresses when it grows past this.
         var sweepAt = 1024
         var shuttingDown = false
+        /// Sessions their client closed with a `close` packet over polling, until when a GET
+        /// that was on its way meanwhile is still answered (`closedByClient`).
+        var closedByClient: [String: NIODeadline] = [:]
     }
+
+    /// How long a polling session closed by its client still answers one GET, and how many
+    /// such sessions are remembered at most (past that, a GET that comes late gets the
+    /// unknown-session error, as it would without this).
+    static let closedByClientGrace = TimeAmount.seconds(1)
+    static let maxClosedByClient = 1024
 
     struct AddressUsage {
         var sessions = 0
@@ -398,6 +423,37 @@ final class SessionRegistry: Sendable {
             let delta = halfOpen ? 1 : -1
             state.halfOpen += delta
             state.byAddress[socket.addressKey]?.halfOpen += delta
+        }
+    }
+
+    /// A client closed its polling session with a `close` packet in a POST. Its GET may have
+    /// been sent just before and still be on its way (on another connection, which another
+    /// thread reads): it is answered as a waiting GET would have been (`closedByClientPoll`).
+    func rememberClosedByClient(_ sid: String) {
+        let now = clock.now
+        state.withLock { state in
+            if state.closedByClient.count >= Self.maxClosedByClient {
+                state.closedByClient = state.closedByClient.filter { $0.value > now }
+                guard state.closedByClient.count < Self.maxClosedByClient else { return }
+            }
+            state.closedByClient[sid] = now + Self.closedByClientGrace
+        }
+    }
+
+    /// Sessions remembered as closed by their client (for the tests).
+    var closedByClientCount: Int { state.withLock { $0.closedByClient.count } }
+
+    func forgetClosedByClient(_ sid: String) {
+        state.withLock { _ = $0.closedByClient.removeValue(forKey: sid) }
+    }
+
+    /// Whether a GET for an unknown `sid` is the one its client had on its way when it closed
+    /// the session: once, and only just after the close.
+    func closedByClientPoll(_ sid: String) -> Bool {
+        let now = clock.now
+        return state.withLock { state in
+            guard let until = state.closedByClient.removeValue(forKey: sid) else { return false }
+            return until > now
         }
     }
 

@@ -315,6 +315,11 @@ public final class EngineIOSocket: Sendable {
         /// The outbox is over its limit: the session is to close.
         case overflow
 
+        var isPoll: Bool {
+            if case .poll = self { return true }
+            return false
+        }
+
         func fire() {
             switch self {
             case .none, .overflow: break
@@ -413,10 +418,11 @@ public final class EngineIOSocket: Sendable {
     }
 
     /// `pollAnswer` replaces what a waiting GET receives (a `noop` when the client itself
-    /// asked to close, a `close` when it broke the rules).
-    func close(reason: EngineIOCloseReason, pollAnswer: String?) {
+    /// asked to close, a `close` when it broke the rules). Returns whether a GET was waiting.
+    @discardableResult
+    func close(reason: EngineIOCloseReason, pollAnswer: String?) -> Bool {
         let (closing, delegate, wake, timer, sink): (Bool, (any EngineIOSocketDelegate)?, Wake, ServerTimer?, (any EngineIOWebSocketSink)?) = state.withLock { state in
-            guard !state.closed else { return (false, nil, .none, nil, nil) }
+            guard !state.closed else { return (false, nil, Wake.none, nil, nil) }
             state.closed = true
             let timer = state.timer
             state.timer = nil
@@ -438,12 +444,14 @@ public final class EngineIOSocket: Sendable {
             state.delegate = nil
             return (true, delegate, wake, timer, sink)
         }
-        guard closing else { return }
+        guard closing else { return false }
         timer?.cancel()
+        let pollWaited = wake.isPoll
         wake.fire()
         sink?.close()
         registry.remove(self)
         delegate?.engineIOSocket(self, didCloseWith: reason)
+        return pollWaited
     }
 
     // MARK: Long-polling
@@ -539,12 +547,24 @@ public final class EngineIOSocket: Sendable {
     // MARK: Upgrade
 
     /// A WebSocket asks to take over this polling session; false if it may not.
-    func beginUpgrade() -> Bool {
+    /// Starts an upgrade, or says why this session cannot take one.
+    func beginUpgrade() -> UpgradeRefusal? {
         state.withLock { state in
-            guard !state.closed, state.transport == .polling, !state.upgrading else { return false }
+            if state.closed { return .closed }
+            if state.transport == .websocket { return .onWebSocket }
+            if state.upgrading { return .upgrading }
             state.upgrading = true
-            return true
+            return nil
         }
+    }
+
+    enum UpgradeRefusal {
+        /// The session has ended (and is about to be forgotten).
+        case closed
+        /// It is on a WebSocket already: upgraded, or opened there.
+        case onWebSocket
+        /// Another WebSocket is probing or completing an upgrade of it.
+        case upgrading
     }
 
     /// The probe succeeded: a waiting GET ends with a `noop` so the client can pause polling.

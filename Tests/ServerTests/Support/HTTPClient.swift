@@ -71,6 +71,32 @@ enum HTTPClient {
         return request
     }
 
+    /// Sends each of `requests` (raw bytes, as they are) on one connection and reads a
+    /// response to each before the next is sent; then, with `thenEnd`, reads on to the end of
+    /// the stream and returns what came before it (a server that keeps the connection open
+    /// makes that fail, with a timeout).
+    static func exchange(
+        port: Int,
+        _ requests: [String],
+        responses: Int? = nil,
+        thenEnd: Bool,
+        timeout: Duration = .seconds(5)
+    ) async throws -> (replies: [HTTPReply], rest: [UInt8]) {
+        try await onThread {
+            let socket = try TCPSocket.connect(port: port)
+            defer { socket.close() }
+            socket.setReceiveTimeout(timeout)
+            var reader = ByteReader(socket)
+            var replies: [HTTPReply] = []
+            for request in requests {
+                try socket.sendAll(Array(request.utf8))
+                if responses == nil { replies.append(try readResponse(&reader)) }
+            }
+            for _ in 0..<(responses ?? 0) { replies.append(try readResponse(&reader)) }
+            return (replies, thenEnd ? try reader.readToEnd() : [])
+        }
+    }
+
     static func requestHead(
         _ method: String,
         port: Int,

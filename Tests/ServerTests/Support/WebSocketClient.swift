@@ -37,7 +37,12 @@ final class WebSocketClient: Sendable {
         var closeSent = false
         /// After the test's own `close()`, how long the reader waits for the server's answer.
         var closeDeadline: ContinuousClock.Instant?
+        /// The server's close frame: its status code and reason.
+        var closeFrame: (code: Int?, reason: String)?
     }
+
+    /// The status code and reason of the server's close frame, once one came.
+    var closeFrame: (code: Int?, reason: String)? { state.withLock { $0.closeFrame } }
 
     private init(socket: TCPSocket, handshakeStatus: Int, handshakeBody: String, answerPings: Bool) {
         self.socket = socket
@@ -220,7 +225,12 @@ final class WebSocketClient: Sendable {
                     }
                 case 0x8:
                     // Answer the server's close (with its status code) unless we began it.
+                    let payload = frame.payload
                     let answer = state.withLock { state -> Bool in
+                        state.closeFrame = (
+                            payload.count >= 2 ? Int(payload[0]) << 8 | Int(payload[1]) : nil,
+                            String(decoding: payload.dropFirst(2), as: UTF8.self)
+                        )
                         defer { state.closeSent = true }
                         return !state.closeSent
                     }
