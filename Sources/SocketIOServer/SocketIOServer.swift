@@ -27,10 +27,20 @@ public final class SocketIOServer: Sendable {
         public var connectAttemptsPerSecond: Double
         public var connectAttemptBurst: Double
 
-        public init(connectTimeout: Duration = .seconds(45), connectAttemptsPerSecond: Double = 1, connectAttemptBurst: Double = 10) {
+        /// Acknowledgements the server may wait for on one socket (`emit(_:arguments:ackTimeout:_:)`):
+        /// a client that never answers holds each until its timeout, and no more than this many.
+        public var maxPendingAcksPerSocket: Int
+
+        public init(
+            connectTimeout: Duration = .seconds(45),
+            connectAttemptsPerSecond: Double = 1,
+            connectAttemptBurst: Double = 10,
+            maxPendingAcksPerSocket: Int = 256
+        ) {
             self.connectTimeout = connectTimeout
             self.connectAttemptsPerSecond = connectAttemptsPerSecond
             self.connectAttemptBurst = connectAttemptBurst
+            self.maxPendingAcksPerSocket = maxPendingAcksPerSocket
         }
     }
 
@@ -102,6 +112,24 @@ public enum SocketIOMiddlewareResult: Sendable {
     case accept
     /// Refused with CONNECT_ERROR `{message, data?}`.
     case reject(message: String, data: JSONValue? = nil)
+}
+
+/// Why an acknowledgement the server asked for did not come.
+public enum SocketIOAckFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    /// None came within the timeout.
+    case timeout
+    /// The socket went before it came.
+    case disconnected
+    /// Nothing was sent: `Limits.maxPendingAcksPerSocket` acknowledgements were awaited already.
+    case tooManyPending
+
+    public var description: String {
+        switch self {
+        case .timeout: return "timeout"
+        case .disconnected: return "disconnected"
+        case .tooManyPending: return "too many pending acknowledgements"
+        }
+    }
 }
 
 /// Answers an event that asked for an acknowledgement; only the first call is sent.

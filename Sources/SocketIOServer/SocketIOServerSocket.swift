@@ -17,7 +17,7 @@ import Synchronization
 final class SocketIOClient: EngineIOSocketDelegate {
     let engineSocket: EngineIOSocket
     private let server: WeakServer
-    private let limits: SocketIOServer.Limits
+    let limits: SocketIOServer.Limits
     private let state: Mutex<State>
 
     struct State {
@@ -96,8 +96,12 @@ final class SocketIOClient: EngineIOSocketDelegate {
             guard let (name, arguments) = packet.takeEvent() else { return }
             socket.dispatch(event: name, arguments: arguments, ackID: packet.id)
         case .ack, .binaryAck:
-            // This server does not emit with acknowledgements; a stray ACK is ignored.
-            break
+            // An answer to an emit that asked for one; a stray or late one is ignored (as
+            // socket.io does), and so is one without an id or arguments.
+            guard let id = packet.id, case .array(let arguments)? = packet.data,
+                let socket = state.withLock({ $0.sockets[packet.namespace] })
+            else { return }
+            socket.acknowledged(id: id, arguments: arguments)
         case .connectError:
             engineSocket.close(reason: .parseError("a client sent CONNECT_ERROR"))
         }
@@ -212,6 +216,14 @@ public final class SocketIOServerSocket: Sendable {
         var connected = true
         /// Why the socket went, once it has.
         var closeReason: String?
+        /// Acknowledgements asked for and not yet answered, by packet id.
+        var pendingAcks: [Int: PendingAck] = [:]
+        var nextAckID = 0
+    }
+
+    struct PendingAck {
+        let callback: @Sendable (Result<[JSONValue], SocketIOAckFailure>) -> Void
+        var timer: ServerTimer?
     }
 
     init(client: SocketIOClient, namespace: SocketIONamespace, auth: JSONValue) {
@@ -260,6 +272,59 @@ public final class SocketIOServerSocket: Sendable {
     public func emit(_ event: String, arguments: [JSONValue]) {
         guard isConnected else { return }
         client.send(SocketIOPacket.event(event, arguments, namespace: namespace.name))
+    }
+
+    /// Emits an event that asks the client for an acknowledgement. `callback` runs once: with
+    /// the arguments the client answered with, or with why none came (the timeout passed, the
+    /// socket went, or `Limits.maxPendingAcksPerSocket` were awaited already and nothing was
+    /// sent). A client that never answers holds nothing past the timeout.
+    public func emit(
+        _ event: String,
+        arguments: [JSONValue],
+        ackTimeout: Duration,
+        _ callback: @escaping @Sendable (Result<[JSONValue], SocketIOAckFailure>) -> Void
+    ) {
+        let limit = client.limits.maxPendingAcksPerSocket
+        let admitted: Result<Int, SocketIOAckFailure> = state.withLock { state in
+            guard state.connected else { return .failure(.disconnected) }
+            guard state.pendingAcks.count < limit else { return .failure(.tooManyPending) }
+            // Ids stay below 2^31 (what JavaScript clients parse exactly), and skip any
+            // still awaited when they wrap.
+            repeat { state.nextAckID = (state.nextAckID + 1) & 0x7FFF_FFFF } while state.pendingAcks[state.nextAckID] != nil
+            state.pendingAcks[state.nextAckID] = PendingAck(callback: callback)
+            return .success(state.nextAckID)
+        }
+        let id: Int
+        switch admitted {
+        case .failure(let failure):
+            callback(.failure(failure))
+            return
+        case .success(let admittedID):
+            id = admittedID
+        }
+        let engineSocket = client.engineSocket
+        let timer = engineSocket.clock.schedule(after: ackTimeout, on: engineSocket.eventLoop) { [self] in
+            settle(id: id, with: .failure(.timeout))
+        }
+        // The answer (or the end) may have come already: then the timer has nothing to do.
+        let stale = state.withLock { state -> Bool in
+            guard state.pendingAcks[id] != nil else { return true }
+            state.pendingAcks[id]?.timer = timer
+            return false
+        }
+        if stale { timer.cancel() }
+        client.send(SocketIOPacket.event(event, arguments, namespace: namespace.name, id: id))
+    }
+
+    /// The client answered the emit with this packet id.
+    func acknowledged(id: Int, arguments: [JSONValue]) {
+        settle(id: id, with: .success(arguments))
+    }
+
+    private func settle(id: Int, with outcome: Result<[JSONValue], SocketIOAckFailure>) {
+        guard let pending = state.withLock({ $0.pendingAcks.removeValue(forKey: id) }) else { return }
+        pending.timer?.cancel()
+        pending.callback(outcome)
     }
 
     /// Emits an event whose arguments are serialized already (no binary values): a large,
@@ -319,6 +384,15 @@ public final class SocketIOServerSocket: Sendable {
         }
         guard let handlers else { return }
         namespace.remove(self)
+        // Every acknowledgement still awaited will not come.
+        let pending = state.withLock { state in
+            defer { state.pendingAcks.removeAll() }
+            return Array(state.pendingAcks.values)
+        }
+        for ack in pending {
+            ack.timer?.cancel()
+            ack.callback(.failure(.disconnected))
+        }
         for handler in handlers { handler(self, reason) }
     }
 }
