@@ -152,10 +152,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The protocol documents' test applications (their "Test suite" sections), which the
+        // official engine.io and socket.io server suites run against.
+        .target(
+            name: "ProtocolTestApps",
+            dependencies: ["EngineIOServer", "SocketIOServer", "EngineIOProtocol", "JSON", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "parley-server",
             dependencies: [
-                "ChatServer", "SocketIOServer", "EngineIOServer",
+                "ChatServer", "ProtocolTestApps", "SocketIOServer", "EngineIOServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -208,7 +215,7 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "ChatServer", "ChatSchema", "SocketIOServer", "EngineIOServer", "JSON", "SocketIO", "SocketIOTesting",
+                "ChatServer", "ChatSchema", "ProtocolTestApps", "SocketIOServer", "EngineIOServer", "JSON", "SocketIO", "SocketIOTesting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

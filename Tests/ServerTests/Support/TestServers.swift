@@ -3,6 +3,7 @@ import EngineIOProtocol
 import Hummingbird
 import JSON
 import Logging
+import ProtocolTestApps
 import ServiceLifecycle
 import SocketIOServer
 import Synchronization
@@ -12,23 +13,6 @@ import Testing
 /// connections, and on a small machine many at once only make each slower. No test waits
 /// for real time: the servers keep time with a `ManualServerClock` that the tests advance.
 @Suite(.serialized) enum ServerSuites {}
-
-/// The conformance suites' Engine.IO server: it echoes every message back.
-final class EchoDelegate: EngineIOSocketDelegate {
-    private let closeReasons: CloseReasons
-
-    init(_ socket: EngineIOSocket, closeReasons: CloseReasons = CloseReasons()) {
-        self.closeReasons = closeReasons
-    }
-
-    func engineIOSocket(_ socket: EngineIOSocket, didReceive message: EngineIOData) {
-        socket.send(.message(message))
-    }
-
-    func engineIOSocket(_ socket: EngineIOSocket, didCloseWith reason: EngineIOCloseReason) {
-        closeReasons.record(reason, for: socket.id)
-    }
-}
 
 /// Why each session of an echo server ended, by sid.
 final class CloseReasons: Sendable {
@@ -46,60 +30,44 @@ let quietLogger: Logger = {
     return logger
 }()
 
-/// The Engine.IO v4 test suite's server: path `/engine.io/`, pingInterval 300 ms,
-/// pingTimeout 200 ms, maxPayload 1000000, echo; on a manual clock.
+/// The Engine.IO v4 test suite's server (`ProtocolTestApp.engineIO`, what `parley-server
+/// --app engine.io-test` runs): path `/engine.io/`, pingInterval 300 ms, pingTimeout 200 ms,
+/// maxPayload 1000000, echo; on a manual clock. The settings may be changed for a test.
 func makeEchoEngine(
-    pingInterval: Duration = .milliseconds(300),
-    pingTimeout: Duration = .milliseconds(200),
-    maxHttpBufferSize: Int = 1_000_000,
-    cors: EngineIOServerOptions.CORS = .disabled,
+    pingInterval: Duration = ProtocolTestApp.Settings.pingInterval,
+    pingTimeout: Duration = ProtocolTestApp.Settings.pingTimeout,
+    maxHttpBufferSize: Int = ProtocolTestApp.Settings.maxPayload,
+    cors: EngineIOServerOptions.CORS = ProtocolTestApp.Settings.cors,
     limits: EngineIOServerOptions.Limits = EngineIOServerOptions.Limits(),
     sessionsStartHalfOpen: Bool = false,
     closeReasons: CloseReasons = CloseReasons()
 ) -> EngineIOServer {
-    let options = EngineIOServerOptions(
-        path: "/engine.io/",
-        pingInterval: pingInterval,
-        pingTimeout: pingTimeout,
-        maxHttpBufferSize: maxHttpBufferSize,
-        cors: cors,
-        limits: limits,
-        sessionsStartHalfOpen: sessionsStartHalfOpen
-    )
-    return EngineIOServer(options: options, clock: ManualServerClock()) { socket in EchoDelegate(socket, closeReasons: closeReasons) }
+    var options = ProtocolTestApp.engineIO.engineOptions(limits: limits)
+    options.pingInterval = pingInterval
+    options.pingTimeout = pingTimeout
+    options.maxHttpBufferSize = maxHttpBufferSize
+    options.cors = cors
+    options.sessionsStartHalfOpen = sessionsStartHalfOpen
+    return EngineIOEchoApp.server(options: options, clock: ManualServerClock()) { socket, reason in
+        closeReasons.record(reason, for: socket.id)
+    }
 }
 
-/// The Socket.IO v5 test suite's server: path `/socket.io/`, pingInterval 300 ms,
-/// pingTimeout 200 ms, connectTimeout 1000 ms; namespaces `/` and `/custom` that emit
-/// `auth` with the CONNECT payload, answer `message` with `message-back` and acknowledge
-/// `message-with-ack` with its own arguments; on a manual clock.
+/// The Socket.IO v5 test suite's server (`SocketIOTestApp`, what `parley-server --app
+/// socket.io-test` runs): path `/socket.io/`, pingInterval 300 ms, pingTimeout 200 ms,
+/// connectTimeout 1000 ms; namespaces `/` and `/custom` that emit `auth` with the CONNECT
+/// payload; on `/`, `message` answered with `message-back`, `message-with-ack` acknowledged
+/// with its own arguments, and `ask` (ours) asking back; on a manual clock.
 func makeSuiteSocketIOServer(
     engineLimits: EngineIOServerOptions.Limits = EngineIOServerOptions.Limits(),
-    limits: SocketIOServer.Limits = SocketIOServer.Limits(connectTimeout: .milliseconds(1000))
+    limits: SocketIOServer.Limits = SocketIOServer.Limits(connectTimeout: ProtocolTestApp.Settings.connectTimeout)
 ) -> SocketIOServer {
-    let io = SocketIOServer(
-        engineOptions: EngineIOServerOptions(
-            path: "/socket.io/",
-            pingInterval: .milliseconds(300),
-            pingTimeout: .milliseconds(200),
-            limits: engineLimits
-        ),
+    SocketIOTestApp.server(
+        engineOptions: ProtocolTestApp.socketIO.engineOptions(limits: engineLimits),
         limits: limits,
         clock: ManualServerClock(),
         logger: quietLogger
     )
-    for name in ["/", "/custom"] {
-        io.of(name).onConnection { socket in
-            socket.emit("auth", socket.auth)
-            socket.on("message") { socket, arguments, _ in
-                socket.emit("message-back", arguments: arguments)
-            }
-            socket.on("message-with-ack") { _, arguments, ack in
-                ack?(arguments: arguments)
-            }
-        }
-    }
-    return io
 }
 
 /// A server listening on 127.0.0.1, with clients for it.
