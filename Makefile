@@ -7,7 +7,7 @@ PORT ?= 3000
 DATA ?= .build/parley-server.sqlite
 DEMO_PORT ?= 3100
 
-.PHONY: all build test run demo server server-python release clean deps fuzz
+.PHONY: all build test run demo server server-python release clean deps fuzz conformance
 
 all: build
 
@@ -63,6 +63,15 @@ FUZZ_TARGETS ?=
 ##       (make test replays the corpus and the regressions, without the fuzzer)
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS)
+
+## conformance: the official Engine.IO v4 and Socket.IO v5 server suites, as they are, against
+##       parley-server's test apps (README, "Conformance"); SOCKET_IO is a checkout of
+##       github.com/socketio/socket.io (the suites are theirs, not in this repository)
+SOCKET_IO ?=
+conformance: deps
+	@test -n "$(SOCKET_IO)" || { echo "usage: make conformance SOCKET_IO=path/to/a/socket.io/checkout"; exit 2; }
+	@$(SWIFT) build -c release --product parley-server
+	scripts/official-suites.sh $(SOCKET_IO)
 
 ## release: optimised build
 release: deps

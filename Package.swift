@@ -205,7 +205,7 @@ let package = Package(
         .testTarget(
             name: "InteropTests",
             dependencies: ["SocketIO", "SocketIOTesting", "JSON", "parley", "parley-server"],
-            exclude: ["server.py", "client_scenario.py"],
+            exclude: ["server.py", "client_scenario.py", "test_apps_scenario.py"],
             swiftSettings: strict
         ),
         .testTarget(name: "ChatSchemaTests", dependencies: ["ChatSchema", "JSON"], swiftSettings: strict),

@@ -6,6 +6,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import ProtocolTestApps
 import ServiceLifecycle
 import SocketIOServer
 
@@ -27,8 +28,30 @@ struct ParleyServer: AsyncParsableCommand {
             or an IPv6 /64), per user and in total by the limits below, whose defaults suit a server on the \
             open Internet; every refusal is an answer the client can read (HTTP 429 or 503 with \
             Retry-After, CONNECT_ERROR, an error ack, a closed session), and refusals are logged as summaries.
+
+            --app engine.io-test and --app socket.io-test run instead the test applications of the \
+            Engine.IO v4 and Socket.IO v5 protocol documents, configured as those documents say \
+            (pingInterval 0.3 s, pingTimeout 0.2 s, maxPayload 1000000, connectTimeout 1 s, CORS for \
+            any origin; the options below still override), for the official protocol test suites \
+            (README, "Conformance").
             """
     )
+
+    /// What the server runs.
+    enum App: String, ExpressibleByArgument, CaseIterable {
+        /// The private-messaging application (PROTOCOL.md).
+        case chat
+        case engineIOTest = "engine.io-test"
+        case socketIOTest = "socket.io-test"
+
+        var testApp: ProtocolTestApp? {
+            switch self {
+            case .chat: return nil
+            case .engineIOTest: return .engineIO
+            case .socketIOTest: return .socketIO
+            }
+        }
+    }
 
     /// The libraries' own defaults: the options below start from them, so `--help` and the
     /// servers that tests and benchmarks build from the same structs cannot disagree.
@@ -39,6 +62,12 @@ struct ParleyServer: AsyncParsableCommand {
         static let chat = ChatApplication.Options()
     }
 
+    @Option(help: ArgumentHelp("What to serve: chat, or a protocol document's test app (engine.io-test, socket.io-test).", valueName: "app"))
+    var app = App.chat
+
+    @Option(help: ArgumentHelp("The Engine.IO request path (default: /socket.io/; /engine.io/ for --app engine.io-test).", valueName: "path"))
+    var path: String?
+
     @Option(help: "Address to listen on.")
     var host = "127.0.0.1"
 
@@ -48,17 +77,24 @@ struct ParleyServer: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Keep sessions and messages in this SQLite file.", valueName: "path"))
     var data: String?
 
-    @Option(help: ArgumentHelp("Seconds between the server's pings.", valueName: "seconds"))
-    var pingInterval = Defaults.engine.pingInterval.inSeconds
+    // The engine's timing and size: the defaults depend on --app (`Engine`).
 
-    @Option(help: ArgumentHelp("Seconds to wait for a pong before closing.", valueName: "seconds"))
-    var pingTimeout = Defaults.engine.pingTimeout.inSeconds
+    @Option(help: ArgumentHelp("Seconds between the server's pings (default: \(Engine.chat.pingInterval.inSeconds); 0.3 for the test apps).", valueName: "seconds"))
+    var pingInterval: Double?
 
-    @Option(help: ArgumentHelp("Largest HTTP body or WebSocket message, in bytes.", valueName: "bytes"))
-    var maxHttpBufferSize = Defaults.engine.maxHttpBufferSize
+    @Option(help: ArgumentHelp("Seconds to wait for a pong before closing (default: \(Engine.chat.pingTimeout.inSeconds); 0.2 for the test apps).", valueName: "seconds"))
+    var pingTimeout: Double?
 
-    @Option(help: ArgumentHelp("Seconds a connection may stay without a namespace (counted again when it leaves its last).", valueName: "seconds"))
-    var connectTimeout = Defaults.socketIO.connectTimeout.inSeconds
+    @Option(help: ArgumentHelp("Largest HTTP body or WebSocket message, in bytes (default: \(Engine.chat.maxHttpBufferSize)).", valueName: "bytes"))
+    var maxHttpBufferSize: Int?
+
+    @Option(
+        help: ArgumentHelp(
+            "Seconds a connection may stay without a namespace, counted again when it leaves its last (default: \(Engine.chat.connectTimeout.inSeconds); 1 for the test apps).",
+            valueName: "seconds"
+        )
+    )
+    var connectTimeout: Double?
 
     @Option(help: ArgumentHelp("Largest message content, in bytes.", valueName: "bytes"))
     var maxMessageBytes = Defaults.chat.maxMessageBytes
@@ -164,12 +200,67 @@ struct ParleyServer: AsyncParsableCommand {
     @Flag(help: .hidden)
     var exitWithStdin = false
 
+    /// The engine settings of an app, before the command line changes them.
+    struct Engine {
+        var path: String
+        var pingInterval: Duration
+        var pingTimeout: Duration
+        var maxHttpBufferSize: Int
+        var connectTimeout: Duration
+        var cors: EngineIOServerOptions.CORS
+
+        static let chat = Engine(
+            path: Defaults.engine.path,
+            pingInterval: Defaults.engine.pingInterval,
+            pingTimeout: Defaults.engine.pingTimeout,
+            maxHttpBufferSize: Defaults.engine.maxHttpBufferSize,
+            connectTimeout: Defaults.socketIO.connectTimeout,
+            cors: Defaults.engine.cors
+        )
+
+        /// As the protocol document of `app` configures its test server.
+        static func test(_ app: ProtocolTestApp) -> Engine {
+            typealias Settings = ProtocolTestApp.Settings
+            return Engine(
+                path: app.path,
+                pingInterval: Settings.pingInterval,
+                pingTimeout: Settings.pingTimeout,
+                maxHttpBufferSize: Settings.maxPayload,
+                connectTimeout: Settings.connectTimeout,
+                cors: Settings.cors
+            )
+        }
+    }
+
+    /// The engine settings: the app's, with what the command line says instead.
+    var engine: Engine {
+        var engine = app.testApp.map(Engine.test) ?? .chat
+        if let path { engine.path = path }
+        if let pingInterval { engine.pingInterval = .milliseconds(Int((pingInterval * 1000).rounded())) }
+        if let pingTimeout { engine.pingTimeout = .milliseconds(Int((pingTimeout * 1000).rounded())) }
+        if let maxHttpBufferSize { engine.maxHttpBufferSize = maxHttpBufferSize }
+        if let connectTimeout { engine.connectTimeout = .milliseconds(Int((connectTimeout * 1000).rounded())) }
+        if !corsOrigins.isEmpty {
+            engine.cors = corsOrigins.contains("*") ? .anyOrigin : .origins(Set(corsOrigins))
+        }
+        return engine
+    }
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
-        guard pingInterval > 0, pingTimeout > 0, connectTimeout > 0, requestHeadTimeout > 0, requestBodyTimeout > 0 else {
-            throw ValidationError("--ping-interval, --ping-timeout, --connect-timeout and the request timeouts must be positive")
+        if let path {
+            // A path as a URL carries it: absolute, printable ASCII, no query or fragment.
+            let allowed = path.utf8.allSatisfy { (0x21...0x7E).contains($0) && $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") }
+            guard path.hasPrefix("/"), path.utf8.count <= 256, allowed else {
+                throw ValidationError("--path must start with / and be printable ASCII without ? or # (at most 256 bytes)")
+            }
         }
-        guard maxHttpBufferSize >= 1024, maxHalfOpenPayload >= 1024 else {
+        if data != nil, app != .chat { throw ValidationError("--data is for --app chat; the test apps keep nothing") }
+        let timings = [pingInterval, pingTimeout, connectTimeout].compactMap { $0 } + [requestHeadTimeout, requestBodyTimeout]
+        guard timings.allSatisfy({ $0 >= 0.001 && $0 <= 86_400 }) else {
+            throw ValidationError("--ping-interval, --ping-timeout, --connect-timeout and the request timeouts must be between 0.001 and 86400 seconds")
+        }
+        guard (maxHttpBufferSize ?? 1024) >= 1024, maxHalfOpenPayload >= 1024 else {
             throw ValidationError("--max-http-buffer-size and --max-half-open-payload must be at least 1024")
         }
         guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
@@ -213,6 +304,82 @@ struct ParleyServer: AsyncParsableCommand {
         let logger = Logger(label: "parley-server")
         raiseOpenFileLimit(logger: logger)
 
+        let served: Served
+        switch app {
+        case .chat: served = try await serveChat(logger: logger)
+        case .engineIOTest: served = Served(engine: EngineIOEchoApp.server(options: engineOptions), application: nil, shutdown: {}, listening: [:])
+        case .socketIOTest:
+            let socketIO = socketIOServer(logger: logger)
+            SocketIOTestApp.install(on: socketIO)
+            served = Served(engine: socketIO.engine, application: socketIO, shutdown: {}, listening: [:])
+        }
+
+        let host = host
+        let app = app
+        let engine = served.engine
+        let application = engine.application(
+            host: host,
+            port: port,
+            eventLoopGroup: threads.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) },
+            logger: logger
+        ) { port in
+            FileHandle.standardOutput.write(Data("LISTENING \(port)\n".utf8))
+            var metadata = served.listening
+            metadata["app"] = "\(app.rawValue)"
+            logger.notice("parley-server listening on http://\(host):\(port)\(engine.options.path)", metadata: metadata)
+        }
+        if exitWithStdin {
+            // For tests and benchmarks: never outlive the process that started us.
+            Thread.detachNewThread {
+                while let _ = readLine(strippingNewline: false) {}
+                kill(getpid(), SIGTERM)
+            }
+        }
+        // A group stops its services last to first, each after the one before has finished:
+        // the sessions are closed before the HTTP server starts draining its connections.
+        let services = ServiceGroup(
+            configuration: .init(
+                services: [application, CloseSessionsService(engine: engine, logger: logger)],
+                gracefulShutdownSignals: [.sigterm, .sigint, .sighup],
+                logger: logger
+            )
+        )
+        let outcome: Result<Void, any Error>
+        do {
+            try await services.run()
+            outcome = .success(())
+        } catch {
+            outcome = .failure(error)
+        }
+        // Every connection is closed (or the server never started): make the store durable.
+        await served.shutdown()
+        withExtendedLifetime(served.application) {}
+        do {
+            try outcome.get()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            FileHandle.standardError.write(
+                Data("parley-server: cannot listen on \(host):\(port): the address is in use (another server? --port picks another)\n".utf8)
+            )
+            throw ExitCode(1)
+        } catch {
+            FileHandle.standardError.write(Data("parley-server: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    /// What runs on the engine, and what to do once every connection is closed.
+    struct Served {
+        let engine: EngineIOServer
+        /// What runs on the engine, held for as long as the server runs (the engine holds
+        /// its Socket.IO server only weakly).
+        let application: (any Sendable)?
+        let shutdown: @Sendable () async -> Void
+        /// Logged with "listening".
+        let listening: Logger.Metadata
+    }
+
+    /// The private-messaging application, on the store --data names.
+    func serveChat(logger: Logger) async throws -> Served {
         let store: any ChatStore
         if let data {
             do {
@@ -228,37 +395,7 @@ struct ParleyServer: AsyncParsableCommand {
         } else {
             store = MemoryChatStore()
         }
-
-        let cors: EngineIOServerOptions.CORS =
-            corsOrigins.isEmpty ? .disabled : corsOrigins.contains("*") ? .anyOrigin : .origins(Set(corsOrigins))
-        let socketIO = SocketIOServer(
-            engineOptions: EngineIOServerOptions(
-                pingInterval: .milliseconds(Int(pingInterval * 1000)),
-                pingTimeout: .milliseconds(Int(pingTimeout * 1000)),
-                maxHttpBufferSize: maxHttpBufferSize,
-                cors: cors,
-                limits: EngineIOServerOptions.Limits(
-                    maxConnections: maxConnections,
-                    maxConnectionsPerAddress: maxConnectionsPerAddress,
-                    maxSessions: maxSessions,
-                    maxSessionsPerAddress: maxSessionsPerAddress,
-                    maxHalfOpenSessions: maxHalfOpen,
-                    maxHalfOpenSessionsPerAddress: maxHalfOpenPerAddress,
-                    maxHalfOpenPayloadBytes: maxHalfOpenPayload,
-                    newSessionsPerSecondPerAddress: sessionRate == 0 ? .infinity : sessionRate,
-                    newSessionBurstPerAddress: sessionBurst,
-                    maxBacklogBytes: maxBacklog,
-                    requestHeadTimeout: .milliseconds(Int(requestHeadTimeout * 1000)),
-                    requestBodyTimeout: .milliseconds(Int(requestBodyTimeout * 1000))
-                )
-            ),
-            limits: SocketIOServer.Limits(
-                connectTimeout: .milliseconds(Int(connectTimeout * 1000)),
-                connectAttemptsPerSecond: connectRate == 0 ? .infinity : connectRate,
-                connectAttemptBurst: connectBurst
-            ),
-            logger: logger
-        )
+        let socketIO = socketIOServer(logger: logger)
         let chat: ChatApplication
         do {
             chat = try await ChatApplication(server: socketIO, store: store, options: chatOptions, logger: logger)
@@ -266,54 +403,52 @@ struct ParleyServer: AsyncParsableCommand {
             FileHandle.standardError.write(Data("parley-server: cannot read --data \(data ?? ""): \(error)\n".utf8))
             throw ExitCode(2)
         }
-        let host = host
-        let users = chat.userCount
-        let messages = chat.messageCount
-        let application = socketIO.engine.application(
-            host: host,
-            port: port,
-            eventLoopGroup: threads.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) },
+        return Served(
+            engine: socketIO.engine,
+            application: chat,
+            shutdown: { await closeStore(store, logger: logger) },
+            listening: ["users": "\(chat.userCount)", "messages": "\(chat.messageCount)"]
+        )
+    }
+
+    /// A Socket.IO server with the command line's settings and no namespace yet.
+    func socketIOServer(logger: Logger) -> SocketIOServer {
+        SocketIOServer(
+            engineOptions: engineOptions,
+            limits: SocketIOServer.Limits(
+                connectTimeout: engine.connectTimeout,
+                connectAttemptsPerSecond: connectRate == 0 ? .infinity : connectRate,
+                connectAttemptBurst: connectBurst
+            ),
             logger: logger
-        ) { port in
-            FileHandle.standardOutput.write(Data("LISTENING \(port)\n".utf8))
-            logger.notice("parley-server listening on http://\(host):\(port)", metadata: ["users": "\(users)", "messages": "\(messages)"])
-        }
-        if exitWithStdin {
-            // For tests and benchmarks: never outlive the process that started us.
-            Thread.detachNewThread {
-                while let _ = readLine(strippingNewline: false) {}
-                kill(getpid(), SIGTERM)
-            }
-        }
-        // A group stops its services last to first, each after the one before has finished:
-        // the sessions are closed before the HTTP server starts draining its connections.
-        let services = ServiceGroup(
-            configuration: .init(
-                services: [application, CloseSessionsService(socketIO: socketIO, logger: logger)],
-                gracefulShutdownSignals: [.sigterm, .sigint, .sighup],
-                logger: logger
+        )
+    }
+
+    /// The Engine.IO options: the app's engine settings, as the command line changes them,
+    /// and the limits.
+    var engineOptions: EngineIOServerOptions {
+        let engine = self.engine
+        return EngineIOServerOptions(
+            path: engine.path,
+            pingInterval: engine.pingInterval,
+            pingTimeout: engine.pingTimeout,
+            maxHttpBufferSize: engine.maxHttpBufferSize,
+            cors: engine.cors,
+            limits: EngineIOServerOptions.Limits(
+                maxConnections: maxConnections,
+                maxConnectionsPerAddress: maxConnectionsPerAddress,
+                maxSessions: maxSessions,
+                maxSessionsPerAddress: maxSessionsPerAddress,
+                maxHalfOpenSessions: maxHalfOpen,
+                maxHalfOpenSessionsPerAddress: maxHalfOpenPerAddress,
+                maxHalfOpenPayloadBytes: maxHalfOpenPayload,
+                newSessionsPerSecondPerAddress: sessionRate == 0 ? .infinity : sessionRate,
+                newSessionBurstPerAddress: sessionBurst,
+                maxBacklogBytes: maxBacklog,
+                requestHeadTimeout: .milliseconds(Int((requestHeadTimeout * 1000).rounded())),
+                requestBodyTimeout: .milliseconds(Int((requestBodyTimeout * 1000).rounded()))
             )
         )
-        let outcome: Result<Void, any Error>
-        do {
-            try await services.run()
-            outcome = .success(())
-        } catch {
-            outcome = .failure(error)
-        }
-        // Every connection is closed (or the server never started): make the store durable.
-        await closeStore(store, logger: logger)
-        do {
-            try outcome.get()
-        } catch let error as IOError where error.errnoCode == EADDRINUSE {
-            FileHandle.standardError.write(
-                Data("parley-server: cannot listen on \(host):\(port): the address is in use (another server? --port picks another)\n".utf8)
-            )
-            throw ExitCode(1)
-        } catch {
-            FileHandle.standardError.write(Data("parley-server: \(error)\n".utf8))
-            throw ExitCode(1)
-        }
     }
 
     var chatOptions: ChatApplication.Options {
@@ -360,13 +495,13 @@ struct ParleyServer: AsyncParsableCommand {
 /// close frame, nobody is told of the others leaving), so that the HTTP server, stopped
 /// next, has nothing left to wait for.
 struct CloseSessionsService: Service {
-    let socketIO: SocketIOServer
+    let engine: EngineIOServer
     let logger: Logger
 
     func run() async throws {
         try? await gracefulShutdown()
         logger.notice("shutting down: closing connections")
-        socketIO.shutdown()
+        engine.shutdown()
     }
 }
 

@@ -1,4 +1,6 @@
 import ArgumentParser
+import EngineIOServer
+import ProtocolTestApps
 @testable import parley_server
 import Testing
 
@@ -25,6 +27,31 @@ import Testing
         ["--keep-bytes", "100"], ["--session-lifetime", "0"], ["--request-head-timeout", "0"], ["--threads", "1000"],
     ])
     func limitsThatCannotWorkAreRefused(arguments: [String]) {
+        #expect(throws: (any Error).self) { try ParleyServer.parse(arguments) }
+    }
+
+    @Test func theTestAppsAreConfiguredAsTheirDocumentsSay() throws {
+        let engineIO = try ParleyServer.parse(["--app", "engine.io-test"]).engineOptions
+        #expect(engineIO.path == "/engine.io/")
+        #expect(engineIO.pingInterval == .milliseconds(300) && engineIO.pingTimeout == .milliseconds(200))
+        #expect(engineIO.maxHttpBufferSize == 1_000_000 && engineIO.cors == .anyOrigin)
+        let socketIO = try ParleyServer.parse(["--app", "socket.io-test"])
+        #expect(socketIO.engineOptions.path == "/socket.io/" && socketIO.engine.connectTimeout == .seconds(1))
+        // The options still say otherwise where given.
+        let changed = try ParleyServer.parse(["--app", "socket.io-test", "--path", "/io", "--ping-interval", "2", "--cors-origin", "https://a.example"])
+        #expect(changed.engineOptions.path == "/io/" && changed.engineOptions.pingInterval == .seconds(2))
+        #expect(changed.engineOptions.cors == .origins(["https://a.example"]))
+        // The chat keeps the libraries' own.
+        let chat = try ParleyServer.parse([]).engineOptions
+        let library = EngineIOServerOptions()
+        #expect(chat.path == library.path && chat.pingInterval == library.pingInterval && chat.cors == library.cors)
+    }
+
+    @Test(arguments: [
+        ["--app", "engine.io-test", "--data", "x.sqlite"], ["--app", "irc"], ["--path", "socket.io"], ["--path", "/a?b=c"],
+        ["--path", "/tab\t"], ["--path", "/\u{1b}[2J"], ["--ping-interval", "1e300"], ["--connect-timeout", "0"],
+    ])
+    func argumentsThatMakeNoSenseAreRefused(arguments: [String]) {
         #expect(throws: (any Error).self) { try ParleyServer.parse(arguments) }
     }
 
