@@ -405,7 +405,7 @@ struct ParleyServer: AsyncParsableCommand {
         }
         return Served(
             engine: socketIO.engine,
-            application: chat,
+            application: (chat, socketIO),
             shutdown: { await closeStore(store, logger: logger) },
             listening: ["users": "\(chat.userCount)", "messages": "\(chat.messageCount)"]
         )
