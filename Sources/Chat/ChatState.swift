@@ -59,7 +59,18 @@ public enum ConnectionStatus: Sendable, Hashable {
     case connecting
     case connected
     case reconnecting(attempt: Int, delay: Duration)
+    /// The server refused the login for a reason that may pass (PROTOCOL.md: any but
+    /// `invalid username`): the session is kept, and the next try comes after `retryIn`.
+    case refused(reason: String, attempt: Int, retryIn: Duration)
     case offline(reason: String)
+
+    /// How long after this status came the next attempt to connect is made, when one is due.
+    public var nextAttemptIn: Duration? {
+        switch self {
+        case .reconnecting(_, let delay), .refused(_, _, let delay): return delay
+        case .connecting, .connected, .offline: return nil
+        }
+    }
 }
 
 /// Everything that changes the chat state, from the network or from the person.
@@ -68,6 +79,7 @@ public enum ChatEvent: Sendable, Hashable {
     /// Connected; anything queued has been handed to the server.
     case connected
     case reconnecting(attempt: Int, delay: Duration)
+    case refused(reason: String, attempt: Int, retryIn: Duration)
     case offline(reason: String)
     /// The server's `session`: who "self" is.
     case session(userID: String, username: String)
@@ -130,6 +142,9 @@ public struct ChatState: Sendable {
             markQueuedAsSent()
         case .reconnecting(let attempt, let delay):
             connection = .reconnecting(attempt: attempt, delay: delay)
+            setSelfConnected(false)
+        case .refused(let reason, let attempt, let retryIn):
+            connection = .refused(reason: reason, attempt: attempt, retryIn: retryIn)
             setSelfConnected(false)
         case .offline(let reason):
             connection = .offline(reason: reason)

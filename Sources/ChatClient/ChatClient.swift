@@ -90,6 +90,10 @@ public final class ChatClient: Sendable {
         /// applies the same events to it, rather than copying snapshots of a growing history.
         public var stateObserver: (@Sendable (ChatEvent) -> Void)?
         public var socket: SocketManager.Configuration
+        /// When to log in again after a refusal that may pass (any but `invalid username`):
+        /// on the socket's clock, with its randomness. 2 s doubling to a minute by default: a
+        /// busy server is not asked again every second by every refused client.
+        public var refusalRetry: ReconnectPolicy
         public var logger: Logger
 
         public init(
@@ -100,6 +104,7 @@ public final class ChatClient: Sendable {
             observer: (@Sendable (ChatUpdate) -> Void)? = nil,
             stateObserver: (@Sendable (ChatEvent) -> Void)? = nil,
             socket: SocketManager.Configuration = .init(),
+            refusalRetry: ReconnectPolicy = ReconnectPolicy(initialDelay: .seconds(2), maxDelay: .seconds(60)),
             logger: Logger = .disabled
         ) {
             self.url = url
@@ -109,6 +114,7 @@ public final class ChatClient: Sendable {
             self.observer = observer
             self.stateObserver = stateObserver
             self.socket = socket
+            self.refusalRetry = refusalRetry
             self.logger = logger
         }
     }
@@ -123,6 +129,9 @@ public final class ChatClient: Sendable {
         var queued: [MessageRecord] = []
         /// Woken when nothing is queued any more.
         var flushWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Refusals in a row (that may pass), and the login planned after the last one.
+        var refusals = 0
+        var retry: Task<Void, Never>?
 
         init(chat: ChatState, stateObserver: (@Sendable (ChatEvent) -> Void)?) {
             self.chat = chat
@@ -133,6 +142,13 @@ public final class ChatClient: Sendable {
         mutating func apply(_ event: ChatEvent) {
             chat.apply(event)
             stateObserver?(event)
+        }
+
+        /// No more logging in again after a refusal (a new login, a logout, the end).
+        mutating func cancelRetry() {
+            retry?.cancel()
+            retry = nil
+            refusals = 0
         }
 
         mutating func takeFlushWaitersIfEmpty() -> [CheckedContinuation<Void, Never>] {
@@ -152,6 +168,9 @@ public final class ChatClient: Sendable {
     private let socket: Socket
     private let inner: Locked<Inner>
     private let logger: Logger
+    private let refusalRetry: ReconnectPolicy
+    private let clock: any Clock<Duration>
+    private let random: @Sendable () -> Double
 
     /// Opens the session store (creating the directory) and sets up the socket.
     /// Throws for a bad URL or an unusable config directory.
@@ -162,6 +181,9 @@ public final class ChatClient: Sendable {
         logger = options.logger
         publishes = options.publishesUpdates
         observer = options.observer
+        refusalRetry = options.refusalRetry
+        clock = options.socket.clock
+        random = options.socket.random
         (updates, continuation) = AsyncStream.makeStream(of: ChatUpdate.self)
         inner = Locked(Inner(chat: ChatState(historyLimit: options.historyLimit), stateObserver: options.stateObserver))
         let warnings = try store.prepare()
@@ -214,6 +236,7 @@ public final class ChatClient: Sendable {
         inner.withLock {
             $0.session = nil
             $0.username = username
+            $0.cancelRetry()
         }
         await connect()
     }
@@ -278,6 +301,7 @@ public final class ChatClient: Sendable {
             $0.session = nil
             if andUsername { $0.username = nil }
             $0.queued = []
+            $0.cancelRetry()
             $0.apply(.logout)
         }
         do {
@@ -289,6 +313,7 @@ public final class ChatClient: Sendable {
 
     /// Disconnects, waits until everything sent has been written, and ends `updates`.
     public func close() async {
+        inner.withLock { $0.cancelRetry() }
         await manager.close()
         continuation.finish()
     }
@@ -328,6 +353,7 @@ public final class ChatClient: Sendable {
         switch event {
         case .connect:
             let (flushed, waiters) = inner.withLock { state in
+                state.refusals = 0
                 state.apply(.connected)
                 let flushed = state.queued
                 state.queued = []
@@ -364,14 +390,37 @@ public final class ChatClient: Sendable {
         publish(.status(.offline(reason: reason)))
     }
 
-    /// CONNECT_ERROR: the server will not have us. "invalid username" means the stored
-    /// session is useless: forget it and ask for a name again.
+    /// CONNECT_ERROR: the server will not have us. Only "invalid username" means the stored
+    /// session is useless: forget it and ask for a name again (PROTOCOL.md). Any other reason
+    /// may pass (a busy or full server, a rate limit): keep the session, say why, and log in
+    /// again after a backoff, longer after each refusal in a row.
     private func refused(_ message: String) {
-        logger.notice("server refused the connection: \(message)")
-        forgetSession(andUsername: false)
-        apply(.offline(reason: message))
-        publish(.status(.offline(reason: message)))
-        publish(.needsUsername(reason: message))
+        logger.notice("server refused the login", metadata: ["reason": "\(message)"])
+        if LoginRefusal.forgetsSession(message) {
+            forgetSession(andUsername: false)
+            apply(.offline(reason: message))
+            publish(.status(.offline(reason: message)))
+            publish(.needsUsername(reason: message))
+            return
+        }
+        let random = self.random()
+        let (attempt, delay) = inner.withLock { state -> (Int, Duration) in
+            state.refusals += 1
+            let delay = refusalRetry.delay(forAttempt: state.refusals, random: random)
+            state.apply(.refused(reason: message, attempt: state.refusals, retryIn: delay))
+            return (state.refusals, delay)
+        }
+        publish(.status(.refused(reason: message, attempt: attempt, retryIn: delay)))
+        let clock = self.clock
+        let retry = Task { [weak self] in
+            do { try await clock.sleep(for: delay, tolerance: nil) } catch { return }
+            guard let self, self.inner.withLock({ $0.refusals == attempt && $0.retry != nil }) else { return }
+            await self.connect()
+        }
+        inner.withLock { state in
+            state.retry?.cancel()
+            state.retry = retry
+        }
     }
 
     private func handle(_ event: ReceivedEvent) {

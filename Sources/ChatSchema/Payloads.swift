@@ -14,6 +14,24 @@ public enum ChatEventName {
     public static let privateMessage = "private message"
 }
 
+/// Why a server refuses a login: the `message` of its CONNECT_ERROR (PROTOCOL.md). Only
+/// `invalidUsername` says the session is of no use (the client forgets it and asks for a
+/// name); every other refusal may pass, and the client keeps its session and tries again
+/// later. A server may send reasons not listed here: they are refusals of the second kind.
+public enum LoginRefusal: String, Sendable, Hashable, CaseIterable, Error {
+    case invalidUsername = "invalid username"
+    case tooManySockets = "too many connections for this user"
+    case tooManyLogins = "too many logins for this user; try again later"
+    case serverFull = "server full: no new users for now"
+    case tooManyNewUsers = "too many new users from this address; try again later"
+    case tooManyUsersFromAddress = "too many users from this address"
+
+    /// Whether a refusal with this message means the stored session will never be taken.
+    public static func forgetsSession(_ message: String) -> Bool {
+        message == LoginRefusal.invalidUsername.rawValue
+    }
+}
+
 /// `session` `{sessionID, userID}`: the server tells a socket who it is.
 ///
 /// `sessionID` is a bearer secret: it goes to its owner only; this type's descriptions (what

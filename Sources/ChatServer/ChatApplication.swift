@@ -263,14 +263,8 @@ public final class ChatApplication: Sendable {
     }
 
     /// Why a login was refused: what the client reads in its CONNECT_ERROR.
-    enum RefusalReason: String, Error {
-        case invalidUsername = "invalid username"
-        case tooManySockets = "too many connections for this user"
-        case tooManyLogins = "too many logins for this user; try again later"
-        case serverFull = "server full: no new users for now"
-        case tooManyNewUsers = "too many new users from this address; try again later"
-        case tooManyUsersFromAddress = "too many users from this address"
-    }
+    /// The refusals' wording is the protocol's (ChatSchema), which the client reads.
+    typealias RefusalReason = LoginRefusal
 
     private func connected(_ socket: SocketIOServerSocket, namespace: SocketIONamespace) {
         guard let member = socket.data as? Member else { return }

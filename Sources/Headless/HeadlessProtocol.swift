@@ -70,6 +70,11 @@ public enum HeadlessOutput {
                     "event": "status", "state": "reconnecting", "attempt": .int(attempt),
                     "delay_ms": .int(delay.wholeMilliseconds),
                 ]
+            case .refused(let reason, let attempt, let retryIn):
+                return [
+                    "event": "status", "state": "refused", "reason": .string(reason), "attempt": .int(attempt),
+                    "delay_ms": .int(retryIn.wholeMilliseconds),
+                ]
             case .offline(let reason): return ["event": "status", "state": "offline", "reason": .string(reason)]
             }
         case .session(let userID, let username):

@@ -127,7 +127,7 @@ public struct UIModel: Sendable {
 
     /// Seconds left before the next reconnection attempt, when one is pending.
     public var reconnectCountdown: Int? {
-        guard case .reconnecting = chat.connection, let reconnectAt else { return nil }
+        guard chat.connection.nextAttemptIn != nil, let reconnectAt else { return nil }
         return max(Int((reconnectAt.timeIntervalSince(now)).rounded(.up)), 0)
     }
 }

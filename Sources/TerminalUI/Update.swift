@@ -83,8 +83,9 @@ extension UIModel {
     }
 
     private mutating func chatChanged(since before: Facts) -> [Effect] {
-        if case .reconnecting(let attempt, let delay) = chat.connection {
-            if case .reconnecting(attempt, delay) = before.connection {} else {
+        // A countdown to the next attempt, from when it was announced.
+        if let delay = chat.connection.nextAttemptIn {
+            if chat.connection != before.connection {
                 reconnectAt = now.addingTimeInterval(Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
             }
         } else {

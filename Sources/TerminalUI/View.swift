@@ -345,6 +345,10 @@ public enum View {
                 return "reconnecting in \(seconds) s, attempt \(attempt)"
             }
             return "reconnecting, attempt \(attempt)"
+        case .refused(let reason, _, _):
+            // The server's own words, then when we try again.
+            let again = model.reconnectCountdown.map { $0 > 0 ? "; trying again in \($0) s" : "; trying again" } ?? ""
+            return "refused: \(DisplayText.inert(reason))\(again)"
         case .offline(let reason):
             return "offline: \(DisplayText.inert(reason))"
         }
@@ -354,7 +358,7 @@ public enum View {
         switch status {
         case .connected: return .online
         case .connecting, .reconnecting: return .highlight
-        case .offline: return .error
+        case .refused, .offline: return .error
         }
     }
 

@@ -132,6 +132,60 @@ struct ChatHarness {
         await h.server.stop()
     }
 
+    /// PROTOCOL.md: only "invalid username" forgets the session. A server that is busy, full
+    /// or rate-limiting says so; the client keeps its identity, shows the reason, and logs in
+    /// again after a backoff that grows with each refusal in a row.
+    @Test(arguments: [LoginRefusal.serverFull.rawValue, LoginRefusal.tooManyLogins.rawValue, "a reason no server sent before"])
+    func aRefusalThatMayPassKeepsTheSessionAndTriesAgain(reason: String) async throws {
+        let h = try await ChatHarness.make()
+        let key = ServerKey(try EngineIOEndpoint(url: h.server.url))
+        let stored = StoredSession(sessionID: secret, userID: "u1", username: "alice")
+        _ = try SessionStore(directory: h.directory).prepare()
+        try SessionStore(directory: h.directory).save(stored, for: key)
+        let (client, log) = try await h.client()
+        try await client.start()
+        var delays: [Duration] = []
+        for attempt in 1...3 {
+            let connection = try await h.server.nextConnection()
+            #expect(try await connection.expectConnect().auth == ["sessionID": .string(secret), "username": "alice"])
+            connection.reject(message: reason)
+            let status = try await log.next { if case .status(.refused(let why, let n, let delay)) = $0 { (why, n, delay) } else { nil } }
+            #expect(status.0 == reason && status.1 == attempt)
+            delays.append(status.2)
+            #expect(client.store.load(client.server).session == stored)
+            #expect(client.snapshot().selfID == nil || client.snapshot().selfID == "u1")
+            // Nothing happens until the backoff has passed…
+            try await h.clock.waitForSleep(of: status.2)
+            h.clock.advance(by: status.2)
+        }
+        // 2 s doubling, with the harness's random 0.5: each up by a quarter.
+        #expect(delays == [.milliseconds(2500), .seconds(5), .seconds(10)])
+        // …then the login with the same session, which the server now takes.
+        let connection = try await h.server.nextConnection()
+        #expect(try await connection.expectConnect().auth == ["sessionID": .string(secret), "username": "alice"])
+        h.serve(connection, userID: "u1", sessionID: secret, username: "alice")
+        #expect(try await log.next { if case .session(let id, _) = $0 { id } else { nil } } == "u1")
+        await client.close()
+        await h.server.stop()
+    }
+
+    @Test func aRefusalThatMayPassIsNotRetriedAfterALogout() async throws {
+        let h = try await ChatHarness.make()
+        let (client, log) = try await h.client()
+        try await client.start(username: "alice")
+        let connection = try await h.server.nextConnection()
+        _ = try await connection.expectConnect()
+        connection.reject(message: LoginRefusal.serverFull.rawValue)
+        let delay = try await log.next { if case .status(.refused(_, _, let delay)) = $0 { delay } else { nil } }
+        try await h.clock.waitForSleep(of: delay)
+        await client.logout()
+        try await h.clock.waitUntilNoSleepers()
+        h.clock.advance(by: delay)
+        await #expect(throws: (any Error).self) { _ = try await h.server.nextConnection(timeout: .milliseconds(300)) }
+        await client.close()
+        await h.server.stop()
+    }
+
     @Test func messagesTypedOfflineAreQueuedThenSentInOrder() async throws {
         let h = try await ChatHarness.make()
         let (client, log, connection) = try await h.loggedInAsAlice()

@@ -168,10 +168,14 @@ private func withTerminalTest(_ kind: ServerKind, _ body: (Tmux, InteropServer, 
 
 /// The pane's command line: parley, then the exit code and the terminal modes as the shell sees them.
 private func parleyCommand(server: InteropServer, configDirectory: String, scratch: String) -> String {
+    parleyCommand(url: server.url, configDirectory: configDirectory, scratch: scratch)
+}
+
+func parleyCommand(url: String, configDirectory: String, scratch: String) -> String {
     let parley = HeadlessProcess.executable.path
     let modes = "stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(isig|icanon|icrnl|opost|echo)' | tr '\\n' ' '"
     return "env TERM=xterm-256color LC_ALL=C.UTF-8 XDG_STATE_HOME=\(shellQuoted(scratch + "/state")) "
-        + "\(shellQuoted(parley)) --url \(shellQuoted(server.url)) --config-dir \(shellQuoted(configDirectory)) --no-bell; "
+        + "\(shellQuoted(parley)) --url \(shellQuoted(url)) --config-dir \(shellQuoted(configDirectory)) --no-bell; "
         + "status=$?; modes=$(\(modes)); echo \"PARLEY-EXITED $status tty: $modes\"; sleep 600"
 }
 
