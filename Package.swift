@@ -31,8 +31,11 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
-        // Bottom layer: a small, fast JSON value type shared by both protocol layers.
-        .target(name: "JSON", swiftSettings: strict),
+        // Bottom layer: what a terminal could act on in text from elsewhere, and the one way
+        // to make it inert for a log line (and a log handler that does it).
+        .target(name: "InertText", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        // A small, fast JSON value type shared by both protocol layers.
+        .target(name: "JSON", dependencies: ["InertText"], swiftSettings: strict),
         // The wire formats, shared by client and server: Engine.IO v4 packets, the
         // polling payload and the handshake; Socket.IO v5 packets with binary attachments.
         .target(name: "EngineIOProtocol", dependencies: ["JSON"], swiftSettings: strict),
@@ -92,7 +95,7 @@ let package = Package(
         .target(
             name: "TerminalUI",
             // CNcursesw only for wcwidth: widths as ncurses computes them.
-            dependencies: ["Chat", "CNcursesw", .product(name: "DequeModule", package: "swift-collections")],
+            dependencies: ["Chat", "CNcursesw", "InertText", .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strict
         ),
         // The ncursesw backend: raw keys in, cell grids out, the poll() loop, terminal restore.
@@ -103,7 +106,7 @@ let package = Package(
         .executableTarget(
             name: "parley",
             dependencies: [
-                "Headless", "ChatClient", "Chat", "SocketIO", "EngineIO", "TerminalUI", "Terminal",
+                "Headless", "ChatClient", "Chat", "SocketIO", "EngineIO", "TerminalUI", "Terminal", "InertText",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -162,7 +165,7 @@ let package = Package(
         .executableTarget(
             name: "parley-server",
             dependencies: [
-                "ChatServer", "ProtocolTestApps", "SocketIOServer", "EngineIOServer",
+                "ChatServer", "ProtocolTestApps", "SocketIOServer", "EngineIOServer", "InertText",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -193,7 +196,7 @@ let package = Package(
             pkgConfig: "ncursesw",
             providers: [.apt(["libncurses-dev"])]
         ),
-        .testTarget(name: "JSONTests", dependencies: ["JSON"], swiftSettings: strict),
+        .testTarget(name: "JSONTests", dependencies: ["JSON", "InertText"], swiftSettings: strict),
         .testTarget(name: "EngineIOTests", dependencies: ["EngineIO", "SocketIOTesting"], swiftSettings: strict),
         .testTarget(
             name: "SocketIOTests",
@@ -204,7 +207,7 @@ let package = Package(
         ),
         .testTarget(
             name: "InteropTests",
-            dependencies: ["SocketIO", "SocketIOTesting", "JSON", "parley", "parley-server"],
+            dependencies: ["SocketIO", "SocketIOTesting", "JSON", "InertText", "parley", "parley-server"],
             exclude: ["server.py", "client_scenario.py", "test_apps_scenario.py"],
             swiftSettings: strict
         ),

@@ -49,11 +49,11 @@ public enum HeadlessCommand: Sendable, Hashable {
 /// Never carries the session ID.
 public enum HeadlessOutput {
     public static func line(for update: ChatUpdate) -> String {
-        json(for: update).serialized()
+        json(for: update).serializedInert()
     }
 
     public static func error(_ message: String) -> String {
-        JSONValue.object(["event": "error", "message": .string(message)]).serialized()
+        JSONValue.object(["event": "error", "message": .string(message)]).serializedInert()
     }
 
     /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-27T11:16:37.332Z`.

@@ -1,4 +1,5 @@
 import CNcursesw
+import InertText
 
 /// Text as the terminal shows it: made inert, then measured in columns.
 ///
@@ -7,37 +8,32 @@ import CNcursesw
 /// (The program sets the locale from the environment before anything is drawn;
 /// tests set a UTF-8 locale.)
 public enum DisplayText {
-    /// Makes a string from the network safe to draw: C0 controls become the
-    /// visible control pictures (U+2400…), DEL becomes ␡, C1 controls become
-    /// U+FFFD, and the bidi embedding, override and isolate controls
-    /// (U+202A–202E, U+2066–2069) are dropped, so no byte of it can move the
-    /// cursor, change colours, or reorder the text around it.
+    /// Makes a string from the network safe to draw: every scalar a terminal could act on
+    /// (`InertText.isActive`) is replaced or dropped. C0 controls become the visible control
+    /// pictures (U+2400…), DEL becomes ␡, C1 controls become U+FFFD, the line and paragraph
+    /// separators a space, and the bidi controls (marks, embeddings, overrides, isolates) are
+    /// dropped, so no byte of it can move the cursor, change colours, or reorder the text
+    /// around it.
     ///
-    /// With `multiline`, line feeds are kept (a message may have several lines)
-    /// and a tab becomes spaces.
+    /// With `multiline`, line feeds are kept (a message may have several lines), and so are
+    /// the separators, as line feeds; a tab becomes spaces.
     public static func inert(_ text: String, multiline: Bool = false) -> String {
         // Fast path: most text has nothing to change.
-        if !text.unicodeScalars.contains(where: needsReplacing) { return text }
+        if !text.unicodeScalars.contains(where: InertText.isActive) { return text }
         var out = String.UnicodeScalarView()
         for scalar in text.unicodeScalars {
             switch scalar.value {
             case 0x0A where multiline: out.append(scalar)
             case 0x09 where multiline: out.append(contentsOf: "    ".unicodeScalars)
+            case 0x2028, 0x2029: out.append(multiline ? "\n" : " ")
             case 0x00...0x1F: out.append(Unicode.Scalar(0x2400 + scalar.value)!)
             case 0x7F: out.append("\u{2421}")
             case 0x80...0x9F: out.append("\u{FFFD}")
-            case 0x202A...0x202E, 0x2066...0x2069: continue
+            case _ where InertText.isBidiControl(scalar): continue
             default: out.append(scalar)
             }
         }
         return String(out)
-    }
-
-    static func needsReplacing(_ scalar: Unicode.Scalar) -> Bool {
-        switch scalar.value {
-        case 0x00...0x1F, 0x7F...0x9F, 0x202A...0x202E, 0x2066...0x2069: return true
-        default: return false
-        }
     }
 
     /// Columns one scalar takes: 0 for combining marks and other zero-width

@@ -3,6 +3,7 @@ import ChatServer
 import EngineIOServer
 import Foundation
 import Hummingbird
+import InertText
 import Logging
 import NIOCore
 import NIOPosix

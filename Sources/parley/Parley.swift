@@ -3,6 +3,7 @@ import Chat
 import ChatClient
 import EngineIO
 import Foundation
+import InertText
 import Headless
 import Logging
 import SocketIO
@@ -97,7 +98,8 @@ struct Parley: AsyncParsableCommand {
             throw fail("cannot write the log file \(logPath) (choose another with --log-file)")
         }
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in FileLogHandler(label: label, sink: sink, logLevel: level) }
+        // Log lines quote what servers and peers sent: made inert before they reach the file.
+        LoggingSystem.bootstrap { label in InertLogHandler(inner: FileLogHandler(label: label, sink: sink, logLevel: level)) }
         let logger = Logger(label: "parley")
 
         var socket = SocketManager.Configuration(logger: Logger(label: "parley.socketio"))

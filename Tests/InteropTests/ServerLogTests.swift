@@ -1,3 +1,4 @@
+import InertText
 import Logging
 @testable import parley_server
 import SocketIOTesting
@@ -18,7 +19,7 @@ import Testing
             ]
         )
         let line = try #require(captured.lines.first)
-        #expect(!line.unicodeScalars.contains { InertLogHandler.isActive($0) })
+        #expect(!line.unicodeScalars.contains { InertText.isActive($0) })
         #expect(line.contains(#"\u{1b}[2J"#))
         #expect(line.contains(#"/\u{9b}31m\u{202e}evil\u{2028}next"#))
         #expect(line.contains(#"u{a}b"#) && line.contains(#"u{7}"#))

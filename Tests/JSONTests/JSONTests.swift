@@ -1,4 +1,5 @@
 import JSON
+import InertText
 import Testing
 
 @Suite struct JSONParsingTests {
@@ -75,6 +76,21 @@ import Testing
     @Test func escapesWhatJSONRequiresAndKeepsUnicode() {
         let value: JSONValue = .string("q\"b\\n\n\t\u{1}\u{1f} é中😀")
         #expect(value.serialized() == #""q\"b\\n\n\t\u0001\u001f é中😀""#)
+    }
+
+    /// Headless output is read in terminals: everything a terminal could act on is escaped,
+    /// not just C0 (U+009B is CSI by itself, U+202E reverses what follows, U+2028 ends a line
+    /// in JavaScript), and the JSON still parses to the same strings.
+    @Test func inertJSONEscapesWhatATerminalCouldActOn() throws {
+        let active = "esc\u{1B}[2J del\u{7F} csi\u{9B}31m c1\u{85} rlo\u{202E} lri\u{2066} pdi\u{2069} lrm\u{200E} rlm\u{200F} alm\u{061C} ls\u{2028} ps\u{2029}"
+        let value: JSONValue = ["content": .string(active), "key\u{202E}": "é中😀 \u{200B}zwsp"]
+        let text = value.serializedInert()
+        #expect(text == #"{"content":"esc\u001b[2J del\u007f csi\u009b31m c1\u0085 rlo\u202e lri\u2066 pdi\u2069 lrm\u200e rlm\u200f alm\u061c ls\u2028 ps\u2029","key\u202e":"é中😀 \#u{200B}zwsp"}"#)
+        #expect(!text.unicodeScalars.contains(where: InertText.isActive))
+        #expect(try JSONValue(parsing: text) == value)
+        // What is not active stays as it is, and the wire form is unchanged.
+        #expect(JSONValue.string("héllo 中文 😀").serializedInert() == #""héllo 中文 😀""#)
+        #expect(JSONValue.string("a\u{9B}b").serialized() == "\"a\u{9B}b\"")
     }
 
     @Test func numbersAsJavaScriptWritesThem() {
