@@ -84,10 +84,12 @@ let package = Package(
             dependencies: ["ChatSchema", "JSON", .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strict
         ),
+        // The client's own files (session file, lock, log) opened as a careful Unix program does.
+        .target(name: "PrivateFiles", swiftSettings: strict),
         // The client: session file, and the chat state driven by a Socket.IO connection.
         .target(
             name: "ChatClient",
-            dependencies: ["Chat", "SocketIO", "EngineIO", "JSON", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Chat", "SocketIO", "EngineIO", "JSON", "PrivateFiles", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         // The terminal front end as values: model, update (keys and network in, effects out),
@@ -106,7 +108,7 @@ let package = Package(
         .executableTarget(
             name: "parley",
             dependencies: [
-                "Headless", "ChatClient", "Chat", "SocketIO", "EngineIO", "TerminalUI", "Terminal", "InertText",
+                "Headless", "ChatClient", "Chat", "SocketIO", "EngineIO", "TerminalUI", "Terminal", "InertText", "PrivateFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -213,7 +215,7 @@ let package = Package(
         ),
         .testTarget(name: "ChatSchemaTests", dependencies: ["ChatSchema", "JSON"], swiftSettings: strict),
         .testTarget(name: "ChatTests", dependencies: ["Chat"], swiftSettings: strict),
-        .testTarget(name: "ChatClientTests", dependencies: ["ChatClient", "SocketIOTesting"], swiftSettings: strict),
+        .testTarget(name: "ChatClientTests", dependencies: ["ChatClient", "PrivateFiles", "SocketIOTesting"], swiftSettings: strict),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "Chat"], swiftSettings: strict),
         .testTarget(
             name: "ServerTests",

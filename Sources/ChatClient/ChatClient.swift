@@ -3,6 +3,7 @@ public import EngineIO
 public import Foundation
 import JSON
 public import Logging
+public import PrivateFiles
 public import SocketIO
 import Synchronization
 
@@ -78,6 +79,8 @@ public final class ChatClient: Sendable {
         public var url: String
         /// Where `sessions.json` lives; `$XDG_CONFIG_HOME/parley` when nil.
         public var configDirectory: String?
+        /// Whether a config directory that is another user's or open to writers is refused.
+        public var fileModes: PrivateFiles.Modes
         /// Most messages kept per conversation; nil keeps everything.
         public var historyLimit: Int?
         /// Publish `updates` (turn off when nothing reads them).
@@ -99,6 +102,7 @@ public final class ChatClient: Sendable {
         public init(
             url: String,
             configDirectory: String? = nil,
+            fileModes: PrivateFiles.Modes = .strict,
             historyLimit: Int? = nil,
             publishesUpdates: Bool = true,
             observer: (@Sendable (ChatUpdate) -> Void)? = nil,
@@ -109,6 +113,7 @@ public final class ChatClient: Sendable {
         ) {
             self.url = url
             self.configDirectory = configDirectory
+            self.fileModes = fileModes
             self.historyLimit = historyLimit
             self.publishesUpdates = publishesUpdates
             self.observer = observer
@@ -177,7 +182,7 @@ public final class ChatClient: Sendable {
     public init(options: Options) async throws {
         let endpoint = try EngineIOEndpoint(url: options.url, path: options.socket.path, query: options.socket.query)
         server = ServerKey(endpoint)
-        store = SessionStore(directory: options.configDirectory ?? SessionStore.defaultDirectory())
+        store = SessionStore(directory: options.configDirectory ?? SessionStore.defaultDirectory(), modes: options.fileModes)
         logger = options.logger
         publishes = options.publishesUpdates
         observer = options.observer

@@ -1,6 +1,7 @@
 public import EngineIO
 public import Foundation
 import JSON
+public import PrivateFiles
 
 #if canImport(Glibc)
 import Glibc
@@ -37,11 +38,16 @@ public struct StoredSession: Sendable, Hashable, CustomStringConvertible, Custom
 
 public enum SessionStoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case unwritable(path: String, reason: String)
+    /// A file or directory that is not safely ours (a link, a FIFO, someone else's, open to
+    /// writers): nothing is read from it or written to it.
+    case refused(PrivateFiles.Refusal)
 
     public var description: String {
         switch self {
         case .unwritable(let path, let reason):
             return "cannot keep the session in \(path): \(reason) (choose another directory with --config-dir)"
+        case .refused(let refusal):
+            return "cannot keep the session: \(refusal) (fix it, or choose another directory with --config-dir)"
         }
     }
 }
@@ -52,14 +58,21 @@ public enum SessionStoreError: Error, Sendable, Equatable, CustomStringConvertib
 /// The directory is 0700 and the file 0600; every write goes to a temporary
 /// file that is fsynced and renamed over the old one, under a lock, so a crash
 /// never leaves a truncated file and two clients sharing the directory never
-/// lose each other's sessions.
+/// lose each other's sessions. Files are opened as `PrivateFiles` opens them: a
+/// link, a FIFO, a device, someone else's file or one over `maxFileBytes` is
+/// refused (and never blocks), and while the file is refused nothing is written
+/// over it, so no other server's session is lost.
 public struct SessionStore: Sendable {
     public let directory: String
+    public let modes: PrivateFiles.Modes
     public var filePath: String { directory + "/sessions.json" }
-    private var lockPath: String { directory + "/sessions.lock" }
+    public var lockPath: String { directory + "/sessions.lock" }
+    /// A session is about 200 bytes: a megabyte is thousands of servers.
+    public static let maxFileBytes = 1 << 20
 
-    public init(directory: String) {
+    public init(directory: String, modes: PrivateFiles.Modes = .strict) {
         self.directory = directory
+        self.modes = modes
     }
 
     /// `$XDG_CONFIG_HOME/parley`, or `$HOME/.config/parley` when the variable is unset or empty
@@ -70,32 +83,27 @@ public struct SessionStore: Sendable {
         return home + "/.config/parley"
     }
 
-    /// Creates the directory (0700) or tightens it, and checks that a file can be written there.
+    /// Creates the directory (0700) or tightens it, and checks that a file can be written there;
+    /// refuses a directory that is someone else's or that others can write (`modes`).
     /// Returns warnings to show the person.
     public func prepare() throws(SessionStoreError) -> [String] {
-        var warnings: [String] = []
         do {
-            try makeDirectory(directory)
+            return try PrivateFiles.prepareDirectory(directory, modes: modes)
         } catch {
-            throw .unwritable(path: directory, reason: error.reason)
+            throw .refused(error)
         }
-        var info = stat()
-        if stat(directory, &info) == 0, info.st_mode & 0o077 != 0 {
-            if chmod(directory, 0o700) == 0 {
-                warnings.append("\(directory) was open to other users; its mode is now 0700")
-            }
-        }
-        guard access(directory, W_OK | X_OK) == 0 else {
-            throw .unwritable(path: directory, reason: String(cString: strerror(errno)))
-        }
-        return warnings
     }
 
     /// The session for a server, and warnings (a file open to others is tightened;
-    /// a corrupt one is kept aside as `sessions.json.bad` and ignored).
+    /// a corrupt one is kept aside as `sessions.json.bad` and ignored; a refused one is
+    /// left as it is, and said so).
     public func load(_ server: ServerKey) -> (session: StoredSession?, warnings: [String]) {
-        let (sessions, warnings) = withLock { readAll() }
-        return (sessions[server.value], warnings)
+        switch withLock({ readAll() }) {
+        case .success(.success(let (sessions, warnings))):
+            return (sessions[server.value], warnings)
+        case .success(.failure(let refusal)), .failure(let refusal):
+            return (nil, ["\(refusal); starting without a stored session"])
+        }
     }
 
     public func save(_ session: StoredSession, for server: ServerKey) throws(SessionStoreError) {
@@ -109,8 +117,13 @@ public struct SessionStore: Sendable {
     // MARK: File handling
 
     private func update(_ change: (inout [String: StoredSession]) -> Void) throws(SessionStoreError) {
-        let result: Result<Void, SessionStoreError> = withLock {
-            var (sessions, _) = readAll()
+        let result: Result<Void, SessionStoreError> = withLock { () -> Result<Void, SessionStoreError> in
+            var sessions: [String: StoredSession]
+            switch readAll() {
+            case .success(let (stored, _)): sessions = stored
+            // A file that is refused is not written over: the other servers' sessions may be in it.
+            case .failure(let refusal): return .failure(.refused(refusal))
+            }
             change(&sessions)
             do {
                 try writeAtomically(Self.encode(sessions))
@@ -118,39 +131,46 @@ public struct SessionStore: Sendable {
             } catch {
                 return .failure(.unwritable(path: filePath, reason: error.reason))
             }
-        }
+        }.mapError(SessionStoreError.refused).flatMap { $0 }
         try result.get()
     }
 
-    /// Holds an exclusive lock on `sessions.lock` around `body` (best effort: without the
-    /// lock file the atomic rename still keeps the file whole).
-    private func withLock<T>(_ body: () -> T) -> T {
-        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return body() }
+    /// Holds an exclusive lock on `sessions.lock` around `body`. A lock file that is not
+    /// safely ours (a link, a FIFO, someone else's) is refused, and nothing is done.
+    private func withLock<T>(_ body: () -> T) -> Result<T, PrivateFiles.Refusal> {
+        let fd: Int32
+        do {
+            guard let (opened, _) = try PrivateFiles.openFile(lockPath, flags: O_RDWR, create: true) else {
+                return .failure(PrivateFiles.Refusal(path: lockPath, reason: "could not be created"))
+            }
+            fd = opened
+        } catch {
+            return .failure(error)
+        }
         defer { close(fd) }
         while flock(fd, LOCK_EX) != 0, errno == EINTR {}
         defer { flock(fd, LOCK_UN) }
-        return body()
+        return .success(body())
     }
 
-    private func readAll() -> ([String: StoredSession], [String]) {
-        var warnings: [String] = []
-        var info = stat()
-        guard stat(filePath, &info) == 0 else { return ([:], []) }
-        if info.st_mode & 0o077 != 0 {
-            chmod(filePath, 0o600)
-            warnings.append("\(filePath) was readable by other users; its mode is now 0600")
-        }
-        guard let data = FileManager.default.contents(atPath: filePath) else {
-            warnings.append("cannot read \(filePath); starting without a stored session")
-            return ([:], warnings)
-        }
+    /// Every stored session and the warnings about the file; a refusal when the file is not
+    /// safely ours.
+    private func readAll() -> Result<([String: StoredSession], [String]), PrivateFiles.Refusal> {
+        let read: (bytes: [UInt8], warnings: [String])?
         do {
-            return (try Self.decode(Array(data)), warnings)
+            read = try PrivateFiles.readFile(filePath, maxBytes: Self.maxFileBytes)
+        } catch {
+            return .failure(error)
+        }
+        guard let (bytes, warnings) = read else { return .success(([:], [])) }
+        do {
+            return .success((try Self.decode(bytes), warnings))
         } catch {
             let aside = keepAside()
-            warnings.append("\(filePath) is not a valid session file (\(error)); kept as \(aside), starting without a stored session")
-            return ([:], warnings)
+            return .success((
+                [:],
+                warnings + ["\(filePath) is not a valid session file (\(error)); kept as \(aside), starting without a stored session"]
+            ))
         }
     }
 
@@ -200,28 +220,6 @@ public struct SessionStore: Sendable {
             fsync(dir)
             close(dir)
         }
-    }
-
-    private func makeDirectory(_ path: String) throws(POSIXFailure) {
-        var info = stat()
-        if stat(path, &info) == 0 {
-            guard info.st_mode & S_IFMT == S_IFDIR else { throw POSIXFailure(ENOTDIR) }
-            return
-        }
-        let parent = (path as NSString).deletingLastPathComponent
-        if !parent.isEmpty, parent != path, stat(parent, &info) != 0 {
-            // Parents (e.g. ~/.config) get the usual 0755; only our own directory is private.
-            try makeDirectory(parent, mode: 0o755)
-        }
-        guard mkdir(path, 0o700) == 0 || errno == EEXIST else { throw POSIXFailure() }
-    }
-
-    private func makeDirectory(_ path: String, mode: mode_t) throws(POSIXFailure) {
-        var info = stat()
-        if stat(path, &info) == 0 { return }
-        let parent = (path as NSString).deletingLastPathComponent
-        if !parent.isEmpty, parent != path { try makeDirectory(parent, mode: mode) }
-        guard mkdir(path, mode) == 0 || errno == EEXIST else { throw POSIXFailure() }
     }
 
     // MARK: Format

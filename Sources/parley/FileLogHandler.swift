@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PrivateFiles
 import Synchronization
 
 #if canImport(Glibc)
@@ -7,23 +8,27 @@ import Glibc
 #endif
 
 /// Appends log lines to a private file (mode 0600), so nothing but the
-/// program's own output reaches the terminal.
+/// program's own output reaches the terminal. The file is opened as `PrivateFiles` opens
+/// files: never through a link, a regular file of ours only, tightened to 0600 if it was open
+/// to others, in a directory of ours that nobody else can write.
 struct FileLogHandler: LogHandler {
     final class Sink: Sendable {
         let fd: Int32
+        /// What was fixed on the way (a file or directory open to others, tightened).
+        let warnings: [String]
         private let lock = Mutex(())
 
-        init(path: String) throws {
+        init(path: String, modes: PrivateFiles.Modes) throws(PrivateFiles.Refusal) {
+            var warnings: [String] = []
             let directory = (path as NSString).deletingLastPathComponent
             if !directory.isEmpty {
-                try FileManager.default.createDirectory(
-                    atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]
-                )
+                warnings += try PrivateFiles.prepareDirectory(directory, modes: modes)
             }
-            fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-            guard fd >= 0 else {
-                throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path])
+            guard let (fd, fixed) = try PrivateFiles.openFile(path, flags: O_WRONLY | O_APPEND, create: true) else {
+                throw PrivateFiles.Refusal(path: path, reason: "could not be created")
             }
+            self.fd = fd
+            self.warnings = warnings + fixed
         }
 
         func write(_ line: String) {

@@ -4,6 +4,7 @@ import ChatClient
 import EngineIO
 import Foundation
 import InertText
+import PrivateFiles
 import Headless
 import Logging
 import SocketIO
@@ -65,6 +66,12 @@ struct Parley: AsyncParsableCommand {
     @Flag(name: .customLong("no-mouse"), help: "Leave the mouse to the terminal (no clicking names, no wheel scrolling).")
     var noMouse = false
 
+    @Flag(
+        name: .customLong("no-strict-modes"),
+        help: "Use a config or log directory that is another user's or that others can write (warned, not refused), as ssh's StrictModes no."
+    )
+    var noStrictModes = false
+
     @Flag(name: .customLong("no-color"), help: "Draw without colour (also when NO_COLOR is set).")
     var noColor = false
 
@@ -91,12 +98,15 @@ struct Parley: AsyncParsableCommand {
     func run() async throws {
         signal(SIGPIPE, SIG_IGN)  // a closed standard output is an error to handle, not a crash
         let logPath = logFile ?? defaultLogFile()
+        let modes: PrivateFiles.Modes = noStrictModes ? .relaxed : .strict
         let sink: FileLogHandler.Sink
         do {
-            sink = try FileLogHandler.Sink(path: logPath)
+            sink = try FileLogHandler.Sink(path: logPath, modes: modes)
         } catch {
-            throw fail("cannot write the log file \(logPath) (choose another with --log-file)")
+            throw fail("cannot write the log file: \(error) (choose another with --log-file)")
         }
+        // Before the screen is taken: a file or directory that was open to others, tightened.
+        for warning in sink.warnings { FileHandle.standardError.write(Data("parley: \(warning)\n".utf8)) }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         // Log lines quote what servers and peers sent: made inert before they reach the file.
         LoggingSystem.bootstrap { label in InertLogHandler(inner: FileLogHandler(label: label, sink: sink, logLevel: level)) }
@@ -117,7 +127,7 @@ struct Parley: AsyncParsableCommand {
         let client: ChatClient
         do {
             client = try await ChatClient(options: .init(
-                url: url, configDirectory: configDirectory, historyLimit: historyLimit,
+                url: url, configDirectory: configDirectory, fileModes: modes, historyLimit: historyLimit,
                 publishesUpdates: headless, observer: observer, stateObserver: stateObserver,
                 socket: socket, logger: logger
             ))

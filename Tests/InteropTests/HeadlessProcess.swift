@@ -18,13 +18,13 @@ final class HeadlessProcess: Sendable {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("parley")
     }
 
-    init(url: String, configDirectory: String, username: String? = nil) throws {
+    init(url: String, configDirectory: String, username: String? = nil, logFile: String? = nil, extraArguments: [String] = []) throws {
         self.configDirectory = configDirectory
-        self.logFile = configDirectory + ".log"
+        self.logFile = logFile ?? configDirectory + ".log"
         process = Process()
         process.executableURL = Self.executable
-        process.arguments = ["--headless", "--url", url, "--config-dir", configDirectory, "--log-file", logFile]
-            + (username.map { ["--username", $0] } ?? [])
+        process.arguments = ["--headless", "--url", url, "--config-dir", configDirectory, "--log-file", self.logFile]
+            + (username.map { ["--username", $0] } ?? []) + extraArguments
         stdin = Pipe()
         let stdout = Pipe()
         process.standardInput = stdin
