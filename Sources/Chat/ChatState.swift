@@ -108,8 +108,10 @@ public struct ChatState: Sendable {
     public let historyLimit: Int?
 
     private var usersByID: [String: ChatUser] = [:]
-    /// Self first, then by username.
-    public private(set) var order: [String] = []
+    /// Self first, then by username (then userID): kept as users change, O(log n) each.
+    public private(set) var order = UserOrder()
+    /// Users shown online, kept as they change (the list's header counts them every frame).
+    public private(set) var onlineCount = 0
 
     public init(historyLimit: Int? = nil) {
         self.historyLimit = historyLimit.map { max($0, 1) }
@@ -121,6 +123,15 @@ public struct ChatState: Sendable {
     public func user(_ id: String) -> ChatUser? { usersByID[id] }
 
     public var selectedUser: ChatUser? { selectedUserID.flatMap { usersByID[$0] } }
+
+    /// A user's position in `order`, in O(log n).
+    public func position(of userID: String) -> Int? {
+        usersByID[userID].flatMap { order.position(of: Self.key($0)) }
+    }
+
+    static func key(_ user: ChatUser) -> UserOrder.Key {
+        UserOrder.Key(isSelf: user.isSelf, username: user.username, userID: user.id)
+    }
 
     /// The user with this name, preferring one who is online.
     public func user(named name: String) -> ChatUser? {
@@ -151,25 +162,48 @@ public struct ChatState: Sendable {
             setSelfConnected(false)
         case .session(let userID, let username):
             if let old = selfID, old != userID { replaceSelf(old, with: userID) }
+            // Only the old self and the new one change places.
+            for id in [selfID, userID].compactMap({ $0 }) where usersByID[id] != nil {
+                change(id) { $0.isSelf = (id == userID) }
+            }
             selfID = userID
             selfUsername = username
-            for id in usersByID.keys { usersByID[id]!.isSelf = (id == userID) }
             upsert(UserEntry(userID: userID, username: username, connected: connection == .connected))
-            sort()
         case .users(let entries):
-            for entry in entries { upsert(entry) }
+            // The users not known yet go into the order together (one sort for a big list).
+            var newcomers: [UserOrder.Key] = []
+            var pending: [String: Int] = [:]
+            for entry in entries {
+                if let index = pending[entry.userID] {
+                    // Listed twice (a careless or hostile server): the last entry wins.
+                    let wasConnected = usersByID[entry.userID]!.isConnected
+                    if !entry.username.isEmpty { usersByID[entry.userID]!.username = entry.username }
+                    usersByID[entry.userID]!.isConnected = entry.connected
+                    if wasConnected != entry.connected { onlineCount += entry.connected ? 1 : -1 }
+                    newcomers[index] = Self.key(usersByID[entry.userID]!)
+                    if let history = entry.messages { replaceHistory(of: entry.userID, with: history) }
+                } else if usersByID[entry.userID] == nil {
+                    let user = ChatUser(id: entry.userID, username: entry.username, isSelf: entry.userID == selfID, isConnected: entry.connected)
+                    usersByID[user.id] = user
+                    if user.isConnected { onlineCount += 1 }
+                    pending[user.id] = newcomers.count
+                    newcomers.append(Self.key(user))
+                    if let history = entry.messages { replaceHistory(of: entry.userID, with: history) }
+                } else {
+                    upsert(entry)
+                }
+            }
+            order.insertNew(contentsOf: newcomers)
             // The server's whole list: anyone missing from it is not connected (a restarted
             // server that forgot them, say), rather than shown online forever.
             let listed = Set(entries.map(\.userID))
             for id in usersByID.keys where !listed.contains(id) && id != selfID && usersByID[id]!.isConnected {
-                usersByID[id]!.isConnected = false
+                change(id) { $0.isConnected = false }
             }
-            sort()
         case .userConnected(let entry):
             upsert(UserEntry(userID: entry.userID, username: entry.username, connected: true, messages: entry.messages))
-            sort()
         case .userDisconnected(let userID):
-            usersByID[userID]?.isConnected = false
+            if usersByID[userID] != nil { change(userID) { $0.isConnected = false } }
         case .messageReceived(let message, let at):
             receive(message, at: at)
         case .messageSent(let content, let to, let at, let queued):
@@ -194,35 +228,31 @@ public struct ChatState: Sendable {
     /// so its conversation (notes to self) moves over instead of showing as a stranger.
     private mutating func replaceSelf(_ old: String, with new: String) {
         guard let previous = usersByID.removeValue(forKey: old) else { return }
-        order.removeAll { $0 == old }
-        if var current = usersByID[new] {
-            current.messages.insert(contentsOf: previous.messages, at: current.messages.startIndex)
-            current.queuedCount += previous.queuedCount
-            usersByID[new] = current
+        order.remove(Self.key(previous))
+        if previous.isConnected { onlineCount -= 1 }
+        if usersByID[new] != nil {
+            change(new) { current in
+                current.messages.insert(contentsOf: previous.messages, at: current.messages.startIndex)
+                current.queuedCount += previous.queuedCount
+            }
         } else {
             var moved = ChatUser(id: new, username: previous.username, isSelf: true, isConnected: previous.isConnected)
             moved.messages = previous.messages
             moved.queuedCount = previous.queuedCount
-            usersByID[new] = moved
-            order.append(new)
+            add(moved)
         }
         if selectedUserID == old { selectedUserID = new }
     }
 
     /// `users` / `user connected`: update a known user, add an unknown one.
     private mutating func upsert(_ entry: UserEntry) {
-        if var user = usersByID[entry.userID] {
-            user.isConnected = entry.connected
-            if !entry.username.isEmpty { user.username = entry.username }
-            usersByID[entry.userID] = user
+        if usersByID[entry.userID] != nil {
+            change(entry.userID) { user in
+                user.isConnected = entry.connected
+                if !entry.username.isEmpty { user.username = entry.username }
+            }
         } else {
-            usersByID[entry.userID] = ChatUser(
-                id: entry.userID,
-                username: entry.username,
-                isSelf: entry.userID == selfID,
-                isConnected: entry.connected
-            )
-            order.append(entry.userID)
+            add(ChatUser(id: entry.userID, username: entry.username, isSelf: entry.userID == selfID, isConnected: entry.connected))
         }
         if let history = entry.messages {
             replaceHistory(of: entry.userID, with: history)
@@ -259,7 +289,6 @@ public struct ChatState: Sendable {
     private mutating func slot(for userID: String) -> [String: ChatUser].Index {
         if let slot = usersByID.index(forKey: userID) { return slot }
         upsert(UserEntry(userID: userID, username: userID, connected: true))
-        sort()
         return usersByID.index(forKey: userID)!
     }
 
@@ -276,7 +305,27 @@ public struct ChatState: Sendable {
 
     private mutating func setSelfConnected(_ connected: Bool) {
         guard let selfID, usersByID[selfID] != nil else { return }
-        usersByID[selfID]!.isConnected = connected
+        change(selfID) { $0.isConnected = connected }
+    }
+
+    /// A new user, in the table and in its place in the order.
+    private mutating func add(_ user: ChatUser) {
+        usersByID[user.id] = user
+        order.insertNew(Self.key(user))
+        if user.isConnected { onlineCount += 1 }
+    }
+
+    /// Changes a known user's name, self-ness or presence, keeping the order and the count
+    /// of those online: O(log n) when their place changes, O(1) otherwise.
+    private mutating func change(_ userID: String, _ body: (inout ChatUser) -> Void) {
+        guard let slot = usersByID.index(forKey: userID) else { return }
+        let before = Self.key(usersByID.values[slot])
+        let wasConnected = usersByID.values[slot].isConnected
+        body(&usersByID.values[slot])
+        let after = Self.key(usersByID.values[slot])
+        let isConnected = usersByID.values[slot].isConnected
+        if before != after { order.move(before, to: after) }
+        if wasConnected != isConnected { onlineCount += isConnected ? 1 : -1 }
     }
 
     /// The socket flushes its buffer before reporting the connection: every queued message is now sent.
@@ -293,16 +342,6 @@ public struct ChatState: Sendable {
             }
             user.queuedCount = 0
             usersByID[id] = user
-        }
-    }
-
-    private mutating func sort() {
-        order.sort { a, b in
-            let ua = usersByID[a]!
-            let ub = usersByID[b]!
-            if ua.isSelf != ub.isSelf { return ua.isSelf }
-            if ua.username != ub.username { return ua.username < ub.username }
-            return a < b
         }
     }
 }

@@ -470,10 +470,14 @@ public final class ChatClient: Sendable {
         case ChatEventName.users:
             let (entries, problems) = ServerPayload.users(event.arguments)
             for problem in problems { logger.warning("\(problem)") }
+            // The list as a front end reads it only when one does (a terminal UI keeps its own
+            // state from the events): for 100,000 users that is 100,000 summaries.
+            let reported = publishes || observer != nil
             let (users, selfID) = inner.withLock { state in
                 state.apply(.users(entries))
-                return (state.chat.users.map(UserSummary.init), state.chat.selfID)
+                return (reported ? state.chat.users.map(UserSummary.init) : [], state.chat.selfID)
             }
+            guard reported else { return }
             publish(.users(users))
             let at = Date()
             for entry in entries {

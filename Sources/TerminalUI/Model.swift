@@ -116,7 +116,7 @@ public struct UIModel: Sendable {
     public var isTooSmall: Bool { width < Self.minimumWidth || height < Self.minimumHeight }
 
     /// Users in display order: self first, then by username.
-    public var order: [String] { chat.order }
+    public var order: UserOrder { chat.order }
 
     /// Columns of the user list (the separator is drawn after it).
     public var listWidth: Int { min(max(width / 4, 14), 28) }

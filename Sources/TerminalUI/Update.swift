@@ -299,7 +299,7 @@ extension UIModel {
 
     private mutating func selectRelative(_ step: Int) -> [Effect] {
         guard !order.isEmpty else { return [] }
-        let current = chat.selectedUserID.flatMap { order.firstIndex(of: $0) }
+        let current = chat.selectedUserID.flatMap { chat.position(of: $0) }
         let next: Int
         if let current {
             next = (current + step + order.count) % order.count
@@ -311,7 +311,7 @@ extension UIModel {
 
     private mutating func selectNextUnread() -> [Effect] {
         guard !order.isEmpty else { return [] }
-        let start = chat.selectedUserID.flatMap { order.firstIndex(of: $0) } ?? -1
+        let start = chat.selectedUserID.flatMap { chat.position(of: $0) } ?? -1
         for step in 1...order.count {
             let id = order[(start + step + order.count) % order.count]
             if let user = chat.user(id), user.unreadCount > 0, id != chat.selectedUserID { return select(id) }
@@ -351,7 +351,7 @@ extension UIModel {
     private mutating func keepSelectionVisible() {
         let rows = listRows
         guard rows > 0 else { return }
-        if let id = chat.selectedUserID, let index = order.firstIndex(of: id) {
+        if let id = chat.selectedUserID, let index = chat.position(of: id) {
             if index < listOffset { listOffset = index }
             if index >= listOffset + rows { listOffset = index - rows + 1 }
         }

@@ -175,8 +175,8 @@ public enum View {
 
     static func userList(_ model: UIModel, _ grid: inout CellGrid) {
         let width = model.listWidth
-        let online = model.order.reduce(0) { $0 + (model.chat.user($1)?.isConnected == true ? 1 : 0) }
-        grid.write(DisplayText.truncated(" Users \(online)/\(model.order.count)", toWidth: width), row: 0, column: 0, style: .bold)
+        // Only what is on screen is looked at: the counts are kept by the chat state.
+        grid.write(DisplayText.truncated(" Users \(model.chat.onlineCount)/\(model.order.count)", toWidth: width), row: 0, column: 0, style: .bold)
         let rows = model.listRows
         for n in 0..<rows {
             let index = model.listOffset + n
@@ -221,7 +221,7 @@ public enum View {
         // Header: status and name.
         var col = left
         col += grid.write(user.isConnected ? "● " : "○ ", row: 0, column: col, style: user.isConnected ? .online : .offline)
-        let index = model.order.firstIndex(of: user.id) ?? 0
+        let index = model.chat.position(of: user.id) ?? 0
         let name = DisplayText.inert(user.username) + tag(model, index: index) + (user.isSelf ? " (yourself)" : "")
         let state = user.isConnected ? "  online" : "  offline"
         col += grid.write(DisplayText.truncated(name, toWidth: max(width - 2 - state.count, 1)), row: 0, column: col, style: .bold)

@@ -22,7 +22,11 @@ final class FloodPeer: Sendable {
     }
 
     static func start(count: Int) async throws -> FloodPeer {
-        let flood = encodeFlood(count: count)
+        try await start(flood: encodeFlood(count: count))
+    }
+
+    /// A peer that sends `flood` (WebSocket frames, after the CONNECT reply's) to each client.
+    static func start(flood: ByteBuffer) async throws -> FloodPeer {
         // Its own thread, so the peer never shares an event loop with the client it floods.
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -52,20 +56,7 @@ final class FloodPeer: Sendable {
     /// The frames after the CONNECT reply, as raw WebSocket bytes (server frames are unmasked).
     static func encodeFlood(count: Int) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: count * 96 + 1024)
-        func frame(_ text: String) {
-            let length = text.utf8.count
-            buffer.writeInteger(UInt8(0x81))  // FIN, text
-            if length < 126 {
-                buffer.writeInteger(UInt8(length))
-            } else if length <= 0xFFFF {
-                buffer.writeInteger(UInt8(126))
-                buffer.writeInteger(UInt16(length))
-            } else {
-                buffer.writeInteger(UInt8(127))
-                buffer.writeInteger(UInt64(length))
-            }
-            buffer.writeString(text)
-        }
+        func frame(_ text: String) { writeFrame(text, into: &buffer) }
         frame(#"40{"sid":"bench"}"#)
         frame(#"42["session",{"sessionID":"bench-session","userID":"\#(selfID)"}]"#)
         frame(#"42["users",[{"userID":"\#(selfID)","username":"bench","connected":true},{"userID":"\#(peerID)","username":"peer","connected":true}]]"#)
@@ -73,6 +64,22 @@ final class FloodPeer: Sendable {
             frame(#"42["private message",{"content":"message number \#(i) of the flood","from":"\#(peerID)","to":"\#(selfID)"}]"#)
         }
         return buffer
+    }
+
+    /// One server-to-client text frame (unmasked), as raw bytes.
+    static func writeFrame(_ text: String, into buffer: inout ByteBuffer) {
+        let length = text.utf8.count
+        buffer.writeInteger(UInt8(0x81))  // FIN, text
+        if length < 126 {
+            buffer.writeInteger(UInt8(length))
+        } else if length <= 0xFFFF {
+            buffer.writeInteger(UInt8(126))
+            buffer.writeInteger(UInt16(length))
+        } else {
+            buffer.writeInteger(UInt8(127))
+            buffer.writeInteger(UInt64(length))
+        }
+        buffer.writeString(text)
     }
 }
 

@@ -27,6 +27,42 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
         #expect(state.users.allSatisfy { $0.messages.isEmpty && $0.unreadCount == 0 })
     }
 
+    /// The order and the online count are kept as users change, not recomputed: a rename
+    /// moves one user, a new userID for self moves self, presence changes the count.
+    @Test func theOrderAndTheOnlineCountFollowEveryChange() {
+        var state = loggedIn()
+        #expect(state.onlineCount == 2)
+        state.apply(.userConnected(UserEntry(userID: "c", username: "aaron", connected: true)))  // carol renamed
+        #expect(Array(state.order) == ["a", "c", "b"] && state.onlineCount == 3)
+        #expect(state.position(of: "c") == 1 && state.position(of: "b") == 2)
+        state.apply(.userDisconnected(userID: "b"))
+        state.apply(.userDisconnected(userID: "b"))  // twice: counted once
+        #expect(state.onlineCount == 2)
+        state.apply(.session(userID: "a2", username: "alice"))  // the server forgot us: a new userID
+        #expect(Array(state.order) == ["a2", "c", "b"])
+        #expect(state.users.first?.isSelf == true && state.users.filter(\.isSelf).count == 1)
+        state.apply(.offline(reason: "gone"))
+        #expect(state.onlineCount == 1)
+        state.apply(.users([UserEntry(userID: "a2", username: "alice", connected: true)]))  // everyone else missing
+        #expect(state.onlineCount == 1 && state.users.filter(\.isConnected).map(\.id) == ["a2"])
+        state.apply(.logout)
+        #expect(state.order.isEmpty && state.onlineCount == 0)
+    }
+
+    /// A server that lists a user twice in a big list (careless or hostile): the last entry
+    /// wins, once, in its place.
+    @Test func aUserListedTwiceInABigListIsOneUserInItsPlace() {
+        var state = loggedIn()
+        var entries = (0..<200).map { UserEntry(userID: "x\($0)", username: "name \($0)", connected: true) }
+        entries.append(UserEntry(userID: "x7", username: "aaa renamed", connected: false))
+        state.apply(.users(entries + [UserEntry(userID: "a", username: "alice", connected: true)]))
+        #expect(state.order.count == 203)  // with bob and carol, known before
+        #expect(state.users.filter { $0.id == "x7" }.map(\.username) == ["aaa renamed"])
+        #expect(state.position(of: "x7") == 1)  // after yourself, first by name
+        #expect(state.onlineCount == 200)  // 199 of the list and yourself (bob, missing from it, is offline)
+        #expect(state.users.map(\.username).dropFirst().elementsEqual(state.users.map(\.username).dropFirst().sorted()))
+    }
+
     @Test func selfSortsFirstWhateverItsName() {
         var state = ChatState()
         state.apply(.session(userID: "z", username: "zed"))
