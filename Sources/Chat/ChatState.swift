@@ -112,6 +112,8 @@ public struct ChatState: Sendable {
     public private(set) var order = UserOrder()
     /// Users shown online, kept as they change (the list's header counts them every frame).
     public private(set) var onlineCount = 0
+    /// The users of each name skeleton (`Username.skeleton`): more than one is a lookalike.
+    private var namesakes: [String: [String]] = [:]
 
     public init(historyLimit: Int? = nil) {
         self.historyLimit = historyLimit.map { max($0, 1) }
@@ -124,6 +126,19 @@ public struct ChatState: Sendable {
 
     public var selectedUser: ChatUser? { selectedUserID.flatMap { usersByID[$0] } }
 
+    /// Whether another user's name looks the same as this user's (the same skeleton: it
+    /// differs only by invisible characters, Unicode form or case): then the two are told
+    /// apart by their IDs wherever a name is shown.
+    public func hasLookalike(_ userID: String) -> Bool {
+        guard let user = usersByID[userID] else { return false }
+        return (namesakes[Username.skeleton(user.username)]?.count ?? 0) > 1
+    }
+
+    /// The users whose names look like `name` (the same skeleton), in order.
+    public func users(lookingLike name: String) -> [ChatUser] {
+        (namesakes[Username.skeleton(name)] ?? []).compactMap { usersByID[$0] }.sorted { Self.key($0) < Self.key($1) }
+    }
+
     /// A user's position in `order`, in O(log n).
     public func position(of userID: String) -> Int? {
         usersByID[userID].flatMap { order.position(of: Self.key($0)) }
@@ -133,10 +148,12 @@ public struct ChatState: Sendable {
         UserOrder.Key(isSelf: user.isSelf, username: user.username, userID: user.id)
     }
 
-    /// The user with this name, preferring one who is online.
+    /// The one user whose name looks like `name`; nil when there is none, or more than one
+    /// (an impostor may have taken a lookalike of a name while its owner is away: a
+    /// message by name is never sent to a guess).
     public func user(named name: String) -> ChatUser? {
-        let matches = order.compactMap { usersByID[$0] }.filter { $0.username == name }
-        return matches.first(where: \.isConnected) ?? matches.first
+        let matches = users(lookingLike: name)
+        return matches.count == 1 ? matches[0] : nil
     }
 
     public var totalUnread: Int { usersByID.values.reduce(0) { $0 + $1.unreadCount } }
@@ -177,7 +194,11 @@ public struct ChatState: Sendable {
                 if let index = pending[entry.userID] {
                     // Listed twice (a careless or hostile server): the last entry wins.
                     let wasConnected = usersByID[entry.userID]!.isConnected
-                    if !entry.username.isEmpty { usersByID[entry.userID]!.username = entry.username }
+                    if !entry.username.isEmpty, entry.username != usersByID[entry.userID]!.username {
+                        forgetName(usersByID[entry.userID]!.username, of: entry.userID)
+                        namesakes[Username.skeleton(entry.username), default: []].append(entry.userID)
+                        usersByID[entry.userID]!.username = entry.username
+                    }
                     usersByID[entry.userID]!.isConnected = entry.connected
                     if wasConnected != entry.connected { onlineCount += entry.connected ? 1 : -1 }
                     newcomers[index] = Self.key(usersByID[entry.userID]!)
@@ -186,6 +207,7 @@ public struct ChatState: Sendable {
                     let user = ChatUser(id: entry.userID, username: entry.username, isSelf: entry.userID == selfID, isConnected: entry.connected)
                     usersByID[user.id] = user
                     if user.isConnected { onlineCount += 1 }
+                    namesakes[Username.skeleton(user.username), default: []].append(user.id)
                     pending[user.id] = newcomers.count
                     newcomers.append(Self.key(user))
                     if let history = entry.messages { replaceHistory(of: entry.userID, with: history) }
@@ -230,6 +252,7 @@ public struct ChatState: Sendable {
         guard let previous = usersByID.removeValue(forKey: old) else { return }
         order.remove(Self.key(previous))
         if previous.isConnected { onlineCount -= 1 }
+        forgetName(previous.username, of: old)
         if usersByID[new] != nil {
             change(new) { current in
                 current.messages.insert(contentsOf: previous.messages, at: current.messages.startIndex)
@@ -313,6 +336,13 @@ public struct ChatState: Sendable {
         usersByID[user.id] = user
         order.insertNew(Self.key(user))
         if user.isConnected { onlineCount += 1 }
+        namesakes[Username.skeleton(user.username), default: []].append(user.id)
+    }
+
+    private mutating func forgetName(_ username: String, of userID: String) {
+        let skeleton = Username.skeleton(username)
+        namesakes[skeleton]?.removeAll { $0 == userID }
+        if namesakes[skeleton]?.isEmpty == true { namesakes[skeleton] = nil }
     }
 
     /// Changes a known user's name, self-ness or presence, keeping the order and the count
@@ -325,6 +355,10 @@ public struct ChatState: Sendable {
         let after = Self.key(usersByID.values[slot])
         let isConnected = usersByID.values[slot].isConnected
         if before != after { order.move(before, to: after) }
+        if before.username != after.username {
+            forgetName(before.username, of: userID)
+            namesakes[Username.skeleton(after.username), default: []].append(userID)
+        }
         if wasConnected != isConnected { onlineCount += isConnected ? 1 : -1 }
     }
 

@@ -56,6 +56,8 @@ public enum SendError: Error, Sendable, Hashable, CustomStringConvertible {
     case empty
     case notLoggedIn
     case unknownRecipient(String)
+    /// More than one user's name looks like the one given: nothing is sent to a guess.
+    case ambiguous(String, userIDs: [String])
     case tooLong(size: Int, limit: Int)
 
     public var description: String {
@@ -63,6 +65,9 @@ public enum SendError: Error, Sendable, Hashable, CustomStringConvertible {
         case .empty: return "nothing to send"
         case .notLoggedIn: return "not logged in yet"
         case .unknownRecipient(let who): return "no user called \(who.debugDescription)"
+        case .ambiguous(let name, let userIDs):
+            return "\(userIDs.count) users have names that look like \(name.debugDescription) (userIDs \(userIDs.joined(separator: ", "))): "
+                + "send to a userID"
         case .tooLong(let size, let limit):
             return "message too long: \(size) bytes, the server accepts \(limit)"
         }
@@ -257,12 +262,14 @@ public final class ChatClient: Sendable {
     @discardableResult
     public func send(_ text: String, to recipient: String) async throws(SendError) -> MessageRecord {
         guard !text.isBlank else { throw .empty }
-        let (selfID, to) = inner.withLock { state -> (String?, String?) in
+        let (selfID, candidates) = inner.withLock { state -> (String?, [String]) in
             let chat = state.chat
-            return (chat.selfID, chat.user(recipient)?.id ?? chat.user(named: recipient)?.id)
+            if let user = chat.user(recipient) { return (chat.selfID, [user.id]) }
+            return (chat.selfID, chat.users(lookingLike: recipient).map(\.id))
         }
         guard let selfID else { throw .notLoggedIn }
-        guard let to else { throw .unknownRecipient(recipient) }
+        guard let to = candidates.first else { throw .unknownRecipient(recipient) }
+        guard candidates.count == 1 else { throw .ambiguous(recipient, userIDs: candidates) }
         let at = Date()
         let record = Mutex<MessageRecord?>(nil)
         do {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The one username rule, for the client's prompt and the server's CONNECT alike
 /// (PROTOCOL.md, "One username rule, both sides").
 ///
@@ -41,6 +43,32 @@ public enum Username {
         if count < minimumLength { return .failure(.tooShort) }
         if count > maximumLength { return .failure(.tooLong) }
         return .success(name)
+    }
+
+    /// What a name looks like, for telling lookalikes apart: the name without anything
+    /// invisible (format characters such as zero-width spaces and bidi marks, default-
+    /// ignorable code points, controls), in Unicode compatibility form (NFKC: "ｂｏｂ" and
+    /// "bob", "ﬁ" and "fi" are one) and case-folded. Two users whose names have the same
+    /// skeleton may be taken for each other; a client tells them apart by their IDs. (A
+    /// server's names need not follow this project's rule: those are the names that need it.)
+    public static func skeleton(_ name: String) -> String {
+        // Most names are printable ASCII: NFKC leaves them alone, folding is lowercasing.
+        if name.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+            return String(decoding: name.utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
+        }
+        var visible = String.UnicodeScalarView()
+        for scalar in name.unicodeScalars where !isInvisible(scalar) { visible.append(scalar) }
+        // Folding after NFKC can leave text that NFKC changes again (rarely): once more.
+        let folded = String(visible).precomposedStringWithCompatibilityMapping.folding(options: [.caseInsensitive], locale: nil)
+        return folded.precomposedStringWithCompatibilityMapping
+    }
+
+    static func isInvisible(_ scalar: Unicode.Scalar) -> Bool {
+        if scalar.properties.isDefaultIgnorableCodePoint { return true }
+        switch scalar.properties.generalCategory {
+        case .control, .format: return true
+        default: return false
+        }
     }
 
     /// Cc, Cf, Zl, Zp, Co and Cn: what does not draw as itself, or may draw as anything.

@@ -322,15 +322,13 @@ public enum View {
     // MARK: Helpers
 
     /// Usernames are not unique (a server that forgot its sessions brings old and new "bob"):
-    /// when another user has the same name, " #" and the start of the userID tell them apart.
-    /// The list is sorted by name, so a namesake is a neighbour (or self, who is first).
+    /// when another user's name looks the same (the same skeleton: it differs only by
+    /// invisible characters, Unicode form or case, `ChatState.hasLookalike`), " #" and the
+    /// start of the userID tell them apart, wherever they are in the list.
     static func tag(_ model: UIModel, index: Int) -> String {
         let order = model.order
-        guard order.indices.contains(index), let user = model.chat.user(order[index]) else { return "" }
-        let shared = [index - 1, index + 1, 0].contains { other in
-            other != index && order.indices.contains(other) && model.chat.user(order[other])?.username == user.username
-        }
-        return shared ? " #" + DisplayText.inert(String(user.id.prefix(4))) : ""
+        guard order.indices.contains(index), model.chat.hasLookalike(order[index]) else { return "" }
+        return " #" + DisplayText.inert(String(order[index].prefix(4)))
     }
 
     static func connectionText(_ model: UIModel) -> String {

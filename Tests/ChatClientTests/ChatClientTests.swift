@@ -186,6 +186,22 @@ struct ChatHarness {
         await h.server.stop()
     }
 
+    /// An impostor takes a name that looks like bob's: a message to "bob" by name is refused,
+    /// with both userIDs, rather than sent to a guess; by userID it goes where it should.
+    @Test func sendingByANameTwoUsersLookLikeIsRefusedWithTheirIDs() async throws {
+        let h = try await ChatHarness.make()
+        let (client, log, connection) = try await h.loggedInAsAlice()
+        connection.emit("user connected", ["userID": "evil", "username": "bo\u{200B}b"])
+        _ = try await log.next { if case .userConnected(let user) = $0, user.userID == "evil" { true } else { nil } }
+        await #expect(throws: SendError.ambiguous("bob", userIDs: ["b", "evil"])) { try await client.send("for bob", to: "bob") }
+        let sent = try await client.send("for bob", to: "b")
+        #expect(sent.to == "b")
+        #expect(try await connection.nextEvent().arguments == [["content": "for bob", "to": "b"]])
+        #expect(SendError.ambiguous("bob", userIDs: ["b", "evil"]).description.contains("userIDs b, evil"))
+        await client.close()
+        await h.server.stop()
+    }
+
     @Test func messagesTypedOfflineAreQueuedThenSentInOrder() async throws {
         let h = try await ChatHarness.make()
         let (client, log, connection) = try await h.loggedInAsAlice()

@@ -244,11 +244,39 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
         #expect(state.historyLimit == 7)
     }
 
-    @Test func findingUsersByName() {
+    /// The impostor's way in used to be: take "bob" while bob is offline, and messages sent
+    /// to "bob" went to the one online. Now two users of one name are no user by that name.
+    @Test func findingUsersByNameNeverPicksAmongLookalikes() {
         var state = loggedIn()
+        #expect(state.user(named: "bob")?.id == "b" && state.user(named: "BOB")?.id == "b")
         state.apply(.userConnected(UserEntry(userID: "b2", username: "bob", connected: true)))
         state.apply(.userDisconnected(userID: "b"))
-        #expect(state.user(named: "bob")?.id == "b2")
+        #expect(state.user(named: "bob") == nil)
+        #expect(state.users(lookingLike: "bob").map(\.id) == ["b", "b2"])
         #expect(state.user(named: "nobody") == nil)
+    }
+
+    /// Names that differ only by what does not show (zero-width characters, bidi marks), by
+    /// Unicode form (fullwidth letters, ligatures) or by case look alike: each is tagged.
+    @Test(arguments: ["bo\u{200B}b", "\u{200E}bob", "ｂｏｂ", "BOB", "Bob\u{2060}", "bo\u{00AD}b"])
+    func lookalikesAreToldApart(impostor: String) {
+        var state = loggedIn()
+        #expect(!state.hasLookalike("b"))
+        state.apply(.userConnected(UserEntry(userID: "evil", username: impostor, connected: true)))
+        #expect(state.hasLookalike("b") && state.hasLookalike("evil"))
+        #expect(!state.hasLookalike("c"))
+        #expect(state.user(named: "bob") == nil)
+        // The impostor renames away (or goes): bob is bob again.
+        state.apply(.userConnected(UserEntry(userID: "evil", username: "mallory", connected: true)))
+        #expect(!state.hasLookalike("b") && state.user(named: "bob")?.id == "b")
+    }
+
+    @Test func differentNamesAreNotLookalikes() {
+        var state = loggedIn()
+        for (id, name) in [("f", "ﬁsh"), ("g", "bób"), ("h", "bob2"), ("i", "b ob")] {
+            state.apply(.userConnected(UserEntry(userID: id, username: name, connected: true)))
+        }
+        #expect(!state.hasLookalike("b"))
+        #expect(state.hasLookalike("f") == false && state.user(named: "fish")?.id == "f")  // NFKC: the ligature is "fi"
     }
 }

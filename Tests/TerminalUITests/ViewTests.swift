@@ -27,6 +27,21 @@ import Testing
         }
     }
 
+    /// An impostor whose name differs from bob's only by what does not show (a zero-width
+    /// space), not a neighbour in the list (the capital sorts elsewhere): both carry their
+    /// ID tags, in the list and in the header, and a plain name does not.
+    @Test func lookalikeNamesCarryTheirIDTagsWhereverTheyAre() {
+        var chat = chatModel(width: 100, height: 20).chat
+        chat.apply(.userConnected(UserEntry(userID: "evil9", username: "BO\u{200B}B", connected: true)))
+        var model = UIModel(settings: .init(serverURL: "http://localhost:3000"), chat: chat, hasSession: true)
+        _ = model.update(.resize(width: 100, height: 20))
+        _ = model.update(.key(.alt("3")))
+        let lines = View.render(model).lines
+        #expect(lines.contains { $0.contains("● bob #b ") || $0.contains("● bob #b│") }, "\(lines.joined(separator: "\n"))")
+        #expect(lines.contains { $0.contains("● BO\u{200B}B #evil") }, "\(lines.joined(separator: "\n"))")
+        #expect(!lines.contains { $0.contains("carol #") })
+    }
+
     @Test func senderLabelsOnlyWhenTheSenderChanges() {
         let model = chatModel(messages: [("b", "one"), ("b", "two"), ("a", "three"), ("a", "four"), ("b", "five")])
         let lines = model.screenText.split(separator: "\n").map { String($0.drop { $0 != "│" }.dropFirst()) }
