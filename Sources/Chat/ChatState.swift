@@ -113,7 +113,9 @@ public struct ChatState: Sendable {
     /// Users shown online, kept as they change (the list's header counts them every frame).
     public private(set) var onlineCount = 0
     /// The users of each name skeleton (`Username.skeleton`): more than one is a lookalike.
-    private var namesakes: [String: [String]] = [:]
+    /// Kept as a count and one of them, not a list each: a list per user is an allocation per
+    /// user, and lookalikes are rare (the list is found by a scan when one is asked for).
+    private var namesakes: [String: (count: Int, one: String)] = [:]
 
     public init(historyLimit: Int? = nil) {
         self.historyLimit = historyLimit.map { max($0, 1) }
@@ -136,7 +138,10 @@ public struct ChatState: Sendable {
 
     /// The users whose names look like `name` (the same skeleton), in order.
     public func users(lookingLike name: String) -> [ChatUser] {
-        (namesakes[Username.skeleton(name)] ?? []).compactMap { usersByID[$0] }.sorted { Self.key($0) < Self.key($1) }
+        let skeleton = Username.skeleton(name)
+        guard let entry = namesakes[skeleton] else { return [] }
+        if entry.count == 1 { return usersByID[entry.one].map { [$0] } ?? [] }
+        return usersByID.values.filter { Username.skeleton($0.username) == skeleton }.sorted { Self.key($0) < Self.key($1) }
     }
 
     /// A user's position in `order`, in O(log n).
@@ -196,7 +201,7 @@ public struct ChatState: Sendable {
                     let wasConnected = usersByID[entry.userID]!.isConnected
                     if !entry.username.isEmpty, entry.username != usersByID[entry.userID]!.username {
                         forgetName(usersByID[entry.userID]!.username, of: entry.userID)
-                        namesakes[Username.skeleton(entry.username), default: []].append(entry.userID)
+                        noteName(entry.username, of: entry.userID)
                         usersByID[entry.userID]!.username = entry.username
                     }
                     usersByID[entry.userID]!.isConnected = entry.connected
@@ -207,7 +212,7 @@ public struct ChatState: Sendable {
                     let user = ChatUser(id: entry.userID, username: entry.username, isSelf: entry.userID == selfID, isConnected: entry.connected)
                     usersByID[user.id] = user
                     if user.isConnected { onlineCount += 1 }
-                    namesakes[Username.skeleton(user.username), default: []].append(user.id)
+                    noteName(user.username, of: user.id)
                     pending[user.id] = newcomers.count
                     newcomers.append(Self.key(user))
                     if let history = entry.messages { replaceHistory(of: entry.userID, with: history) }
@@ -336,13 +341,30 @@ public struct ChatState: Sendable {
         usersByID[user.id] = user
         order.insertNew(Self.key(user))
         if user.isConnected { onlineCount += 1 }
-        namesakes[Username.skeleton(user.username), default: []].append(user.id)
+        noteName(user.username, of: user.id)
+    }
+
+    private mutating func noteName(_ username: String, of userID: String) {
+        let skeleton = Username.skeleton(username)
+        if let entry = namesakes[skeleton] {
+            namesakes[skeleton] = (entry.count + 1, entry.one)
+        } else {
+            namesakes[skeleton] = (1, userID)
+        }
     }
 
     private mutating func forgetName(_ username: String, of userID: String) {
         let skeleton = Username.skeleton(username)
-        namesakes[skeleton]?.removeAll { $0 == userID }
-        if namesakes[skeleton]?.isEmpty == true { namesakes[skeleton] = nil }
+        guard let entry = namesakes[skeleton] else { return }
+        if entry.count <= 1 {
+            namesakes[skeleton] = nil
+        } else if entry.one != userID {
+            namesakes[skeleton] = (entry.count - 1, entry.one)
+        } else {
+            // The one kept went: another of them (rare: a lookalike renamed or replaced).
+            let other = usersByID.values.first { $0.id != userID && Username.skeleton($0.username) == skeleton }?.id ?? entry.one
+            namesakes[skeleton] = (entry.count - 1, other)
+        }
     }
 
     /// Changes a known user's name, self-ness or presence, keeping the order and the count
@@ -357,7 +379,7 @@ public struct ChatState: Sendable {
         if before != after { order.move(before, to: after) }
         if before.username != after.username {
             forgetName(before.username, of: userID)
-            namesakes[Username.skeleton(after.username), default: []].append(userID)
+            noteName(after.username, of: userID)
         }
         if wasConnected != isConnected { onlineCount += isConnected ? 1 : -1 }
     }

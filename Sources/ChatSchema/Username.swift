@@ -54,6 +54,7 @@ public enum Username {
     public static func skeleton(_ name: String) -> String {
         // Most names are printable ASCII: NFKC leaves them alone, folding is lowercasing.
         if name.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+            guard name.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) else { return name }
             return String(decoding: name.utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
         }
         var visible = String.UnicodeScalarView()

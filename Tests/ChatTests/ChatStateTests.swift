@@ -271,6 +271,18 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
         #expect(!state.hasLookalike("b") && state.user(named: "bob")?.id == "b")
     }
 
+    @Test func lookalikesStayToldApartAsTheyRenameOneByOne() {
+        var state = loggedIn()
+        state.apply(.userConnected(UserEntry(userID: "b2", username: "Bob", connected: true)))
+        state.apply(.userConnected(UserEntry(userID: "b3", username: "BOB", connected: true)))
+        #expect(["b", "b2", "b3"].allSatisfy(state.hasLookalike))
+        state.apply(.userConnected(UserEntry(userID: "b", username: "robert", connected: true)))  // the first of them goes
+        #expect(!state.hasLookalike("b") && state.hasLookalike("b2") && state.hasLookalike("b3"))
+        #expect(state.users(lookingLike: "bob").map(\.id) == ["b3", "b2"])  // "BOB" sorts before "Bob"
+        state.apply(.userConnected(UserEntry(userID: "b3", username: "bobby", connected: true)))
+        #expect(!state.hasLookalike("b2") && state.user(named: "BOB")?.id == "b2")
+    }
+
     @Test func differentNamesAreNotLookalikes() {
         var state = loggedIn()
         for (id, name) in [("f", "ﬁsh"), ("g", "bób"), ("h", "bob2"), ("i", "b ob")] {
