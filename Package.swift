@@ -32,8 +32,10 @@ let package = Package(
     ],
     targets: [
         // Bottom layer: what a terminal could act on in text from elsewhere, and the one way
-        // to make it inert for a log line (and a log handler that does it).
-        .target(name: "InertText", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        // to make it inert for a log line. Pure, no dependency.
+        .target(name: "InertText", swiftSettings: strict),
+        // A swift-log handler that makes every log line inert, for both programs.
+        .target(name: "InertLog", dependencies: ["InertText", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         // A small, fast JSON value type shared by both protocol layers.
         .target(name: "JSON", dependencies: ["InertText"], swiftSettings: strict),
         // The wire formats, shared by client and server: Engine.IO v4 packets, the
@@ -108,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "parley",
             dependencies: [
-                "Headless", "ChatClient", "Chat", "SocketIO", "EngineIO", "TerminalUI", "Terminal", "InertText", "PrivateFiles",
+                "Headless", "ChatClient", "Chat", "SocketIO", "EngineIO", "TerminalUI", "Terminal", "InertLog", "PrivateFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -167,7 +169,7 @@ let package = Package(
         .executableTarget(
             name: "parley-server",
             dependencies: [
-                "ChatServer", "ProtocolTestApps", "SocketIOServer", "EngineIOServer", "InertText",
+                "ChatServer", "ProtocolTestApps", "SocketIOServer", "EngineIOServer", "InertLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -209,7 +211,7 @@ let package = Package(
         ),
         .testTarget(
             name: "InteropTests",
-            dependencies: ["SocketIO", "SocketIOTesting", "JSON", "InertText", "parley", "parley-server"],
+            dependencies: ["SocketIO", "SocketIOTesting", "JSON", "InertText", "InertLog", "parley", "parley-server"],
             exclude: ["server.py", "client_scenario.py", "test_apps_scenario.py"],
             swiftSettings: strict
         ),
@@ -235,7 +237,7 @@ let package = Package(
         // into libFuzzer executables (Fuzz/README.md), and the tests replay the corpus through them.
         .target(
             name: "FuzzTargets",
-            dependencies: ["JSON", "EngineIOProtocol", "SocketIOProtocol", "ChatSchema"],
+            dependencies: ["InertText", "JSON", "EngineIOProtocol", "SocketIOProtocol", "ChatSchema"],
             path: "Fuzz/Targets",
             swiftSettings: strict
         ),

@@ -79,20 +79,21 @@ build_module() {
 }
 
 # The dependency chain, bottom up (Package.swift: none of these depends on a package).
-build_module JSON Sources/JSON
+build_module InertText Sources/InertText
+build_module JSON Sources/JSON InertText
 build_module EngineIOProtocol Sources/EngineIOProtocol JSON
 build_module SocketIOProtocol Sources/SocketIOProtocol EngineIOProtocol JSON
 build_module ChatSchema Sources/ChatSchema JSON
-build_module FuzzTargets Fuzz/Targets JSON EngineIOProtocol SocketIOProtocol ChatSchema
+build_module FuzzTargets Fuzz/Targets InertText JSON EngineIOProtocol SocketIOProtocol ChatSchema
 
 # Static libraries: dependents before their dependencies.
-libs=(-lFuzzTargets -lChatSchema -lSocketIOProtocol -lEngineIOProtocol -lJSON)
-lib_keys=$(cat "$out"/{FuzzTargets,ChatSchema,SocketIOProtocol,EngineIOProtocol,JSON}.key)
+libs=(-lFuzzTargets -lChatSchema -lSocketIOProtocol -lEngineIOProtocol -lJSON -lInertText)
+lib_keys=$(cat "$out"/{FuzzTargets,ChatSchema,SocketIOProtocol,EngineIOProtocol,JSON,InertText}.key)
 # What the modules import from the toolchain (Foundation, for EngineIOPayload's base64):
 # swiftc links that by itself only for object files, not for static libraries.
 autolink=()
 while IFS= read -r flag; do autolink+=("$flag"); done < <(
-    "$toolchain_bin/swift-autolink-extract" "$out"/lib{FuzzTargets,ChatSchema,SocketIOProtocol,EngineIOProtocol,JSON}.a -o - | sort -u
+    "$toolchain_bin/swift-autolink-extract" "$out"/lib{FuzzTargets,ChatSchema,SocketIOProtocol,EngineIOProtocol,JSON,InertText}.a -o - | sort -u
 )
 for target in "${targets[@]}"; do
     entry="$root/Fuzz/Entry/$target.swift"

@@ -61,6 +61,24 @@ extension Fuzz {
         }
     }
 
+    /// A name's skeleton (what lookalikes share) has nothing invisible in it, and a name that
+    /// differs from it only by case and invisible characters has the same skeleton.
+    static func checkSkeleton(_ name: String) {
+        let skeleton = Username.skeleton(name)
+        require(
+            !skeleton.unicodeScalars.contains { $0.properties.isDefaultIgnorableCodePoint || $0.properties.generalCategory == .format },
+            "skeleton of \(name.debugDescription) has an invisible character: \(skeleton.debugDescription)"
+        )
+        let disguised = "\u{200B}" + name.uppercased() + "\u{2060}"
+        let again = Username.skeleton(disguised)
+        // Uppercasing is not always undone by folding (ﬀ → FF → ff is; some are not): compare
+        // the skeleton of the skeleton, which folding has settled.
+        require(
+            Username.skeleton(again) == Username.skeleton(Username.skeleton(name.uppercased())),
+            "invisible characters change the skeleton of \(name.debugDescription)"
+        )
+    }
+
     /// An accepted user has a userID; its `json`, and the server's fragment form of it,
     /// decode to it again.
     static func checkUserEntry(_ entry: UserEntry) {
@@ -86,6 +104,7 @@ extension Fuzz {
     }
 
     static func checkUsername(_ raw: String) {
+        checkSkeleton(String(raw.prefix(256)))
         guard case .success(let name) = Username.validate(raw) else { return }
         let characters = name.count
         require(

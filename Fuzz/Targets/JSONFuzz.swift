@@ -1,3 +1,4 @@
+import InertText
 import JSON
 
 extension Fuzz {
@@ -19,7 +20,8 @@ extension Fuzz {
     }
 
     /// serialize → parse → serialize: the first text parses, to the value as written, and
-    /// the second text is byte for byte the first.
+    /// the second text is byte for byte the first. The inert form (headless output) carries
+    /// no active character and parses to the same value.
     static func checkSerializationRoundTrip(_ value: JSONValue) {
         let first = value.serialized()
         let reparsed: JSONValue
@@ -36,6 +38,13 @@ extension Fuzz {
         require(
             second.bytes == first.bytes,
             "serialization is not stable: \(first.debugDescription) then \(second.debugDescription)"
+        )
+        // What headless output prints: nothing a terminal could act on, and the same value.
+        let inert = value.serializedInert()
+        require(!inert.unicodeScalars.contains(where: InertText.isActive), "inert JSON carries an active character: \(inert.debugDescription)")
+        require(
+            (try? JSONValue(parsing: inert)) == value.asSerialized,
+            "inert JSON parses to another value: \(inert.debugDescription)"
         )
     }
 }

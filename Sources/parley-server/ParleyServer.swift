@@ -3,7 +3,7 @@ import ChatServer
 import EngineIOServer
 import Foundation
 import Hummingbird
-import InertText
+import InertLog
 import Logging
 import NIOCore
 import NIOPosix

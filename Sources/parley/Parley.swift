@@ -3,7 +3,7 @@ import Chat
 import ChatClient
 import EngineIO
 import Foundation
-import InertText
+import InertLog
 import PrivateFiles
 import Headless
 import Logging

@@ -1,3 +1,4 @@
+import InertLog
 import InertText
 import Logging
 @testable import parley_server

@@ -1,4 +1,5 @@
 public import Logging
+import InertText
 
 /// Writes through another handler, with every character that could act on a terminal or
 /// split a log line made visible first: C0 and C1 controls (ESC, CSI), DEL, bidi controls
