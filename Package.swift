@@ -237,7 +237,7 @@ let package = Package(
         // into libFuzzer executables (Fuzz/README.md), and the tests replay the corpus through them.
         .target(
             name: "FuzzTargets",
-            dependencies: ["InertText", "JSON", "EngineIOProtocol", "SocketIOProtocol", "ChatSchema"],
+            dependencies: ["InertText", "JSON", "EngineIOProtocol", "SocketIOProtocol", "ChatSchema", "Chat"],
             path: "Fuzz/Targets",
             swiftSettings: strict
         ),

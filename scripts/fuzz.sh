@@ -2,7 +2,7 @@
 # make fuzz: builds the libFuzzer targets of Fuzz/ (coverage + AddressSanitizer) into
 # .build-fuzz/ and runs each for FUZZ_SECONDS seconds (default 60), one after the other.
 #
-#   scripts/fuzz.sh [target...]     targets: json engineioPacket engineioPayload socketioPacket chatPayloads
+#   scripts/fuzz.sh [target...]     targets: json engineioPacket engineioPayload socketioPacket chatPayloads client
 #
 # Inputs: the seed corpus Fuzz/Corpus/<target> and the kept crashes Fuzz/Regressions/<target>
 # (read only); what the fuzzer finds goes to .build-fuzz/corpus/<target>, crashes and
@@ -20,7 +20,7 @@ out="$work/out"
 logs="$work/logs"
 build_log="$logs/build.log"
 
-all_targets=(json engineioPacket engineioPayload socketioPacket chatPayloads)
+all_targets=(json engineioPacket engineioPayload socketioPacket chatPayloads client)
 if (($# > 0)); then targets=("$@"); else targets=("${all_targets[@]}"); fi
 for target in "${targets[@]}"; do
     if [[ ! " ${all_targets[*]} " =~ " $target " ]]; then
@@ -78,22 +78,65 @@ build_module() {
     fi
 }
 
-# The dependency chain, bottom up (Package.swift: none of these depends on a package).
+# build_collections_module NAME [DEPENDENCY...]: a module of swift-collections (the chat
+# state keeps conversations in its Deque), from SwiftPM's checkout, with the settings its
+# Package.swift gives, plus the fuzzer's instrumentation.
+collections="$root/.build/checkouts/swift-collections"
+[[ -d $collections/Sources ]] || (cd "$root" && swift package resolve >/dev/null)
+collections_flags=(
+    -parse-as-library -package-name swift_collections -swift-version 5 -sanitize=fuzzer,address -O -g
+    -enable-upcoming-feature MemberImportVisibility -D COLLECTIONS_RANDOMIZED_TESTING
+)
+for feature in BuiltinModule Lifetimes InoutLifetimeDependence AddressableParameters AddressableTypes SuppressedAssociatedTypesWithDefaults; do
+    collections_flags+=(-enable-experimental-feature "$feature")
+done
+while IFS= read -r macro; do collections_flags+=(-enable-experimental-feature "AvailabilityMacro=$macro"); done < <(
+    grep -oE '"SwiftStdlib [0-9.]+": +"[^"]+"' "$collections/Package.swift" | sed -E 's/"(SwiftStdlib [0-9.]+)": +"([^"]+)"/\1: \2/'
+)
+build_collections_module() {
+    local name=$1
+    shift
+    local sources=()
+    while IFS= read -r -d '' file; do sources+=("$file"); done < <(find "$collections/Sources/$name" -name '*.swift' -print0 | sort -z)
+    local deps_keys="" dep
+    for dep in "$@"; do deps_keys+=$(<"$out/$dep.key"); done
+    local key
+    key=$({ echo "$toolchain ${collections_flags[*]}"; echo "$deps_keys"; for f in "${sources[@]}"; do echo "$f"; cat "$f"; done; } | sha256sum | cut -c1-64)
+    if ! up_to_date "$name" "$key"; then
+        rm -f "$out/$name.key"
+        run_build "$name" "$swiftc" -emit-library -static -emit-module -wmo -module-name "$name" "${collections_flags[@]}" \
+            -I "$out" "${sources[@]}" -emit-module-path "$out/$name.swiftmodule" -o "$out/lib$name.a"
+        echo "$key" >"$out/$name.key"
+    fi
+}
+
+# The dependency chain, bottom up.
+build_collections_module InternalCollectionsUtilities
+build_collections_module ContainersPreview InternalCollectionsUtilities
+build_collections_module DequeModule ContainersPreview InternalCollectionsUtilities
 build_module InertText Sources/InertText
 build_module JSON Sources/JSON InertText
 build_module EngineIOProtocol Sources/EngineIOProtocol JSON
 build_module SocketIOProtocol Sources/SocketIOProtocol EngineIOProtocol JSON
 build_module ChatSchema Sources/ChatSchema JSON
-build_module FuzzTargets Fuzz/Targets InertText JSON EngineIOProtocol SocketIOProtocol ChatSchema
+build_module Chat Sources/Chat ChatSchema JSON DequeModule
+build_module FuzzTargets Fuzz/Targets InertText JSON EngineIOProtocol SocketIOProtocol ChatSchema Chat
 
 # Static libraries: dependents before their dependencies.
-libs=(-lFuzzTargets -lChatSchema -lSocketIOProtocol -lEngineIOProtocol -lJSON -lInertText)
-lib_keys=$(cat "$out"/{FuzzTargets,ChatSchema,SocketIOProtocol,EngineIOProtocol,JSON,InertText}.key)
+modules=(FuzzTargets Chat DequeModule ContainersPreview InternalCollectionsUtilities ChatSchema SocketIOProtocol EngineIOProtocol JSON InertText)
+libs=()
+lib_keys=""
+archives=()
+for module in "${modules[@]}"; do
+    libs+=("-l$module")
+    archives+=("$out/lib$module.a")
+    lib_keys+=$(<"$out/$module.key")
+done
 # What the modules import from the toolchain (Foundation, for EngineIOPayload's base64):
 # swiftc links that by itself only for object files, not for static libraries.
 autolink=()
 while IFS= read -r flag; do autolink+=("$flag"); done < <(
-    "$toolchain_bin/swift-autolink-extract" "$out"/lib{FuzzTargets,ChatSchema,SocketIOProtocol,EngineIOProtocol,JSON,InertText}.a -o - | sort -u
+    "$toolchain_bin/swift-autolink-extract" "${archives[@]}" -o - | sort -u
 )
 for target in "${targets[@]}"; do
     entry="$root/Fuzz/Entry/$target.swift"

@@ -17,6 +17,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable, CustomStringConvertible 
     case socketioPacket
     /// The chat application's payloads and `Username.validate(_:)`.
     case chatPayloads
+    /// A hostile server's frames through the client's decoders into the chat state.
+    case client
 
     public var description: String { rawValue }
 
@@ -28,6 +30,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable, CustomStringConvertible 
         case .engineioPayload: Fuzz.engineioPayload(input)
         case .socketioPacket: Fuzz.socketioPacket(input)
         case .chatPayloads: Fuzz.chatPayloads(input)
+        case .client: Fuzz.client(input)
         }
     }
 
