@@ -312,8 +312,10 @@ extension UIModel {
     private mutating func selectNextUnread() -> [Effect] {
         guard !order.isEmpty else { return [] }
         let start = chat.selectedUserID.flatMap { chat.position(of: $0) } ?? -1
-        for step in 1...order.count {
-            let id = order[(start + step + order.count) % order.count]
+        // One walk of the order (O(n)), not a lookup per position (O(n log n)).
+        let ids = Array(order)
+        for step in 1...ids.count {
+            let id = ids[(start + step + ids.count) % ids.count]
             if let user = chat.user(id), user.unreadCount > 0, id != chat.selectedUserID { return select(id) }
         }
         notice = "no unread messages"
