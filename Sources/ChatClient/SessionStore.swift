@@ -69,6 +69,8 @@ public struct SessionStore: Sendable {
     public var lockPath: String { directory + "/sessions.lock" }
     /// A session is about 200 bytes: a megabyte is thousands of servers.
     public static let maxFileBytes = 1 << 20
+    /// How long a save or load waits for another client's lock.
+    static let lockPatienceMilliseconds = 3_000
 
     public init(directory: String, modes: PrivateFiles.Modes = .strict) {
         self.directory = directory
@@ -148,7 +150,16 @@ public struct SessionStore: Sendable {
             return .failure(error)
         }
         defer { close(fd) }
-        while flock(fd, LOCK_EX) != 0, errno == EINTR {}
+        // Another client of this directory holds it for milliseconds: wait a little for it,
+        // never for ever (a lock held by someone else for long is refused, not waited on).
+        var waited = 0
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR, waited < Self.lockPatienceMilliseconds else {
+                return .failure(PrivateFiles.Refusal(path: lockPath, reason: "locked by another process for more than \(Self.lockPatienceMilliseconds) ms"))
+            }
+            usleep(5_000)
+            waited += 5
+        }
         defer { flock(fd, LOCK_UN) }
         return .success(body())
     }
@@ -182,7 +193,7 @@ public struct SessionStore: Sendable {
             candidate = filePath + ".bad.\(n)"
             n += 1
         }
-        rename(filePath, candidate)
+        guard rename(filePath, candidate) == 0 else { return "nowhere (\(String(cString: strerror(errno))))" }
         return candidate
     }
 

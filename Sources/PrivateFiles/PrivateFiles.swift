@@ -37,6 +37,16 @@ public enum PrivateFiles {
     /// still checked one by one); tightened to 0700, with a warning, when others can only
     /// read it. Returns the warnings.
     public static func prepareDirectory(_ path: String, modes: Modes = .strict) throws(Refusal) -> [String] {
+        var warnings: [String] = []
+        // Every directory and link on the way there, as ssh's secure_path checks them (before
+        // anything is created): one that another user owns or can write could have the path
+        // lead elsewhere.
+        if let unsafe = unsafeAncestor(of: path) {
+            switch modes {
+            case .strict: throw Refusal(path: path, reason: "refused: \(unsafe); choose another directory")
+            case .relaxed: warnings.append("\(path): \(unsafe) (used anyway: --no-strict-modes)")
+            }
+        }
         var info = stat()
         if stat(path, &info) != 0 {
             guard errno == ENOENT else { throw Refusal(path: path, reason: errorText()) }
@@ -44,7 +54,6 @@ public enum PrivateFiles {
             guard stat(path, &info) == 0 else { throw Refusal(path: path, reason: errorText()) }
         }
         guard info.st_mode & S_IFMT == S_IFDIR else { throw Refusal(path: path, reason: "not a directory") }
-        var warnings: [String] = []
         var problems: [String] = []
         // A shared directory with the sticky bit (/tmp) is safe for files of ours: nobody else
         // may rename or remove them, and each is checked to be ours when opened.
@@ -70,11 +79,47 @@ public enum PrivateFiles {
         return warnings
     }
 
+    /// The first directory or link on the way to `path` (the absolute path as given, then
+    /// what links point to) that is neither root's nor ours, or that others can write without
+    /// the sticky bit; nil when the whole way is safe.
+    static func unsafeAncestor(of path: String) -> String? {
+        var absolute = path
+        if !absolute.hasPrefix("/") {
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            guard getcwd(&buffer, buffer.count) != nil else { return "the current directory cannot be read" }
+            absolute = String(cString: buffer) + "/" + path
+        }
+        var prefixes: [String] = []
+        var current = ""
+        for component in absolute.split(separator: "/", omittingEmptySubsequences: true).dropLast() {
+            current += "/" + component
+            prefixes.append(current)
+        }
+        for prefix in ["/"] + prefixes {
+            var info = stat()
+            guard lstat(prefix, &info) == 0 else { continue }
+            let owner = info.st_uid
+            if owner != 0 && owner != geteuid() { return "\(prefix), on the way to it, belongs to another user (uid \(owner))" }
+            let isLink = info.st_mode & S_IFMT == S_IFLNK
+            if !isLink, info.st_mode & 0o022 != 0, info.st_mode & S_ISVTX == 0 {
+                return "\(prefix), on the way to it, can be written by other users (mode \(octal(info.st_mode & 0o7777)))"
+            }
+        }
+        // Where links lead, checked the same way (once: the resolved path has no link).
+        if let resolved = realpath(absolute, nil) {
+            defer { free(resolved) }
+            let real = String(cString: resolved)
+            if real != absolute { return unsafeAncestor(of: real) }
+        }
+        return nil
+    }
+
     /// Opens a file of ours: never through a link, regular files only, ours, and 0600 (a
-    /// file open to others is tightened, with a warning). `create` makes it (0600) when
+    /// file open to others is tightened, with a warning). A file with more than one link
+    /// is refused too: someone may have linked another file of ours under this name. `create` makes it (0600) when
     /// missing; without it a missing file is `nil`.
     public static func openFile(_ path: String, flags: Int32, create: Bool) throws(Refusal) -> (fd: Int32, warnings: [String])? {
-        let fd = open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | (create ? O_CREAT : 0), 0o600)
+        let fd = open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (create ? O_CREAT : 0), 0o600)
         guard fd >= 0 else {
             switch errno {
             case ENOENT where !create: return nil
@@ -96,6 +141,10 @@ public enum PrivateFiles {
         guard info.st_uid == geteuid() else {
             close(fd)
             throw Refusal(path: path, reason: "it belongs to another user (uid \(info.st_uid)); refused")
+        }
+        guard info.st_nlink == 1 else {
+            close(fd)
+            throw Refusal(path: path, reason: "it has \(info.st_nlink) hard links (another file may be linked here); refused")
         }
         var warnings: [String] = []
         if info.st_mode & 0o077 != 0, fchmod(fd, 0o600) == 0 {

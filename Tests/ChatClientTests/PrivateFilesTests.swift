@@ -84,6 +84,56 @@ import Glibc
         expectRefused(store, because: "another user")
     }
 
+    /// A hard link to another file of the user's, where a sticky shared directory lets a
+    /// stranger make one: not a symbolic link, a regular file, the user's own, so only its
+    /// link count gives it away. It is refused, and not written to.
+    @Test func aSessionFileWithAnotherHardLinkIsRefused() throws {
+        let store = try storeWithAnotherServersSession()
+        let other = store.directory + "/precious"
+        #expect(FileManager.default.createFile(atPath: other, contents: Data("keep me\n".utf8), attributes: [.posixPermissions: 0o644]))
+        try FileManager.default.removeItem(atPath: store.filePath)
+        #expect(link(other, store.filePath) == 0)
+        expectRefused(store, because: "hard links")
+        #expect(try String(contentsOfFile: other, encoding: .utf8) == "keep me\n")
+        #expect(mode(other) == 0o644)
+    }
+
+    /// Someone else's lock is not waited on for ever (the client's network work waits on it).
+    @Test func aLockHeldByAnotherProcessIsRefusedAfterAWhile() throws {
+        let store = try storeWithAnotherServersSession()
+        let fd = open(store.lockPath, O_RDWR)
+        #expect(fd >= 0 && flock(fd, LOCK_EX) == 0)
+        defer { close(fd) }
+        expectRefused(store, file: store.lockPath, because: "locked by another process")
+    }
+
+    /// A directory on the way that another user can write (or owns) could send the path
+    /// anywhere: the config directory under it is refused, naming the culprit.
+    @Test func aDirectoryOnTheWayThatOthersCanWriteIsRefused() throws {
+        let top = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: top + "/open", withIntermediateDirectories: true)
+        #expect(chmod(top + "/open", 0o777) == 0)
+        #expect {
+            try SessionStore(directory: top + "/open/parley").prepare()
+        } throws: { error in
+            "\(error)".contains(top + "/open, on the way to it, can be written by other users")
+        }
+    }
+
+    @Test(.enabled(if: geteuid() == 0, "giving a link to another user needs root"))
+    func aLinkOnTheWayThatAnotherUserOwnsIsRefused() throws {
+        let top = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: top + "/real", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: top + "/via", withDestinationPath: top + "/real")
+        #expect(lchown(top + "/via", 65534, 65534) == 0)
+        #expect {
+            try SessionStore(directory: top + "/via/parley").prepare()
+        } throws: { error in
+            "\(error)".contains(top + "/via, on the way to it, belongs to another user (uid 65534)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: top + "/real/parley"))
+    }
+
     /// The lock file as a link: the client used to create the file it pointed to.
     @Test func aLockFileThatIsALinkIsRefusedAndItsTargetNotCreated() throws {
         let store = try storeWithAnotherServersSession()
