@@ -113,9 +113,16 @@ public struct ChatState: Sendable {
     /// Users shown online, kept as they change (the list's header counts them every frame).
     public private(set) var onlineCount = 0
     /// The users of each name skeleton (`Username.skeleton`): more than one is a lookalike.
-    /// Kept as a count and one of them, not a list each: a list per user is an allocation per
-    /// user, and lookalikes are rare (the list is found by a scan when one is asked for).
-    private var namesakes: [String: (count: Int, one: String)] = [:]
+    /// Kept as the one user of a skeleton (no allocation per user), or the set of them when
+    /// there are several: every change is O(1), however many lookalikes a server makes.
+    private var namesakes: [String: Namesakes] = [:]
+    /// Each user's skeleton, computed once per name.
+    private var skeletons: [String: String] = [:]
+
+    private enum Namesakes {
+        case one(String)
+        case many(Set<String>)
+    }
 
     public init(historyLimit: Int? = nil) {
         self.historyLimit = historyLimit.map { max($0, 1) }
@@ -132,16 +139,17 @@ public struct ChatState: Sendable {
     /// differs only by invisible characters, Unicode form or case): then the two are told
     /// apart by their IDs wherever a name is shown.
     public func hasLookalike(_ userID: String) -> Bool {
-        guard let user = usersByID[userID] else { return false }
-        return (namesakes[Username.skeleton(user.username)]?.count ?? 0) > 1
+        guard let skeleton = skeletons[userID], case .many? = namesakes[skeleton] else { return false }
+        return true
     }
 
     /// The users whose names look like `name` (the same skeleton), in order.
     public func users(lookingLike name: String) -> [ChatUser] {
-        let skeleton = Username.skeleton(name)
-        guard let entry = namesakes[skeleton] else { return [] }
-        if entry.count == 1 { return usersByID[entry.one].map { [$0] } ?? [] }
-        return usersByID.values.filter { Username.skeleton($0.username) == skeleton }.sorted { Self.key($0) < Self.key($1) }
+        switch namesakes[Username.skeleton(name)] {
+        case nil: return []
+        case .one(let id)?: return usersByID[id].map { [$0] } ?? []
+        case .many(let ids)?: return ids.compactMap { usersByID[$0] }.sorted { Self.key($0) < Self.key($1) }
+        }
     }
 
     /// A user's position in `order`, in O(log n).
@@ -346,24 +354,27 @@ public struct ChatState: Sendable {
 
     private mutating func noteName(_ username: String, of userID: String) {
         let skeleton = Username.skeleton(username)
-        if let entry = namesakes[skeleton] {
-            namesakes[skeleton] = (entry.count + 1, entry.one)
-        } else {
-            namesakes[skeleton] = (1, userID)
+        skeletons[userID] = skeleton
+        switch namesakes[skeleton] {
+        case nil: namesakes[skeleton] = .one(userID)
+        case .one(let other)?: namesakes[skeleton] = .many([other, userID])
+        case .many(var ids)?:
+            namesakes[skeleton] = nil  // so that the set is uniquely referenced
+            ids.insert(userID)
+            namesakes[skeleton] = .many(ids)
         }
     }
 
     private mutating func forgetName(_ username: String, of userID: String) {
-        let skeleton = Username.skeleton(username)
-        guard let entry = namesakes[skeleton] else { return }
-        if entry.count <= 1 {
-            namesakes[skeleton] = nil
-        } else if entry.one != userID {
-            namesakes[skeleton] = (entry.count - 1, entry.one)
-        } else {
-            // The one kept went: another of them (rare: a lookalike renamed or replaced).
-            let other = usersByID.values.first { $0.id != userID && Username.skeleton($0.username) == skeleton }?.id ?? entry.one
-            namesakes[skeleton] = (entry.count - 1, other)
+        guard let skeleton = skeletons.removeValue(forKey: userID) else { return }
+        switch namesakes.removeValue(forKey: skeleton) {
+        case .many(var ids)?:
+            ids.remove(userID)
+            if ids.count == 1 { namesakes[skeleton] = .one(ids.first!) } else if !ids.isEmpty { namesakes[skeleton] = .many(ids) }
+        case .one(let id)? where id != userID:
+            namesakes[skeleton] = .one(id)
+        case .one?, nil:
+            break
         }
     }
 

@@ -179,6 +179,8 @@ public final class ChatClient: Sendable {
     private let inner: Locked<Inner>
     private let logger: Logger
     private let refusalRetry: ReconnectPolicy
+    /// The longest refusal reason shown or logged, in characters.
+    static let maxReasonLength = 200
     private let clock: any Clock<Duration>
     private let random: @Sendable () -> Double
 
@@ -365,7 +367,6 @@ public final class ChatClient: Sendable {
         switch event {
         case .connect:
             let (flushed, waiters) = inner.withLock { state in
-                state.refusals = 0
                 state.apply(.connected)
                 let flushed = state.queued
                 state.queued = []
@@ -406,7 +407,9 @@ public final class ChatClient: Sendable {
     /// session is useless: forget it and ask for a name again (PROTOCOL.md). Any other reason
     /// may pass (a busy or full server, a rate limit): keep the session, say why, and log in
     /// again after a backoff, longer after each refusal in a row.
-    private func refused(_ message: String) {
+    private func refused(_ reason: String) {
+        // A reason is for a person to read: a server's 16 MiB of it is cut to what one reads.
+        let message = reason.count > Self.maxReasonLength ? String(reason.prefix(Self.maxReasonLength)) + "…" : reason
         logger.notice("server refused the login", metadata: ["reason": "\(message)"])
         if LoginRefusal.forgetsSession(message) {
             forgetSession(andUsername: false)
@@ -461,6 +464,9 @@ public final class ChatClient: Sendable {
                 let username = inner.withLock { $0.username } ?? userID
                 let session = StoredSession(sessionID: sessionID, userID: userID, username: username)
                 inner.withLock {
+                    // Logged in: refusals in a row are over (not at CONNECT, which a server
+                    // could accept and then refuse, to make us retry without backoff).
+                    $0.refusals = 0
                     $0.session = session
                     $0.apply(.session(userID: userID, username: username))
                 }

@@ -46,28 +46,43 @@ public enum Username {
     }
 
     /// What a name looks like, for telling lookalikes apart: the name without anything
-    /// invisible (format characters such as zero-width spaces and bidi marks, default-
-    /// ignorable code points, controls), in Unicode compatibility form (NFKC: "ｂｏｂ" and
-    /// "bob", "ﬁ" and "fi" are one) and case-folded. Two users whose names have the same
-    /// skeleton may be taken for each other; a client tells them apart by their IDs. (A
-    /// server's names need not follow this project's rule: those are the names that need it.)
+    /// invisible or blank (format characters such as zero-width spaces and bidi marks,
+    /// default-ignorable code points, controls, every kind of space, the braille blank), in
+    /// Unicode compatibility form (NFKC: "ｂｏｂ" and "bob", "ﬁ" and "fi" are one) and
+    /// case-folded. Two users whose names have the same skeleton may be taken for each other;
+    /// a client tells them apart by their IDs. (A server's names need not follow this
+    /// project's rule: those are the names that need it.) Letters of other scripts that look
+    /// like Latin ones (Cyrillic "а") keep their own skeleton: that takes a confusables table.
+    /// A name of more than 1,024 bytes (no rule allows one) is judged by its first 256
+    /// scalars, so that no name costs more than that.
     public static func skeleton(_ name: String) -> String {
         // Most names are printable ASCII: NFKC leaves them alone, folding is lowercasing.
         if name.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
-            guard name.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) else { return name }
-            return String(decoding: name.utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
+            guard name.utf8.contains(where: { ($0 >= 0x41 && $0 <= 0x5A) || $0 == 0x20 }) else { return name }
+            return String(decoding: name.utf8.compactMap { $0 == 0x20 ? nil : $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
         }
         var visible = String.UnicodeScalarView()
-        for scalar in name.unicodeScalars where !isInvisible(scalar) { visible.append(scalar) }
-        // Folding after NFKC can leave text that NFKC changes again (rarely): once more.
+        for scalar in name.unicodeScalars.prefix(name.utf8.count > 1024 ? 256 : Int.max) where !isInvisible(scalar) {
+            visible.append(scalar)
+        }
+        // Folding after NFKC can leave text that NFKC changes again (rarely): once more; and
+        // compatibility forms may bring spaces back ("¨" is a space and a diaeresis).
         let folded = String(visible).precomposedStringWithCompatibilityMapping.folding(options: [.caseInsensitive], locale: nil)
-        return folded.precomposedStringWithCompatibilityMapping
+        var out = String.UnicodeScalarView()
+        for scalar in folded.precomposedStringWithCompatibilityMapping.unicodeScalars where !isInvisible(scalar) { out.append(scalar) }
+        return String(out)
     }
 
+    /// What a reader does not see as a mark of its own: controls, format characters, default-
+    /// ignorable code points, whitespace of any width, and the blank symbols that draw as one.
     static func isInvisible(_ scalar: Unicode.Scalar) -> Bool {
-        if scalar.properties.isDefaultIgnorableCodePoint { return true }
+        if scalar.properties.isDefaultIgnorableCodePoint || scalar.properties.isWhitespace { return true }
+        switch scalar.value {
+        case 0x2800, 0x3164, 0xFFA0, 0x115F, 0x1160: return true  // braille blank, Hangul fillers
+        default: break
+        }
         switch scalar.properties.generalCategory {
-        case .control, .format: return true
+        case .control, .format, .spaceSeparator: return true
         default: return false
         }
     }

@@ -17,6 +17,21 @@ public enum InertText {
         }
     }
 
+    /// Whether a reader cannot see the scalar, though a terminal does nothing with it: format
+    /// characters and default-ignorable code points (zero-width spaces and joiners, the byte
+    /// order mark, tag characters, variation selectors). Text from elsewhere may hide words
+    /// with them; where a reader must see exactly what came (a log line, headless output) they
+    /// are escaped too. (The screen keeps them: a zero-width joiner makes one emoji of several.)
+    @inline(__always)
+    public static func isHidden(_ scalar: Unicode.Scalar) -> Bool {
+        guard scalar.value >= 0x80 else { return false }
+        return scalar.properties.isDefaultIgnorableCodePoint || scalar.properties.generalCategory == .format
+    }
+
+    /// Whether to escape the scalar where exact text is written: `isActive` or `isHidden`.
+    @inline(__always)
+    public static func isEscaped(_ scalar: Unicode.Scalar) -> Bool { isActive(scalar) || isHidden(scalar) }
+
     /// Whether a bidi control: a mark, embedding, override or isolate (a subset of `isActive`).
     public static func isBidiControl(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.value {
@@ -25,14 +40,14 @@ public enum InertText {
         }
     }
 
-    /// For a log line: every active scalar written as `\u{…}`, and a backslash as `\\` (so that
+    /// For a log line: every active or hidden scalar written as `\u{…}`, and a backslash as `\\` (so that
     /// nobody can write text that reads like an escaped character). Everything else, any
     /// script and emoji, is left as it is.
     public static func escaped(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: { isActive($0) || $0 == "\\" }) else { return text }
+        guard text.unicodeScalars.contains(where: { isEscaped($0) || $0 == "\\" }) else { return text }
         var out = ""
         for scalar in text.unicodeScalars {
-            if isActive(scalar) {
+            if isEscaped(scalar) {
                 out += "\\u{" + String(scalar.value, radix: 16) + "}"
             } else if scalar == "\\" {
                 out += "\\\\"

@@ -16,7 +16,8 @@ extension JSONValue {
 
     /// JSON for a terminal to show (headless output): as `serialized()`, with every character
     /// a terminal could act on (`InertText.isActive`: the C1 controls, DEL, the bidi controls
-    /// and U+2028/U+2029, besides the C0 controls) written as `\uXXXX`. It parses to the same
+    /// and U+2028/U+2029, besides the C0 controls) or a reader could not see (`isHidden`)
+    /// written as `\uXXXX`. It parses to the same
     /// value; only how it reads in a terminal changes.
     public func serializedInert() -> String {
         var out: [UInt8] = []
@@ -80,17 +81,19 @@ extension JSONValue {
     /// A string for `serializedInert`: what a terminal could act on as `\uXXXX`.
     static func writeInertString(_ s: String, to out: inout [UInt8]) {
         // Fast path: below DEL, the ordinary escapes are the inert ones.
-        guard s.unicodeScalars.contains(where: { $0.value >= 0x7F && InertText.isActive($0) }) else {
+        guard s.unicodeScalars.contains(where: { $0.value >= 0x7F && InertText.isEscaped($0) }) else {
             return writeString(s, to: &out)
         }
         out.append(UInt8(ascii: "\""))
         for scalar in s.unicodeScalars {
             if scalar.value < 0x7F {
                 writeByte(UInt8(scalar.value), to: &out)
-            } else if InertText.isActive(scalar) {
-                // Every active scalar is in the Basic Multilingual Plane: four digits.
-                out.append(contentsOf: "\\u".utf8)
-                for shift in [12, 8, 4, 0] { out.append(hexDigits[Int(scalar.value >> UInt32(shift)) & 0xF]) }
+            } else if InertText.isEscaped(scalar) {
+                // JSON escapes UTF-16 units: a scalar past U+FFFF (a tag character) as two.
+                for unit in String(scalar).utf16 {
+                    out.append(contentsOf: "\\u".utf8)
+                    for shift in [12, 8, 4, 0] { out.append(hexDigits[Int(unit >> UInt16(shift)) & 0xF]) }
+                }
             } else {
                 UTF8.encode(scalar) { out.append($0) }
             }

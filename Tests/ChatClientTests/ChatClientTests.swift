@@ -169,6 +169,21 @@ struct ChatHarness {
         await h.server.stop()
     }
 
+    /// A server's 100,000-character reason is cut to what a person reads, for the screen and
+    /// the log alike (one refusal a minute of megabytes would fill a disk).
+    @Test func aRefusalsReasonIsCutToWhatAPersonReads() async throws {
+        let h = try await ChatHarness.make()
+        let (client, log) = try await h.client()
+        try await client.start(username: "alice")
+        let connection = try await h.server.nextConnection()
+        _ = try await connection.expectConnect()
+        connection.reject(message: String(repeating: "busy ", count: 20_000))
+        let reason = try await log.next { if case .status(.refused(let why, _, _)) = $0 { why } else { nil } }
+        #expect(reason.count == 201 && reason.hasSuffix("…"))
+        await client.close()
+        await h.server.stop()
+    }
+
     @Test func aRefusalThatMayPassIsNotRetriedAfterALogout() async throws {
         let h = try await ChatHarness.make()
         let (client, log) = try await h.client()

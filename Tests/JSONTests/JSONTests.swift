@@ -83,10 +83,11 @@ import Testing
     /// in JavaScript), and the JSON still parses to the same strings.
     @Test func inertJSONEscapesWhatATerminalCouldActOn() throws {
         let active = "esc\u{1B}[2J del\u{7F} csi\u{9B}31m c1\u{85} rlo\u{202E} lri\u{2066} pdi\u{2069} lrm\u{200E} rlm\u{200F} alm\u{061C} ls\u{2028} ps\u{2029}"
-        let value: JSONValue = ["content": .string(active), "key\u{202E}": "é中😀 \u{200B}zwsp"]
+        // Hidden ones too (zero-width space, byte order mark, a tag character past U+FFFF).
+        let value: JSONValue = ["content": .string(active), "key\u{202E}": "é中😀 \u{200B}zwsp \u{FEFF}bom \u{E0041}tag"]
         let text = value.serializedInert()
-        #expect(text == #"{"content":"esc\u001b[2J del\u007f csi\u009b31m c1\u0085 rlo\u202e lri\u2066 pdi\u2069 lrm\u200e rlm\u200f alm\u061c ls\u2028 ps\u2029","key\u202e":"é中😀 \#u{200B}zwsp"}"#)
-        #expect(!text.unicodeScalars.contains(where: InertText.isActive))
+        #expect(text == #"{"content":"esc\u001b[2J del\u007f csi\u009b31m c1\u0085 rlo\u202e lri\u2066 pdi\u2069 lrm\u200e rlm\u200f alm\u061c ls\u2028 ps\u2029","key\u202e":"é中😀 \u200bzwsp \ufeffbom \udb40\udc41tag"}"#)
+        #expect(!text.unicodeScalars.contains(where: InertText.isEscaped))
         #expect(try JSONValue(parsing: text) == value)
         // What is not active stays as it is, and the wire form is unchanged.
         #expect(JSONValue.string("héllo 中文 😀").serializedInert() == #""héllo 中文 😀""#)
