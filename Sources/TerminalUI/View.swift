@@ -188,7 +188,8 @@ public enum View {
             // Glyph and colour, so it reads without colour too.
             grid.write(user.isConnected ? "●" : "○", row: row, column: 0, style: selected ? .reverse : (user.isConnected ? .online : .offline))
             let unread = user.unreadCount > 0 ? " \(user.unreadCount > 999 ? "999+" : String(user.unreadCount))" : ""
-            let name = DisplayText.inert(user.username) + tag(model, index: index)
+            let tag = tag(model, index: index)
+            let name = DisplayText.inert(user.username) + tag
             let room = width - 3 - DisplayText.width(of: unread)
             // The name comes first: the "(yourself)" mark shortens before the name is cut much.
             let suffix = user.isSelf
@@ -196,7 +197,11 @@ public enum View {
                 : ""
             let nameRoom = room - DisplayText.width(of: suffix)
             var col = 2
-            col += grid.write(DisplayText.truncated(name, toWidth: max(nameRoom, 1)), row: row, column: col, limit: width - col, style: selected ? .reverse : (user.isSelf ? .accent : .normal))
+            // A lookalike's tag is never what is cut: the name shortens before it.
+            let shown = tag.isEmpty
+                ? DisplayText.truncated(name, toWidth: max(nameRoom, 1))
+                : DisplayText.truncated(DisplayText.inert(user.username), toWidth: max(nameRoom - DisplayText.width(of: tag), 1)) + tag
+            col += grid.write(shown, row: row, column: col, limit: width - col, style: selected ? .reverse : (user.isSelf ? .accent : .normal))
             col += grid.write(suffix, row: row, column: col, limit: width - col, style: selected ? .reverse : .dim)
             if !unread.isEmpty {
                 let w = DisplayText.width(of: unread)
@@ -222,9 +227,11 @@ public enum View {
         var col = left
         col += grid.write(user.isConnected ? "● " : "○ ", row: 0, column: col, style: user.isConnected ? .online : .offline)
         let index = model.chat.position(of: user.id) ?? 0
-        let name = DisplayText.inert(user.username) + tag(model, index: index) + (user.isSelf ? " (yourself)" : "")
+        let tag = tag(model, index: index) + (user.isSelf ? " (yourself)" : "")
         let state = user.isConnected ? "  online" : "  offline"
-        col += grid.write(DisplayText.truncated(name, toWidth: max(width - 2 - state.count, 1)), row: 0, column: col, style: .bold)
+        let room = max(width - 2 - state.count, 1)
+        let name = DisplayText.truncated(DisplayText.inert(user.username), toWidth: max(room - DisplayText.width(of: tag), 1)) + tag
+        col += grid.write(DisplayText.truncated(name, toWidth: room), row: 0, column: col, style: .bold)
         grid.write(state, row: 0, column: col, limit: model.width - col, style: .dim)
 
         let rows = model.conversationHeight
@@ -328,7 +335,8 @@ public enum View {
     static func tag(_ model: UIModel, index: Int) -> String {
         let order = model.order
         guard order.indices.contains(index), model.chat.hasLookalike(order[index]) else { return "" }
-        return " #" + DisplayText.inert(String(order[index].prefix(4)))
+        // Six characters of the ID: an impostor would need millions of logins to match them.
+        return " #" + DisplayText.inert(String(order[index].prefix(6)))
     }
 
     static func connectionText(_ model: UIModel) -> String {

@@ -38,8 +38,23 @@ import Testing
         _ = model.update(.key(.alt("3")))
         let lines = View.render(model).lines
         #expect(lines.contains { $0.contains("● bob #b ") || $0.contains("● bob #b│") }, "\(lines.joined(separator: "\n"))")
-        #expect(lines.contains { $0.contains("● BO\u{200B}B #evil") }, "\(lines.joined(separator: "\n"))")
+        #expect(lines.contains { $0.contains("● BO\u{200B}B #evil9") }, "\(lines.joined(separator: "\n"))")
         #expect(!lines.contains { $0.contains("carol #") })
+    }
+
+    /// An impostor with a long name cannot push its tag out of a narrow list: the name is cut.
+    @Test func aLongLookalikeNameIsCutBeforeItsTag() {
+        var chat = chatModel(width: 60, height: 20).chat
+        let long = "bob" + String(repeating: "\u{200B}", count: 3)
+        chat.apply(.userConnected(UserEntry(userID: "evil99", username: long, connected: true)))
+        chat.apply(.userConnected(UserEntry(userID: "long77", username: "bob" + String(repeating: "x", count: 40), connected: true)))
+        chat.apply(.userConnected(UserEntry(userID: "long78", username: "BOB" + String(repeating: "x", count: 40), connected: true)))
+        var model = UIModel(settings: .init(serverURL: "http://localhost:3000"), chat: chat, hasSession: true)
+        _ = model.update(.resize(width: 60, height: 20))
+        let lines = View.render(model).lines
+        #expect(lines.contains { $0.contains("… #long77") || $0.contains("…#long77") }, "\(lines.joined(separator: "\n"))")
+        #expect(lines.contains { $0.contains(" #long78") }, "\(lines.joined(separator: "\n"))")
+        #expect(lines.contains { $0.contains(" #evil99") })
     }
 
     @Test func senderLabelsOnlyWhenTheSenderChanges() {
