@@ -63,13 +63,15 @@ let package = Package(
             dependencies: ["JSON", "EngineIO", "SocketIOProtocol", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
-        // A scriptable Socket.IO server for tests, on NIO's WebSocket server.
+        // A scriptable Socket.IO server for tests, on NIO's WebSocket server; NIO's frame codec
+        // for peers that talk byte by byte.
         .target(
             name: "SocketIOTesting",
             dependencies: [
                 "SocketIO",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
+import SocketIOTesting
 
 /// A Socket.IO server that does one thing fast: after the client's CONNECT it
 /// sends `session`, `users`, then N `private message` events for the client,
@@ -56,7 +57,8 @@ final class FloodPeer: Sendable {
     /// The frames after the CONNECT reply, as raw WebSocket bytes (server frames are unmasked).
     static func encodeFlood(count: Int) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: count * 96 + 1024)
-        func frame(_ text: String) { writeFrame(text, into: &buffer) }
+        let encoder = WebSocketFrames.Encoder()
+        func frame(_ text: String) { writeFrame(text, into: &buffer, using: encoder) }
         frame(#"40{"sid":"bench"}"#)
         frame(#"42["session",{"sessionID":"bench-session","userID":"\#(selfID)"}]"#)
         frame(#"42["users",[{"userID":"\#(selfID)","username":"bench","connected":true},{"userID":"\#(peerID)","username":"peer","connected":true}]]"#)
@@ -66,20 +68,10 @@ final class FloodPeer: Sendable {
         return buffer
     }
 
-    /// One server-to-client text frame (unmasked), as raw bytes.
-    static func writeFrame(_ text: String, into buffer: inout ByteBuffer) {
-        let length = text.utf8.count
-        buffer.writeInteger(UInt8(0x81))  // FIN, text
-        if length < 126 {
-            buffer.writeInteger(UInt8(length))
-        } else if length <= 0xFFFF {
-            buffer.writeInteger(UInt8(126))
-            buffer.writeInteger(UInt16(length))
-        } else {
-            buffer.writeInteger(UInt8(127))
-            buffer.writeInteger(UInt64(length))
-        }
-        buffer.writeString(text)
+    /// One server-to-client text frame (unmasked), as raw bytes: NIOWebSocket's encoding.
+    static func writeFrame(_ text: String, into buffer: inout ByteBuffer, using encoder: WebSocketFrames.Encoder) {
+        var frame = encoder.encode(.text, text.utf8, masked: false)
+        buffer.writeBuffer(&frame)
     }
 }
 

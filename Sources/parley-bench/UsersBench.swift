@@ -4,6 +4,7 @@ import ChatClient
 import Foundation
 import JSON
 import NIOCore
+import SocketIOTesting
 import Synchronization
 
 /// A login storm: what a client does with a server of many users, and with all of them coming
@@ -93,16 +94,17 @@ struct Users: AsyncParsableCommand {
             h ^= h >> 29
             return "user-" + String(h % 1_000_000_007, radix: 36) + "-\(n)"
         }
-        FloodPeer.writeFrame(#"40{"sid":"bench"}"#, into: &buffer)
-        FloodPeer.writeFrame(#"42["session",{"sessionID":"bench-session","userID":"\#(FloodPeer.selfID)"}]"#, into: &buffer)
+        let encoder = WebSocketFrames.Encoder()
+        FloodPeer.writeFrame(#"40{"sid":"bench"}"#, into: &buffer, using: encoder)
+        FloodPeer.writeFrame(#"42["session",{"sessionID":"bench-session","userID":"\#(FloodPeer.selfID)"}]"#, into: &buffer, using: encoder)
         var list = #"42["users",[{"userID":"\#(FloodPeer.selfID)","username":"bench","connected":true}"#
         for n in 0..<count {
             list += #",{"userID":"old-\#(n)","username":"\#(name(n))","connected":\#(n % 3 != 0)}"#
         }
         list += "]]"
-        FloodPeer.writeFrame(list, into: &buffer)
+        FloodPeer.writeFrame(list, into: &buffer, using: encoder)
         for n in count..<(2 * count) {
-            FloodPeer.writeFrame(#"42["user connected",{"userID":"new-\#(n)","username":"\#(name(n))"}]"#, into: &buffer)
+            FloodPeer.writeFrame(#"42["user connected",{"userID":"new-\#(n)","username":"\#(name(n))"}]"#, into: &buffer, using: encoder)
         }
         return buffer
     }

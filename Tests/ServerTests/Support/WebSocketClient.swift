@@ -1,4 +1,5 @@
 import Foundation
+import NIOWebSocket
 import SocketIOTesting
 import Synchronization
 
@@ -165,49 +166,18 @@ final class WebSocketClient: Sendable {
         while try await next(timeout: deadline - .now) != .closed {}
     }
 
-    private struct Frame {
-        var fin: Bool
-        var opcode: UInt8
-        var payload: [UInt8]
-    }
-
-    /// A whole frame at the start of `buffer`, and its length; nil when more is needed.
-    private static func parseFrame(_ buffer: [UInt8]) -> (Frame, Int)? {
-        guard buffer.count >= 2 else { return nil }
-        let fin = buffer[0] & 0x80 != 0
-        let opcode = buffer[0] & 0x0F
-        let masked = buffer[1] & 0x80 != 0
-        var length = Int(buffer[1] & 0x7F)
-        var offset = 2
-        if length == 126 {
-            guard buffer.count >= 4 else { return nil }
-            length = Int(buffer[2]) << 8 | Int(buffer[3])
-            offset = 4
-        } else if length == 127 {
-            guard buffer.count >= 10 else { return nil }
-            length = buffer[2..<10].reduce(0) { $0 << 8 | Int($1) }
-            offset = 10
-        }
-        var mask: [UInt8] = []
-        if masked {
-            guard buffer.count >= offset + 4 else { return nil }
-            mask = Array(buffer[offset..<offset + 4])
-            offset += 4
-        }
-        guard buffer.count >= offset + length else { return nil }
-        var payload = Array(buffer[offset..<offset + length])
-        if masked { for i in payload.indices { payload[i] ^= mask[i & 3] } }
-        return (Frame(fin: fin, opcode: opcode, payload: payload), offset + length)
-    }
-
     private func readLoop(_ initial: [UInt8]) {
-        var buffer = initial
+        // NIOWebSocket's decoder, as every peer of the project decodes frames.
+        let decoder = WebSocketFrames.Decoder()
+        var incoming = initial
         var message: (opcode: UInt8, payload: [UInt8])?
         // No test lasts this long: a reader never outlives its usefulness by much.
         let lifetime = ContinuousClock.now + .seconds(120)
         reading: while true {
-            while let (frame, used) = Self.parseFrame(buffer) {
-                buffer.removeFirst(used)
+            guard let decoded = try? decoder.feed(incoming) else { break reading }  // not WebSocket: the end
+            incoming = []
+            for decodedFrame in decoded {
+                let frame = (fin: decodedFrame.fin, opcode: UInt8(webSocketOpcode: decodedFrame.opcode), payload: Array(decodedFrame.unmaskedData.readableBytesView))
                 switch frame.opcode {
                 case 0x0, 0x1, 0x2:
                     if frame.opcode != 0x0 || message == nil {
@@ -245,7 +215,7 @@ final class WebSocketClient: Sendable {
             do {
                 let bytes = try socket.receive()
                 if bytes.isEmpty { break reading }
-                buffer += bytes
+                incoming = bytes
             } catch SocketError.timeout {
                 let deadline = state.withLock { $0.closeDeadline }
                 if let deadline, ContinuousClock.now > deadline { break reading }
