@@ -335,14 +335,15 @@ public struct UserOrder: Sendable, RandomAccessCollection {
     }
 }
 
-/// A small, fast generator for the treap's priorities (Steele, Lea and Flood's SplitMix64),
-/// seeded from the system's random source.
-struct SplitMix64: RandomNumberGenerator, Sendable {
+/// A small, fast, non-cryptographic generator (Steele, Lea and Flood's SplitMix64): the
+/// treap's priorities, seeded from the system's random source; also the benchmark clients'
+/// WebSocket masks, where a system call per frame would be waste.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
-    init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

@@ -1,3 +1,4 @@
+import Chat
 import NIOCore
 import Synchronization
 
@@ -724,20 +725,6 @@ struct LatencyHistogram: Sendable {
             if seen >= rank { return min(Self.value(at: i), maximum) }
         }
         return maximum
-    }
-}
-
-/// A fast, non-cryptographic generator for WebSocket masking keys and request keys:
-/// the masks only stop caches from interpreting client bytes, a syscall per frame is waste.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
