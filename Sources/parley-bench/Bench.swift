@@ -123,21 +123,8 @@ struct Ingest: AsyncParsableCommand {
     }
 
     func runPython(url: String) throws -> (line: String, perSecond: Double) {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Benchmarks/ingest_client.py")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [python, script.path, "--url", url, "--count", String(count)]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard process.terminationStatus == 0, let json = try? JSONValue(parsing: text),
-            let perSecond = json["per_second"]?.doubleValue
-        else { throw ValidationError("the python-socketio client failed (is python-socketio installed?): \(text)") }
+        let (text, json) = try runPythonClient("ingest_client.py", python: python, url: url, count: count)
+        guard let perSecond = json["per_second"]?.doubleValue else { throw ValidationError("the python-socketio client said: \(text)") }
         return (text, perSecond)
     }
 }
@@ -301,4 +288,25 @@ final class Progress: Sendable {
             if let ready { continuation.resume(returning: ready) }
         }
     }
+}
+
+/// Runs one of `Benchmarks/`' python-socketio clients on a flood peer, and returns the JSON
+/// line it prints, as text and as a value.
+func runPythonClient(_ script: String, python: String, url: String, count: Int) throws -> (text: String, json: JSONValue) {
+    let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Benchmarks/\(script)")
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = [python, path.path, "--url", url, "--count", String(count)]
+    let output = Pipe()
+    process.standardOutput = output
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    guard process.terminationStatus == 0, let json = try? JSONValue(parsing: text) else {
+        throw ValidationError("the python-socketio client failed (is python-socketio installed?): \(text)")
+    }
+    return (text, json)
 }

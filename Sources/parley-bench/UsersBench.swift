@@ -57,7 +57,7 @@ struct Users: AsyncParsableCommand {
             ]).serialized())
         }
         if compare {
-            let (text, json) = try runPython(url: url)
+            let (text, json) = try runPythonClient("users_client.py", python: python, url: url, count: count)
             print(text)
             if let pythonList = json["list_seconds"]?.doubleValue, let pythonStorm = json["connected_seconds"]?.doubleValue {
                 print(JSONValue.object([
@@ -126,25 +126,6 @@ struct Users: AsyncParsableCommand {
         let names = state.users.dropFirst().map(\.username)
         guard zip(names, names.dropFirst()).allSatisfy({ $0 <= $1 }) else { throw ValidationError("the users are not in order") }
         return (list, storm)
-    }
-
-    func runPython(url: String) throws -> (String, JSONValue) {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Benchmarks/users_client.py")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [python, script.path, "--url", url, "--count", String(count)]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard process.terminationStatus == 0, let json = try? JSONValue(parsing: text) else {
-            throw ValidationError("the python-socketio client failed (is python-socketio installed?): \(text)")
-        }
-        return (text, json)
     }
 }
 
