@@ -9,11 +9,8 @@ import Testing
 /// Engine.IO and Socket.IO layers: each is refused with an answer the client can read, or
 /// bounded. The chat application's own limits are in `ChatAttackTests`.
 extension ServerSuites {
-    @Suite("Attacks on the transport") struct TransportAttackTests {
+    @Suite("Attacks on the transport") struct TransportAttackTests: EngineIOTargets {
         let path = "/engine.io/"
-        var polling: String { "\(path)?EIO=4&transport=polling" }
-        var websocket: String { "\(path)?EIO=4&transport=websocket" }
-        func polling(_ sid: String) -> String { "\(polling)&sid=\(sid)" }
 
         /// engine.io's error body of a refusal: its code and message.
         func refusal(_ body: String) throws -> (code: Int, message: String) {
@@ -363,11 +360,8 @@ extension ServerSuites {
         }
     }
 
-    @Suite("Attacks on Socket.IO") struct SocketIOAttackTests {
+    @Suite("Attacks on Socket.IO") struct SocketIOAttackTests: EngineIOTargets {
         let path = "/socket.io/"
-        var websocket: String { "\(path)?EIO=4&transport=websocket" }
-        var polling: String { "\(path)?EIO=4&transport=polling" }
-        func polling(_ sid: String) -> String { "\(polling)&sid=\(sid)" }
 
         @Test("before it joins a namespace a client may send its CONNECT, not a megabyte: 413, on both transports")
         func aHalfOpenSessionSendsSmallPayloadsOnly() async throws {

@@ -11,12 +11,8 @@ import Testing
 /// cases finish before the first ping), and a case that races two requests waits until the
 /// server has the first.
 extension ServerSuites {
-    @Suite("Engine.IO v4 test suite") struct EngineIOv4Conformance {
+    @Suite("Engine.IO v4 test suite") struct EngineIOv4Conformance: EngineIOTargets {
         let path = "/engine.io/"
-        var polling: String { "\(path)?EIO=4&transport=polling" }
-        var websocket: String { "\(path)?EIO=4&transport=websocket" }
-        func polling(_ sid: String) -> String { "\(polling)&sid=\(sid)" }
-        func websocket(_ sid: String) -> String { "\(websocket)&sid=\(sid)" }
 
         // MARK: handshake
 

@@ -8,11 +8,8 @@ import Testing
 /// closes without saying so, a second WebSocket refused where engine.io completes and closes
 /// it, and a poll that loses the race with its own client's close on a multi-threaded server.
 extension ServerSuites {
-    @Suite("A Node client's view") struct NodeClientTests {
+    @Suite("A Node client's view") struct NodeClientTests: EngineIOTargets {
         let path = "/engine.io/"
-        var polling: String { "\(path)?EIO=4&transport=polling" }
-        func polling(_ sid: String) -> String { "\(polling)&sid=\(sid)" }
-        func websocket(_ sid: String? = nil) -> String { "\(path)?EIO=4&transport=websocket" + (sid.map { "&sid=\($0)" } ?? "") }
 
         // MARK: Connection: close
 
@@ -102,7 +99,7 @@ extension ServerSuites {
 
         @Test func aWebSocketForASessionOnAWebSocketAlreadyIsOpenedThenClosedWithTheReason() async throws {
             try await withServer(makeEchoEngine()) { server in
-                let first = try await server.webSocket(websocket(), answerPings: true)
+                let first = try await server.webSocket(websocket, answerPings: true)
                 let sid = try handshakeSID(try await first.next().text)
                 let second = try await server.webSocket(websocket(sid))
                 #expect(second.handshakeStatus == 101)

@@ -6,11 +6,8 @@ import Testing
 /// Our own cases, beyond the conformance suites: the size limit on both transports, one
 /// POST at a time, CORS, and session ids.
 extension ServerSuites {
-    @Suite("Server limits") struct ServerLimitsTests {
+    @Suite("Server limits") struct ServerLimitsTests: EngineIOTargets {
         let path = "/engine.io/"
-        var polling: String { "\(path)?EIO=4&transport=polling" }
-        var websocket: String { "\(path)?EIO=4&transport=websocket" }
-        func polling(_ sid: String) -> String { "\(polling)&sid=\(sid)" }
 
         /// An echo server whose heartbeat stays out of the way, with a small size limit.
         func makeServer(cors: EngineIOServerOptions.CORS = .disabled) -> EngineIOServer {

@@ -7,12 +7,8 @@ import Testing
 /// --app socket.io-test`): the server asking for acknowledgements, text and binary, with
 /// their timeout and bound; Socket.IO over long-polling; and Socket.IO across an upgrade.
 extension ServerSuites {
-    @Suite("Socket.IO test app, beyond the suite") struct SocketIOTestAppTests {
+    @Suite("Socket.IO test app, beyond the suite") struct SocketIOTestAppTests: EngineIOTargets {
         let path = "/socket.io/"
-        var polling: String { "\(path)?EIO=4&transport=polling" }
-        var websocket: String { "\(path)?EIO=4&transport=websocket" }
-        func polling(_ sid: String) -> String { "\(polling)&sid=\(sid)" }
-        func websocket(_ sid: String) -> String { "\(websocket)&sid=\(sid)" }
 
         /// A WebSocket connected to the main namespace, past its CONNECT answer and `auth`.
         func connected(_ server: RunningServer) async throws -> WebSocketClient {

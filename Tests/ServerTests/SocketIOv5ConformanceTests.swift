@@ -13,12 +13,8 @@ import Testing
 /// case moves the clock, and only then (the JS cases rely on finishing before the first
 /// ping's timeout, 500 ms, which a busy machine may miss).
 extension ServerSuites {
-    @Suite("Socket.IO v5 test suite") struct SocketIOv5Conformance {
+    @Suite("Socket.IO v5 test suite") struct SocketIOv5Conformance: EngineIOTargets {
         let path = "/socket.io/"
-        var polling: String { "\(path)?EIO=4&transport=polling" }
-        var websocket: String { "\(path)?EIO=4&transport=websocket" }
-        func polling(_ sid: String) -> String { "\(polling)&sid=\(sid)" }
-        func websocket(_ sid: String) -> String { "\(websocket)&sid=\(sid)" }
 
         /// The suite's `initSocketIOConnection`: a WebSocket connected to the main
         /// namespace, past its CONNECT answer and its `auth` event.

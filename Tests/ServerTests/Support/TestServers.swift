@@ -70,6 +70,18 @@ func makeSuiteSocketIOServer(
     )
 }
 
+/// The request targets of a suite's Engine.IO path, as the official suites write them.
+protocol EngineIOTargets {
+    var path: String { get }
+}
+
+extension EngineIOTargets {
+    var polling: String { "\(path)?EIO=4&transport=polling" }
+    var websocket: String { "\(path)?EIO=4&transport=websocket" }
+    func polling(_ sid: String) -> String { "\(polling)&sid=\(sid)" }
+    func websocket(_ sid: String) -> String { "\(websocket)&sid=\(sid)" }
+}
+
 /// A server listening on 127.0.0.1, with clients for it.
 struct RunningServer: Sendable {
     let port: Int
