@@ -208,7 +208,7 @@ public struct ChatState: Sendable {
                     // Listed twice (a careless or hostile server): the last entry wins.
                     let wasConnected = usersByID[entry.userID]!.isConnected
                     if !entry.username.isEmpty, entry.username != usersByID[entry.userID]!.username {
-                        forgetName(usersByID[entry.userID]!.username, of: entry.userID)
+                        forgetName(of: entry.userID)
                         noteName(entry.username, of: entry.userID)
                         usersByID[entry.userID]!.username = entry.username
                     }
@@ -265,7 +265,7 @@ public struct ChatState: Sendable {
         guard let previous = usersByID.removeValue(forKey: old) else { return }
         order.remove(Self.key(previous))
         if previous.isConnected { onlineCount -= 1 }
-        forgetName(previous.username, of: old)
+        forgetName(of: old)
         if usersByID[new] != nil {
             change(new) { current in
                 current.messages.insert(contentsOf: previous.messages, at: current.messages.startIndex)
@@ -365,7 +365,7 @@ public struct ChatState: Sendable {
         }
     }
 
-    private mutating func forgetName(_ username: String, of userID: String) {
+    private mutating func forgetName(of userID: String) {
         guard let skeleton = skeletons.removeValue(forKey: userID) else { return }
         switch namesakes.removeValue(forKey: skeleton) {
         case .many(var ids)?:
@@ -389,7 +389,7 @@ public struct ChatState: Sendable {
         let isConnected = usersByID.values[slot].isConnected
         if before != after { order.move(before, to: after) }
         if before.username != after.username {
-            forgetName(before.username, of: userID)
+            forgetName(of: userID)
             noteName(after.username, of: userID)
         }
         if wasConnected != isConnected { onlineCount += isConnected ? 1 : -1 }

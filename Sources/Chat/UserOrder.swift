@@ -85,9 +85,14 @@ public struct UserOrder: Sendable, RandomAccessCollection {
         }
 
         public mutating func next() -> String? {
+            nextKey()?.userID
+        }
+
+        /// The next user's whole key.
+        mutating func nextKey() -> Key? {
             guard let node = stack.popLast() else { return nil }
             descend(from: order.right[Int(node)])
-            return order.keys[Int(node)].userID
+            return order.keys[Int(node)]
         }
     }
 
@@ -232,17 +237,8 @@ public struct UserOrder: Sendable, RandomAccessCollection {
     func keysInOrder() -> [Key] {
         var out: [Key] = []
         out.reserveCapacity(count)
-        var stack: [Int32] = []
-        var node = root
-        while node >= 0 || !stack.isEmpty {
-            while node >= 0 {
-                stack.append(node)
-                node = left[Int(node)]
-            }
-            let top = stack.removeLast()
-            out.append(keys[Int(top)])
-            node = right[Int(top)]
-        }
+        var walk = makeIterator()
+        while let key = walk.nextKey() { out.append(key) }
         return out
     }
 
