@@ -188,7 +188,7 @@ public enum View {
             // Glyph and colour, so it reads without colour too.
             grid.write(user.isConnected ? "●" : "○", row: row, column: 0, style: selected ? .reverse : (user.isConnected ? .online : .offline))
             let unread = user.unreadCount > 0 ? " \(user.unreadCount > 999 ? "999+" : String(user.unreadCount))" : ""
-            let tag = tag(model, index: index)
+            let tag = tag(model, userID: user.id)
             let name = DisplayText.inert(user.username) + tag
             let room = width - 3 - DisplayText.width(of: unread)
             // The name comes first: the "(yourself)" mark shortens before the name is cut much.
@@ -226,8 +226,7 @@ public enum View {
         // Header: status and name.
         var col = left
         col += grid.write(user.isConnected ? "● " : "○ ", row: 0, column: col, style: user.isConnected ? .online : .offline)
-        let index = model.chat.position(of: user.id) ?? 0
-        let tag = tag(model, index: index) + (user.isSelf ? " (yourself)" : "")
+        let tag = tag(model, userID: user.id) + (user.isSelf ? " (yourself)" : "")
         let state = user.isConnected ? "  online" : "  offline"
         let room = max(width - 2 - state.count, 1)
         let name = DisplayText.truncated(DisplayText.inert(user.username), toWidth: max(room - DisplayText.width(of: tag), 1)) + tag
@@ -332,11 +331,10 @@ public enum View {
     /// when another user's name looks the same (the same skeleton: it differs only by
     /// invisible characters, Unicode form or case, `ChatState.hasLookalike`), " #" and the
     /// start of the userID tell them apart, wherever they are in the list.
-    static func tag(_ model: UIModel, index: Int) -> String {
-        let order = model.order
-        guard order.indices.contains(index), model.chat.hasLookalike(order[index]) else { return "" }
+    static func tag(_ model: UIModel, userID: String) -> String {
+        guard model.chat.hasLookalike(userID) else { return "" }
         // Six characters of the ID: an impostor would need millions of logins to match them.
-        return " #" + DisplayText.inert(String(order[index].prefix(6)))
+        return " #" + DisplayText.inert(String(userID.prefix(6)))
     }
 
     static func connectionText(_ model: UIModel) -> String {
