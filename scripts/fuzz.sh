@@ -61,26 +61,29 @@ run_build() {
     fi
 }
 
-# build_module NAME SOURCE_DIR [DEPENDENCY...]: a static library and its module, in $out.
+# build_module NAME SOURCE_DIR FLAGS [DEPENDENCY...]: a static library and its module, in
+# $out, from every Swift file under SOURCE_DIR, compiled with the flags of the array named FLAGS.
 build_module() {
     local name=$1 dir=$2
-    shift 2
-    local sources=("$root/$dir"/*.swift)
+    local -n module_flags=$3
+    shift 3
+    local sources=()
+    while IFS= read -r -d '' file; do sources+=("$file"); done < <(find "$dir" -name '*.swift' -print0 | sort -z)
     local deps_keys="" dep
     for dep in "$@"; do deps_keys+=$(<"$out/$dep.key"); done
     local key
-    key=$({ echo "$toolchain ${flags[*]}"; echo "$deps_keys"; for f in "${sources[@]}"; do echo "$f"; cat "$f"; done; } | sha256sum | cut -c1-64)
+    key=$({ echo "$toolchain ${module_flags[*]}"; echo "$deps_keys"; for f in "${sources[@]}"; do echo "$f"; cat "$f"; done; } | sha256sum | cut -c1-64)
     if ! up_to_date "$name" "$key"; then
         rm -f "$out/$name.key"
-        run_build "$name" "$swiftc" -emit-library -static -emit-module -wmo -module-name "$name" "${flags[@]}" \
+        run_build "$name" "$swiftc" -emit-library -static -emit-module -wmo -module-name "$name" "${module_flags[@]}" \
             -I "$out" "${sources[@]}" -emit-module-path "$out/$name.swiftmodule" -o "$out/lib$name.a"
         echo "$key" >"$out/$name.key"
     fi
 }
 
-# build_collections_module NAME [DEPENDENCY...]: a module of swift-collections (the chat
-# state keeps conversations in its Deque), from SwiftPM's checkout, with the settings its
-# Package.swift gives, plus the fuzzer's instrumentation.
+# swift-collections' modules (the chat state keeps conversations in its Deque) come from
+# SwiftPM's checkout, built with the settings its Package.swift gives, plus the fuzzer's
+# instrumentation.
 collections="$root/.build/checkouts/swift-collections"
 [[ -d $collections/Sources ]] || (cd "$root" && swift package resolve >/dev/null)
 collections_flags=(
@@ -93,34 +96,18 @@ done
 while IFS= read -r macro; do collections_flags+=(-enable-experimental-feature "AvailabilityMacro=$macro"); done < <(
     grep -oE '"SwiftStdlib [0-9.]+": +"[^"]+"' "$collections/Package.swift" | sed -E 's/"(SwiftStdlib [0-9.]+)": +"([^"]+)"/\1: \2/'
 )
-build_collections_module() {
-    local name=$1
-    shift
-    local sources=()
-    while IFS= read -r -d '' file; do sources+=("$file"); done < <(find "$collections/Sources/$name" -name '*.swift' -print0 | sort -z)
-    local deps_keys="" dep
-    for dep in "$@"; do deps_keys+=$(<"$out/$dep.key"); done
-    local key
-    key=$({ echo "$toolchain ${collections_flags[*]}"; echo "$deps_keys"; for f in "${sources[@]}"; do echo "$f"; cat "$f"; done; } | sha256sum | cut -c1-64)
-    if ! up_to_date "$name" "$key"; then
-        rm -f "$out/$name.key"
-        run_build "$name" "$swiftc" -emit-library -static -emit-module -wmo -module-name "$name" "${collections_flags[@]}" \
-            -I "$out" "${sources[@]}" -emit-module-path "$out/$name.swiftmodule" -o "$out/lib$name.a"
-        echo "$key" >"$out/$name.key"
-    fi
-}
 
 # The dependency chain, bottom up.
-build_collections_module InternalCollectionsUtilities
-build_collections_module ContainersPreview InternalCollectionsUtilities
-build_collections_module DequeModule ContainersPreview InternalCollectionsUtilities
-build_module InertText Sources/InertText
-build_module JSON Sources/JSON InertText
-build_module EngineIOProtocol Sources/EngineIOProtocol JSON
-build_module SocketIOProtocol Sources/SocketIOProtocol EngineIOProtocol JSON
-build_module ChatSchema Sources/ChatSchema JSON
-build_module Chat Sources/Chat ChatSchema JSON DequeModule
-build_module FuzzTargets Fuzz/Targets InertText JSON EngineIOProtocol SocketIOProtocol ChatSchema Chat
+build_module InternalCollectionsUtilities "$collections/Sources/InternalCollectionsUtilities" collections_flags
+build_module ContainersPreview "$collections/Sources/ContainersPreview" collections_flags InternalCollectionsUtilities
+build_module DequeModule "$collections/Sources/DequeModule" collections_flags ContainersPreview InternalCollectionsUtilities
+build_module InertText "$root/Sources/InertText" flags
+build_module JSON "$root/Sources/JSON" flags InertText
+build_module EngineIOProtocol "$root/Sources/EngineIOProtocol" flags JSON
+build_module SocketIOProtocol "$root/Sources/SocketIOProtocol" flags EngineIOProtocol JSON
+build_module ChatSchema "$root/Sources/ChatSchema" flags JSON
+build_module Chat "$root/Sources/Chat" flags ChatSchema JSON DequeModule
+build_module FuzzTargets "$root/Fuzz/Targets" flags InertText JSON EngineIOProtocol SocketIOProtocol ChatSchema Chat
 
 # Static libraries: dependents before their dependencies.
 modules=(FuzzTargets Chat DequeModule ContainersPreview InternalCollectionsUtilities ChatSchema SocketIOProtocol EngineIOProtocol JSON InertText)
