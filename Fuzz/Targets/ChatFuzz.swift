@@ -20,7 +20,7 @@ extension Fuzz {
     static func checkPayloads(_ arguments: [JSONValue]) {
         if case .success(let session) = ServerPayload.session(arguments) {
             require(!session.sessionID.isEmpty && !session.userID.isEmpty, "session with an empty ID: \(arguments)")
-            let json = SessionPayload(sessionID: session.sessionID, userID: session.userID).json
+            let json = session.json
             let again = ServerPayload.session([json])
             require(
                 (try? again.get()).map { $0 == session } == true,

@@ -7,7 +7,7 @@ import SocketIOProtocol
 extension Fuzz {
     /// A hostile server, as the client reads it: WebSocket messages (cut from the bytes as
     /// `frames(in:)` cuts them) through the Engine.IO packet decoder, one Socket.IO decoder,
-    /// the chat schema's payload decoding (`ServerPayload`, as `ChatClient` decodes), into the
+    /// the chat schema's payload decoding (`ServerEvent.decode`, as `ChatClient` decodes), into the
     /// `ChatState` reducer; plus the person's own selections between them. After every
     /// change the state must hold together: the order is the users, sorted, with yourself
     /// first; the counts kept (online, positions, lookalikes) are what recounting gives; no
@@ -48,29 +48,23 @@ extension Fuzz {
         }
     }
 
-    /// What the chat client makes of a Socket.IO packet, by the same schema functions.
+    /// What the chat client makes of a Socket.IO packet: its lifecycle as `ChatClient` reports
+    /// it, and its events through the one mapping the client uses (`ServerEvent.decode`).
     static func chatEvents(_ packet: SocketIOPacket, at: Date) -> [ChatEvent] {
         switch packet.kind {
-        case .connect: return [.connected]
+        case .connect: return [.connected(flushed: [])]
         case .disconnect: return [.offline(reason: "server disconnect")]
-        case .connectError: return [.refused(reason: packet.data?["message"]?.stringValue ?? "refused", attempt: 1, retryIn: .seconds(2))]
+        case .connectError:
+            let reason = packet.data?["message"]?.stringValue ?? "refused"
+            if LoginRefusal.forgetsSession(reason) { return [.offline(reason: reason), .loggedOut(reason: reason)] }
+            return [.refused(reason: reason, attempt: 1, retryIn: .seconds(2))]
         case .ack, .binaryAck: return []
         case .event, .binaryEvent:
             guard let (name, arguments) = packet.event else { return [] }
-            switch name {
-            case ChatEventName.session:
-                guard case .success(let session) = ServerPayload.session(arguments) else { return [] }
-                return [.session(userID: session.userID, username: "me")]
-            case ChatEventName.users:
-                return [.users(ServerPayload.users(arguments).entries)]
-            case ChatEventName.userConnected:
-                return (try? ServerPayload.userConnected(arguments).get()).map { [.userConnected($0)] } ?? []
-            case ChatEventName.userDisconnected:
-                return (try? ServerPayload.userDisconnected(arguments).get()).map { [.userDisconnected(userID: $0)] } ?? []
-            case ChatEventName.privateMessage:
-                return (try? ServerPayload.privateMessage(arguments).get()).map { [.messageReceived($0, at: at)] } ?? []
-            default:
-                return []
+            switch ServerEvent.decode(name: name, arguments: arguments, at: at).event {
+            case .session(let session)?: return [.session(userID: session.userID, username: "me")]
+            case .chat(let event)?: return [event]
+            case nil: return []
             }
         }
     }

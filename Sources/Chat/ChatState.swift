@@ -60,7 +60,8 @@ public enum ConnectionStatus: Sendable, Hashable {
     case connected
     case reconnecting(attempt: Int, delay: Duration)
     /// The server refused the login for a reason that may pass (PROTOCOL.md: any but
-    /// `invalid username`): the session is kept, and the next try comes after `retryIn`.
+    /// `invalid username`): the session is kept, and the next try comes after `retryIn`. The
+    /// status (with the server's reason) lasts through that try, until it is taken or refused.
     case refused(reason: String, attempt: Int, retryIn: Duration)
     case offline(reason: String)
 
@@ -73,11 +74,28 @@ public enum ConnectionStatus: Sendable, Hashable {
     }
 }
 
-/// Everything that changes the chat state, from the network or from the person.
+/// One of this user's messages, as it was handed to the socket (or queued for it). `id`
+/// counts from 0 per client, so that a queued message can be matched when it is sent.
+public struct SentMessage: Sendable, Hashable {
+    public let id: Int
+    public let to: String
+    public let content: String
+    public let at: Date
+
+    public init(id: Int, to: String, content: String, at: Date) {
+        self.id = id
+        self.to = to
+        self.content = content
+        self.at = at
+    }
+}
+
+/// Everything that happens to the chat, from the network or from the person: the one
+/// vocabulary the chat client reports in, and the only input of `ChatState.apply(_:)`.
 public enum ChatEvent: Sendable, Hashable {
     case connecting
-    /// Connected; anything queued has been handed to the server.
-    case connected
+    /// Connected; the messages queued while offline (`flushed`) have been handed to the server.
+    case connected(flushed: [SentMessage])
     case reconnecting(attempt: Int, delay: Duration)
     case refused(reason: String, attempt: Int, retryIn: Duration)
     case offline(reason: String)
@@ -88,10 +106,14 @@ public enum ChatEvent: Sendable, Hashable {
     case userDisconnected(userID: String)
     case messageReceived(PrivateMessage, at: Date)
     /// This user sent a message (emitted, or queued while offline).
-    case messageSent(content: String, to: String, at: Date, queued: Bool)
+    case messageSent(SentMessage, queued: Bool)
     case select(userID: String?)
-    /// Forget the session: back to no identity, no users.
-    case logout
+    /// No identity any more (a logout, or the server's `invalid username`), or none yet: back
+    /// to no self and no users, and a username is needed. `reason` is the server's refusal.
+    case loggedOut(reason: String?)
+    /// Something the person should know that did not stop the client (a session file that
+    /// could not be written, say). It changes nothing in the state.
+    case warning(String)
 }
 
 /// The chat as the reference client keeps it (PROTOCOL.md, "client side"), plus
@@ -241,9 +263,9 @@ public struct ChatState: Sendable {
             if usersByID[userID] != nil { change(userID) { $0.isConnected = false } }
         case .messageReceived(let message, let at):
             receive(message, at: at)
-        case .messageSent(let content, let to, let at, let queued):
-            let slot = self.slot(for: to)
-            append(ChatMessage(content: content, fromSelf: true, delivery: queued ? .queued : .sent, at: at), at: slot)
+        case .messageSent(let message, let queued):
+            let slot = self.slot(for: message.to)
+            append(ChatMessage(content: message.content, fromSelf: true, delivery: queued ? .queued : .sent, at: message.at), at: slot)
             if queued { usersByID.values[slot].queuedCount += 1 }
         case .select(let userID):
             guard let userID, usersByID[userID] != nil else {
@@ -252,8 +274,13 @@ public struct ChatState: Sendable {
             }
             selectedUserID = userID
             usersByID[userID]!.unreadCount = 0
-        case .logout:
+        case .loggedOut:
+            // Who we were is gone; whether we are connected is not.
+            let connection = self.connection
             self = ChatState(historyLimit: historyLimit)
+            self.connection = connection
+        case .warning:
+            break
         }
     }
 

@@ -7,51 +7,6 @@ public import PrivateFiles
 public import SocketIO
 import Synchronization
 
-/// What changed, for a front end to show (the terminal UI) or print (headless mode).
-public enum ChatUpdate: Sendable, Hashable {
-    case status(ConnectionStatus)
-    /// Logged in: who "self" is. Never carries the session ID.
-    case session(userID: String, username: String)
-    case users([UserSummary])
-    case userConnected(UserSummary)
-    case userDisconnected(userID: String)
-    case message(MessageRecord)
-    /// Part III servers: the stored conversation with a user, sent on (re)connection.
-    case history(userID: String, messages: [MessageRecord])
-    /// No usable session: a username is needed (with the server's reason after a refusal).
-    case needsUsername(reason: String?)
-    /// Something the person should know that did not stop the client.
-    case warning(String)
-}
-
-public struct UserSummary: Sendable, Hashable {
-    public let userID: String
-    public let username: String
-    public let connected: Bool
-    public let isSelf: Bool
-    public let unread: Int
-
-    init(_ user: ChatUser) {
-        userID = user.id
-        username = user.username
-        connected = user.isConnected
-        isSelf = user.isSelf
-        unread = user.unreadCount
-    }
-}
-
-/// A message as a front end reports it. Own messages carry a local `id`, so a
-/// queued one can be matched when it is reported again as sent.
-public struct MessageRecord: Sendable, Hashable {
-    public let id: Int?
-    public let from: String
-    public let to: String
-    public let content: String
-    public let fromSelf: Bool
-    public let at: Date
-    public let delivery: ChatMessage.Delivery
-}
-
 public enum SendError: Error, Sendable, Hashable, CustomStringConvertible {
     case empty
     case notLoggedIn
@@ -74,12 +29,20 @@ public enum SendError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// The chat core: drives a `ChatState` from a Socket.IO connection, keeps the
-/// session in the session file, and reports every change as a `ChatUpdate`.
+/// The chat core, and the one owner of the chat state: drives a `ChatState` from a Socket.IO
+/// connection, keeps the session in the session file, and reports every event it applies, in
+/// one vocabulary (`ChatEvent`), to one observer.
 ///
-/// Network events are applied on the Socket.IO manager's executor, in order,
-/// under one lock; front ends read snapshots and updates, never the socket.
+/// Network events are applied on the Socket.IO manager's executor, in order, under one lock.
+/// Front ends are projections of the state: headless mode turns each event (with the state
+/// right after it) into output lines; the terminal UI draws from the state under `read(_:)`.
+/// Neither keeps a copy, and neither touches the socket.
 public final class ChatClient: Sendable {
+    /// Called with every event, in the order applied, and the chat state right after it,
+    /// while the state is locked: read what you need, hand it on and return, without calling
+    /// into the client (that would wait for the lock it holds).
+    public typealias Observer = @Sendable (ChatEvent, ChatState) -> Void
+
     public struct Options: Sendable {
         public var url: String
         /// Where `sessions.json` lives; `$XDG_CONFIG_HOME/parley` when nil.
@@ -88,15 +51,8 @@ public final class ChatClient: Sendable {
         public var fileModes: PrivateFiles.Modes
         /// Most messages kept per conversation; nil keeps everything.
         public var historyLimit: Int?
-        /// Publish `updates` (turn off when nothing reads them).
-        public var publishesUpdates: Bool
-        /// Called with every update, synchronously, on the network executor, in order: for a
-        /// front end that only needs a wake-up (a terminal UI's self-pipe) or a benchmark. Keep it short.
-        public var observer: (@Sendable (ChatUpdate) -> Void)?
-        /// Called with every event applied to the chat state, in the order applied, while the
-        /// state is locked (so: only enqueue). A front end that keeps its own copy of the state
-        /// applies the same events to it, rather than copying snapshots of a growing history.
-        public var stateObserver: (@Sendable (ChatEvent) -> Void)?
+        /// Told of every event (see `Observer`): a front end's projection.
+        public var observer: Observer?
         public var socket: SocketManager.Configuration
         /// When to log in again after a refusal that may pass (any but `invalid username`):
         /// on the socket's clock, with its randomness. 2 s doubling to a minute by default: a
@@ -109,9 +65,7 @@ public final class ChatClient: Sendable {
             configDirectory: String? = nil,
             fileModes: PrivateFiles.Modes = .strict,
             historyLimit: Int? = nil,
-            publishesUpdates: Bool = true,
-            observer: (@Sendable (ChatUpdate) -> Void)? = nil,
-            stateObserver: (@Sendable (ChatEvent) -> Void)? = nil,
+            observer: Observer? = nil,
             socket: SocketManager.Configuration = .init(),
             refusalRetry: ReconnectPolicy = ReconnectPolicy(initialDelay: .seconds(2), maxDelay: .seconds(60)),
             logger: Logger = .disabled
@@ -120,9 +74,7 @@ public final class ChatClient: Sendable {
             self.configDirectory = configDirectory
             self.fileModes = fileModes
             self.historyLimit = historyLimit
-            self.publishesUpdates = publishesUpdates
             self.observer = observer
-            self.stateObserver = stateObserver
             self.socket = socket
             self.refusalRetry = refusalRetry
             self.logger = logger
@@ -131,27 +83,28 @@ public final class ChatClient: Sendable {
 
     private struct Inner: Sendable {
         private(set) var chat: ChatState
-        let stateObserver: (@Sendable (ChatEvent) -> Void)?
+        let observer: Observer?
         var session: StoredSession?
         /// The name to log in with when there is no session yet.
         var username: String?
         var nextMessageID = 0
-        var queued: [MessageRecord] = []
+        /// Handed to the socket while offline: it sends them when the connection is back.
+        var queued: [SentMessage] = []
         /// Woken when nothing is queued any more.
         var flushWaiters: [CheckedContinuation<Void, Never>] = []
         /// Refusals in a row (that may pass), and the login planned after the last one.
         var refusals = 0
         var retry: Task<Void, Never>?
 
-        init(chat: ChatState, stateObserver: (@Sendable (ChatEvent) -> Void)?) {
+        init(chat: ChatState, observer: Observer?) {
             self.chat = chat
-            self.stateObserver = stateObserver
+            self.observer = observer
         }
 
         /// The one way the state changes here: applied, then reported in order.
         mutating func apply(_ event: ChatEvent) {
             chat.apply(event)
-            stateObserver?(event)
+            observer?(event, chat)
         }
 
         /// No more logging in again after a refusal (a new login, a logout, the end).
@@ -170,10 +123,6 @@ public final class ChatClient: Sendable {
 
     public let server: ServerKey
     public let store: SessionStore
-    public let updates: AsyncStream<ChatUpdate>
-    private let continuation: AsyncStream<ChatUpdate>.Continuation
-    private let publishes: Bool
-    private let observer: (@Sendable (ChatUpdate) -> Void)?
     private let manager: SocketManager
     private let socket: Socket
     private let inner: Locked<Inner>
@@ -191,13 +140,10 @@ public final class ChatClient: Sendable {
         server = ServerKey(endpoint)
         store = SessionStore(directory: options.configDirectory ?? SessionStore.defaultDirectory(), modes: options.fileModes)
         logger = options.logger
-        publishes = options.publishesUpdates
-        observer = options.observer
         refusalRetry = options.refusalRetry
         clock = options.socket.clock
         random = options.socket.random
-        (updates, continuation) = AsyncStream.makeStream(of: ChatUpdate.self)
-        inner = Locked(Inner(chat: ChatState(historyLimit: options.historyLimit), stateObserver: options.stateObserver))
+        inner = Locked(Inner(chat: ChatState(historyLimit: options.historyLimit), observer: options.observer))
         let warnings = try store.prepare()
         manager = try SocketManager(url: options.url, configuration: options.socket)
         let inner = self.inner
@@ -211,23 +157,28 @@ public final class ChatClient: Sendable {
                 return state.username.map { ["username": .string($0)] }
             }
         })
-        for warning in warnings { publish(.warning(warning)) }
+        for warning in warnings { apply(.warning(warning)) }
         await socket.onLifecycle { [weak self] event in self?.handle(event) }
         await socket.onAny { [weak self] event in self?.handle(event) }
     }
 
     // MARK: What a front end calls
 
-    /// The current state, to draw from.
-    public func snapshot() -> ChatState { inner.withLock { $0.chat } }
+    /// Reads the state where it is, under the lock: what a front end draws, or a test checks.
+    /// Nothing changes it meanwhile; keep `body` short (the network waits), and do not call
+    /// into the client from it. Keeping a copy is possible but costly: the next change to a
+    /// shared conversation or to the user table then copies it.
+    public func read<T>(_ body: (ChatState) throws -> T) rethrows -> T {
+        try inner.withLock { try body($0.chat) }
+    }
 
     /// Connects with the stored session, or with `username` for a first login.
-    /// Without either, reports `.needsUsername` and waits for `login(username:)`.
+    /// Without either, reports `.loggedOut(reason: nil)` and waits for `login(username:)`.
     public func start(username: String? = nil) async throws(Username.Problem) {
         let (session, warnings) = store.load(server)
         for warning in warnings {
             logger.warning("\(warning)")
-            publish(.warning(warning))
+            apply(.warning(warning))
         }
         if let session {
             inner.withLock {
@@ -238,7 +189,7 @@ public final class ChatClient: Sendable {
         } else if let username {
             try await login(username: username)
         } else {
-            publish(.needsUsername(reason: nil))
+            apply(.loggedOut(reason: nil))
         }
     }
 
@@ -253,51 +204,47 @@ public final class ChatClient: Sendable {
         await connect()
     }
 
-    private func connect() async {
-        apply(.connecting)
-        publish(.status(.connecting))
+    /// Connects, saying so, except when trying again after a refusal: then the refusal (the
+    /// server's reason) stays what is shown until this try is taken or refused in turn.
+    private func connect(afterRefusal: Bool = false) async {
+        if !afterRefusal { apply(.connecting) }
         await socket.connect()
     }
 
     /// Sends to a user (by userID, or by username when no userID matches).
     /// Offline, the message is queued and sent after the reconnection.
     @discardableResult
-    public func send(_ text: String, to recipient: String) async throws(SendError) -> MessageRecord {
+    public func send(_ text: String, to recipient: String) async throws(SendError) -> SentMessage {
         guard !text.isBlank else { throw .empty }
         let (selfID, candidates) = inner.withLock { state -> (String?, [String]) in
             let chat = state.chat
             if let user = chat.user(recipient) { return (chat.selfID, [user.id]) }
             return (chat.selfID, chat.users(lookingLike: recipient).map(\.id))
         }
-        guard let selfID else { throw .notLoggedIn }
+        guard selfID != nil else { throw .notLoggedIn }
         guard let to = candidates.first else { throw .unknownRecipient(recipient) }
         guard candidates.count == 1 else { throw .ambiguous(recipient, userIDs: candidates) }
         let at = Date()
-        let record = Mutex<MessageRecord?>(nil)
+        let sent = Mutex<SentMessage?>(nil)
         do {
             try await socket.emit(ChatEventName.privateMessage, arguments: [OutgoingMessage(content: text, to: to).json]) {
                 [inner] result in
                 // On the manager's executor: ordered before the connect that would flush it.
                 let queued = result == .buffered
-                let message = inner.withLock { state -> MessageRecord in
-                    state.apply(.messageSent(content: text, to: to, at: at, queued: queued))
-                    let message = MessageRecord(
-                        id: state.nextMessageID, from: selfID, to: to, content: text, fromSelf: true, at: at,
-                        delivery: queued ? .queued : .sent
-                    )
+                let message = inner.withLock { state -> SentMessage in
+                    let message = SentMessage(id: state.nextMessageID, to: to, content: text, at: at)
                     state.nextMessageID += 1
                     if queued { state.queued.append(message) }
+                    state.apply(.messageSent(message, queued: queued))
                     return message
                 }
-                record.withLock { $0 = message }
+                sent.withLock { $0 = message }
             }
         } catch {
             if case .payloadTooLarge(let size, let limit) = error { throw .tooLong(size: size, limit: limit) }
             throw .empty
         }
-        let message = record.withLock { $0 }!
-        publish(.message(message))
-        return message
+        return sent.withLock { $0 }!
     }
 
     public func select(_ userID: String?) { apply(.select(userID: userID)) }
@@ -305,31 +252,30 @@ public final class ChatClient: Sendable {
     /// Forgets the session (here and in the session file) and disconnects.
     public func logout() async {
         await socket.disconnect()
-        forgetSession(andUsername: true)
-        publish(.needsUsername(reason: nil))
+        forgetSession(andUsername: true, reason: nil)
     }
 
     /// Drops the session here and in the session file, with the chat state that went with it.
-    private func forgetSession(andUsername: Bool) {
+    /// Reported once the file no longer has it: whoever hears of the logout may look.
+    private func forgetSession(andUsername: Bool, reason: String?) {
         inner.withLock {
             $0.session = nil
             if andUsername { $0.username = nil }
             $0.queued = []
             $0.cancelRetry()
-            $0.apply(.logout)
         }
         do {
             try store.remove(server)
         } catch {
-            publish(.warning(error.description))
+            apply(.warning(error.description))
         }
+        apply(.loggedOut(reason: reason))
     }
 
-    /// Disconnects, waits until everything sent has been written, and ends `updates`.
+    /// Disconnects and waits until everything sent has been written. No event is reported after it.
     public func close() async {
         inner.withLock { $0.cancelRetry() }
         await manager.close()
-        continuation.finish()
     }
 
     public var isConnected: Bool { inner.withLock { $0.chat.connection == .connected } }
@@ -366,20 +312,14 @@ public final class ChatClient: Sendable {
     private func handle(_ event: SocketEvent) {
         switch event {
         case .connect:
-            let (flushed, waiters) = inner.withLock { state in
-                state.apply(.connected)
+            let waiters = inner.withLock { state in
+                // The socket wrote its buffer before reporting the connection.
                 let flushed = state.queued
                 state.queued = []
-                return (flushed, state.takeFlushWaitersIfEmpty())
+                state.apply(.connected(flushed: flushed))
+                return state.takeFlushWaitersIfEmpty()
             }
             waiters.forEach { $0.resume() }
-            publish(.status(.connected))
-            for message in flushed {
-                publish(.message(MessageRecord(
-                    id: message.id, from: message.from, to: message.to, content: message.content,
-                    fromSelf: true, at: message.at, delivery: .sent
-                )))
-            }
         case .disconnect(let reason):
             goOffline(reason.description)
         case .connectError(let error):
@@ -390,7 +330,6 @@ public final class ChatClient: Sendable {
             }
         case .reconnectAttempt(let attempt, let delay):
             apply(.reconnecting(attempt: attempt, delay: delay))
-            publish(.status(.reconnecting(attempt: attempt, delay: delay)))
         case .reconnectFailed:
             goOffline("gave up reconnecting")
         case .event(let received):
@@ -400,7 +339,6 @@ public final class ChatClient: Sendable {
 
     private func goOffline(_ reason: String) {
         apply(.offline(reason: reason))
-        publish(.status(.offline(reason: reason)))
     }
 
     /// CONNECT_ERROR: the server will not have us. Only "invalid username" means the stored
@@ -412,10 +350,8 @@ public final class ChatClient: Sendable {
         let message = reason.count > Self.maxReasonLength ? String(reason.prefix(Self.maxReasonLength)) + "…" : reason
         logger.notice("server refused the login", metadata: ["reason": "\(message)"])
         if LoginRefusal.forgetsSession(message) {
-            forgetSession(andUsername: false)
             apply(.offline(reason: message))
-            publish(.status(.offline(reason: message)))
-            publish(.needsUsername(reason: message))
+            forgetSession(andUsername: false, reason: message)
             return
         }
         let random = self.random()
@@ -425,12 +361,11 @@ public final class ChatClient: Sendable {
             state.apply(.refused(reason: message, attempt: state.refusals, retryIn: delay))
             return (state.refusals, delay)
         }
-        publish(.status(.refused(reason: message, attempt: attempt, retryIn: delay)))
         let clock = self.clock
         let retry = Task { [weak self] in
             do { try await clock.sleep(for: delay, tolerance: nil) } catch { return }
             guard let self, self.inner.withLock({ $0.refusals == attempt && $0.retry != nil }) else { return }
-            await self.connect()
+            await self.connect(afterRefusal: true)
         }
         inner.withLock { state in
             state.retry?.cancel()
@@ -439,101 +374,34 @@ public final class ChatClient: Sendable {
     }
 
     private func handle(_ event: ReceivedEvent) {
-        // The event of a flood first: a switch on strings compares them in order.
-        switch event.name {
-        case ChatEventName.privateMessage:
-            switch ServerPayload.privateMessage(event.arguments) {
-            case .success(let message):
-                let at = Date()
-                let fromSelf = inner.withLock { state in
-                    state.apply(.messageReceived(message, at: at))
-                    return message.from == state.chat.selfID
-                }
-                if publishes || observer != nil {
-                    publish(.message(MessageRecord(
-                        id: nil, from: message.from, to: message.to, content: message.content,
-                        fromSelf: fromSelf, at: at, delivery: fromSelf ? .sent : .received
-                    )))
-                }
-            case .failure(let problem):
-                logger.warning("\(problem)")
+        let (decoded, problems) = ServerEvent.decode(name: event.name, arguments: event.arguments, at: Date())
+        for problem in problems { logger.warning("\(problem)") }
+        switch decoded {
+        case .chat(let chatEvent)?:
+            apply(chatEvent)
+        case .session(let payload)?:
+            let session = inner.withLock { state in
+                let session = StoredSession(sessionID: payload.sessionID, userID: payload.userID, username: state.username ?? payload.userID)
+                // Logged in: refusals in a row are over (not at CONNECT, which a server
+                // could accept and then refuse, to make us retry without backoff).
+                state.refusals = 0
+                state.session = session
+                state.apply(.session(userID: session.userID, username: session.username))
+                return session
             }
-        case ChatEventName.session:
-            switch ServerPayload.session(event.arguments) {
-            case .success(let (sessionID, userID)):
-                let username = inner.withLock { $0.username } ?? userID
-                let session = StoredSession(sessionID: sessionID, userID: userID, username: username)
-                inner.withLock {
-                    // Logged in: refusals in a row are over (not at CONNECT, which a server
-                    // could accept and then refuse, to make us retry without backoff).
-                    $0.refusals = 0
-                    $0.session = session
-                    $0.apply(.session(userID: userID, username: username))
-                }
-                do {
-                    try store.save(session, for: server)
-                } catch {
-                    logger.error("\(error)")
-                    publish(.warning(error.description))
-                }
-                publish(.session(userID: userID, username: username))
-            case .failure(let problem):
-                logger.warning("\(problem)")
+            do {
+                try store.save(session, for: server)
+            } catch {
+                logger.error("\(error)")
+                apply(.warning(error.description))
             }
-        case ChatEventName.users:
-            let (entries, problems) = ServerPayload.users(event.arguments)
-            for problem in problems { logger.warning("\(problem)") }
-            // The list as a front end reads it only when one does (a terminal UI keeps its own
-            // state from the events): for 100,000 users that is 100,000 summaries.
-            let reported = publishes || observer != nil
-            let (users, selfID) = inner.withLock { state in
-                state.apply(.users(entries))
-                return (reported ? state.chat.users.map(UserSummary.init) : [], state.chat.selfID)
-            }
-            guard reported else { return }
-            publish(.users(users))
-            let at = Date()
-            for entry in entries {
-                guard let history = entry.messages, !history.isEmpty else { continue }
-                publish(.history(userID: entry.userID, messages: history.map { message in
-                    let fromSelf = message.from == selfID
-                    return MessageRecord(
-                        id: nil, from: message.from, to: message.to, content: message.content,
-                        fromSelf: fromSelf, at: at, delivery: fromSelf ? .sent : .received
-                    )
-                }))
-            }
-        case ChatEventName.userConnected:
-            switch ServerPayload.userConnected(event.arguments) {
-            case .success(let entry):
-                let user = inner.withLock { state in
-                    state.apply(.userConnected(entry))
-                    return state.chat.user(entry.userID).map(UserSummary.init)
-                }
-                if let user { publish(.userConnected(user)) }
-            case .failure(let problem):
-                logger.warning("\(problem)")
-            }
-        case ChatEventName.userDisconnected:
-            switch ServerPayload.userDisconnected(event.arguments) {
-            case .success(let userID):
-                apply(.userDisconnected(userID: userID))
-                publish(.userDisconnected(userID: userID))
-            case .failure(let problem):
-                logger.warning("\(problem)")
-            }
-        default:
-            logger.debug("ignoring event \(event.name)")
+        case nil:
+            if problems.isEmpty { logger.debug("ignoring event \(event.name)") }
         }
     }
 
     private func apply(_ event: ChatEvent) {
         inner.withLock { $0.apply(event) }
-    }
-
-    private func publish(_ update: ChatUpdate) {
-        observer?(update)
-        if publishes { continuation.yield(update) }
     }
 }
 

@@ -138,11 +138,11 @@ public enum ClientPayload {
 /// Every byte from the network is untrusted: wrong shapes are reported, never trusted.
 public enum ServerPayload {
     /// `session` `{sessionID, userID}`.
-    public static func session(_ arguments: [JSONValue]) -> Result<(sessionID: String, userID: String), PayloadProblem> {
+    public static func session(_ arguments: [JSONValue]) -> Result<SessionPayload, PayloadProblem> {
         guard let payload = arguments.first, let sessionID = payload["sessionID"]?.stringValue, !sessionID.isEmpty,
             let userID = payload["userID"]?.stringValue, !userID.isEmpty
         else { return .failure(PayloadProblem(event: "session", why: "needs string sessionID and userID")) }
-        return .success((sessionID, userID))
+        return .success(SessionPayload(sessionID: sessionID, userID: userID))
     }
 
     /// `users` `[{userID, username, connected, messages?}]`: good entries, and a problem per skipped one.

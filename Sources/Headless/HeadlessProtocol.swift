@@ -1,4 +1,4 @@
-import Chat
+public import Chat
 public import ChatClient
 import Foundation
 import JSON
@@ -45,11 +45,12 @@ public enum HeadlessCommand: Sendable, Hashable {
     }
 }
 
-/// The JSON line written to standard output for each change, its kind in `"event"`.
-/// Never carries the session ID.
+/// The JSON lines written to standard output for each event the chat client applies, each
+/// with its kind in `"event"`: a projection of the event and the state right after it. Never
+/// carries the session ID.
 public enum HeadlessOutput {
-    public static func line(for update: ChatUpdate) -> String {
-        json(for: update).serializedInert()
+    public static func lines(for event: ChatEvent, in chat: ChatState) -> [String] {
+        json(for: event, in: chat).map { $0.serializedInert() }
     }
 
     public static func error(_ message: String) -> String {
@@ -59,66 +60,78 @@ public enum HeadlessOutput {
     /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-27T11:16:37.332Z`.
     static let timestamp = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 
-    static func json(for update: ChatUpdate) -> JSONValue {
-        switch update {
-        case .status(let status):
-            switch status {
-            case .connecting: return ["event": "status", "state": "connecting"]
-            case .connected: return ["event": "status", "state": "connected"]
-            case .reconnecting(let attempt, let delay):
-                return [
-                    "event": "status", "state": "reconnecting", "attempt": .int(attempt),
-                    "delay_ms": .int(delay.wholeMilliseconds),
-                ]
-            case .refused(let reason, let attempt, let retryIn):
-                return [
-                    "event": "status", "state": "refused", "reason": .string(reason), "attempt": .int(attempt),
-                    "delay_ms": .int(retryIn.wholeMilliseconds),
-                ]
-            case .offline(let reason): return ["event": "status", "state": "offline", "reason": .string(reason)]
-            }
-        case .session(let userID, let username):
-            return ["event": "session", "userID": .string(userID), "username": .string(username)]
-        case .users(let users):
-            return ["event": "users", "users": .array(users.map(json(for:)))]
-        case .userConnected(let user):
-            return ["event": "user_connected", "userID": .string(user.userID), "username": .string(user.username)]
-        case .userDisconnected(let userID):
-            return ["event": "user_disconnected", "userID": .string(userID)]
-        case .message(let message):
-            guard case .object(var object) = json(for: message) else { return nil }
-            object["event"] = "message"
-            return .object(object)
-        case .history(let userID, let messages):
-            return ["event": "history", "userID": .string(userID), "messages": .array(messages.map(json(for:)))]
-        case .needsUsername(let reason):
+    static func json(for event: ChatEvent, in chat: ChatState) -> [JSONValue] {
+        switch event {
+        case .connecting: return [["event": "status", "state": "connecting"]]
+        case .connected(let flushed):
+            // What was queued while offline went out with the connection: reported as sent.
+            return [["event": "status", "state": "connected"]] + flushed.map { json(for: $0, queued: false, in: chat) }
+        case .reconnecting(let attempt, let delay):
+            return [["event": "status", "state": "reconnecting", "attempt": .int(attempt), "delay_ms": .int(delay.wholeMilliseconds)]]
+        case .refused(let reason, let attempt, let retryIn):
+            return [[
+                "event": "status", "state": "refused", "reason": .string(reason), "attempt": .int(attempt),
+                "delay_ms": .int(retryIn.wholeMilliseconds),
+            ]]
+        case .offline(let reason): return [["event": "status", "state": "offline", "reason": .string(reason)]]
+        case .loggedOut(let reason):
             var object: JSONObject = ["event": "status", "state": "needs_username"]
             if let reason { object["reason"] = .string(reason) }
-            return .object(object)
+            return [.object(object)]
+        case .session(let userID, let username):
+            return [["event": "session", "userID": .string(userID), "username": .string(username)]]
+        case .users(let entries):
+            // The whole list as it stands, then each conversation a part III server sent with it.
+            var lines: [JSONValue] = [["event": "users", "users": .array(chat.users.map(json(for:)))]]
+            for entry in entries {
+                guard let history = entry.messages, !history.isEmpty else { continue }
+                lines.append([
+                    "event": "history", "userID": .string(entry.userID),
+                    "messages": .array(history.map { json(for: $0, at: Date(), in: chat) }),
+                ])
+            }
+            return lines
+        case .userConnected(let entry):
+            let username = chat.user(entry.userID)?.username ?? entry.username
+            return [["event": "user_connected", "userID": .string(entry.userID), "username": .string(username)]]
+        case .userDisconnected(let userID):
+            return [["event": "user_disconnected", "userID": .string(userID)]]
+        case .messageReceived(let message, let at):
+            return [json(for: message, at: at, in: chat)]
+        case .messageSent(let message, let queued):
+            return [json(for: message, queued: queued, in: chat)]
         case .warning(let text):
-            return ["event": "warning", "message": .string(text)]
+            return [["event": "warning", "message": .string(text)]]
+        case .select:
+            return []
         }
     }
 
-    /// `from`, `to`, `content`, `fromSelf`, `at`; for own messages also `id`, `queued` and `sent`.
-    static func json(for message: MessageRecord) -> JSONValue {
-        var object: JSONObject = [
-            "from": .string(message.from), "to": .string(message.to),
-            "content": .string(message.content), "fromSelf": .bool(message.fromSelf),
-            "at": .string(message.at.formatted(timestamp)),
+    /// A message from the server: `from`, `to`, `content`, `fromSelf`, `at`.
+    static func json(for message: PrivateMessage, at: Date, in chat: ChatState) -> JSONValue {
+        [
+            "event": "message", "from": .string(message.from), "to": .string(message.to),
+            "content": .string(message.content), "fromSelf": .bool(message.from == chat.selfID),
+            "at": .string(at.formatted(timestamp)),
         ]
-        if message.fromSelf, let id = message.id {
-            object["id"] = .int(id)
-            object["queued"] = .bool(message.delivery == .queued)
-            object["sent"] = .bool(message.delivery == .sent)
-        }
+    }
+
+    /// One of ours, as sent or queued: with its `id` (the same when a queued one is sent), `queued` and `sent`.
+    static func json(for message: SentMessage, queued: Bool, in chat: ChatState) -> JSONValue {
+        var object: JSONObject = [
+            "event": "message", "id": .int(message.id), "to": .string(message.to),
+            "content": .string(message.content), "fromSelf": true, "at": .string(message.at.formatted(timestamp)),
+            "queued": .bool(queued), "sent": .bool(!queued),
+        ]
+        // Sending needs a login, so the sender is known.
+        if let selfID = chat.selfID { object["from"] = .string(selfID) }
         return .object(object)
     }
 
-    static func json(for user: UserSummary) -> JSONValue {
+    static func json(for user: ChatUser) -> JSONValue {
         [
-            "userID": .string(user.userID), "username": .string(user.username), "connected": .bool(user.connected),
-            "self": .bool(user.isSelf), "unread": .int(user.unread),
+            "userID": .string(user.id), "username": .string(user.username), "connected": .bool(user.isConnected),
+            "self": .bool(user.isSelf), "unread": .int(user.unreadCount),
         ]
     }
 }

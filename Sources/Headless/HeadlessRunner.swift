@@ -1,11 +1,40 @@
+public import Chat
 public import ChatClient
 import Foundation
 import Synchronization
+
+/// Headless mode's view of the chat client: every event, with the state right after it,
+/// becomes output lines at once (under the client's lock, so each line says what was true
+/// then), queued in order for the runner to write.
+public final class HeadlessProjection: Sendable {
+    enum Item: Sendable {
+        case line(String)
+        /// The client has no identity (any more): the runner decides what to do.
+        case needsUsername(reason: String?)
+    }
+
+    let items: AsyncStream<Item>
+    private let continuation: AsyncStream<Item>.Continuation
+
+    public init() {
+        (items, continuation) = AsyncStream.makeStream(of: Item.self)
+    }
+
+    /// The chat client's observer.
+    public func observe(_ event: ChatEvent, in chat: ChatState) {
+        for line in HeadlessOutput.lines(for: event, in: chat) { continuation.yield(.line(line)) }
+        if case .loggedOut(let reason) = event { continuation.yield(.needsUsername(reason: reason)) }
+    }
+
+    /// No more events: the client is closed.
+    func finish() { continuation.finish() }
+}
 
 /// `parley --headless`: commands from standard input, one JSON object per line;
 /// every change to standard output, one JSON object per line. For scripts, bots and tests.
 public actor HeadlessRunner {
     private let client: ChatClient
+    private let projection: HeadlessProjection
     private let username: String?
     private let write: @Sendable (String) -> Void
     private var finished: CheckedContinuation<Int32, Never>?
@@ -16,15 +45,18 @@ public actor HeadlessRunner {
     private let flushGrace: Duration
 
     /// - Parameters:
+    ///   - client: a client whose observer is `projection`'s.
     ///   - username: `--username`: the name for a first login (and after a refusal).
     ///   - write: where output lines go (standard output, flushed per line).
     public init(
         client: ChatClient,
+        projection: HeadlessProjection,
         username: String?,
         flushGrace: Duration = .seconds(10),
         write: @escaping @Sendable (String) -> Void
     ) {
         self.client = client
+        self.projection = projection
         self.username = username
         self.flushGrace = flushGrace
         self.write = write
@@ -49,6 +81,7 @@ public actor HeadlessRunner {
         }
         commands.cancel()
         await client.close()
+        projection.finish()
         await updates.value
         return code
     }
@@ -61,9 +94,11 @@ public actor HeadlessRunner {
     }
 
     private func forwardUpdates() async {
-        for await update in client.updates {
-            write(HeadlessOutput.line(for: update))
-            if case .needsUsername(let reason) = update { await needsUsername(reason: reason) }
+        for await item in projection.items {
+            switch item {
+            case .line(let line): write(line)
+            case .needsUsername(let reason): await needsUsername(reason: reason)
+            }
         }
     }
 

@@ -23,20 +23,27 @@ public enum UIMessage: Sendable {
     /// A bracketed paste: goes into the input as it is, nothing sent.
     case paste(String)
     case resize(width: Int, height: Int)
-    /// The chat client applied this event to its state: the model applies it to its own copy.
-    case event(ChatEvent)
-    /// The whole chat state at once (a starting point, or tests).
-    case chat(ChatState)
     /// No usable session: ask for a username (with the server's reason after a refusal).
     case needsUsername(reason: String?)
-    /// A message arrived (for the bell).
-    case arrived(peerID: String, fromSelf: Bool)
+    /// A peer's message arrived (for the bell).
+    case arrived(from: String)
     /// Something the person should read (a warning).
     case notice(String)
     /// A message was refused (too long for the server, say): say why, and give the text back.
     case sendFailed(text: String, reason: String)
-    /// The clock moved (only scheduled while a countdown is on screen).
-    case tick(Date)
+}
+
+extension UIMessage {
+    /// What the screen must be told of an event the chat client applied, beyond the change to
+    /// its state (which the screen reads there): nil for nothing more.
+    public static func news(of event: ChatEvent, in chat: ChatState) -> UIMessage? {
+        switch event {
+        case .loggedOut(let reason): return .needsUsername(reason: reason)
+        case .messageReceived(let message, _) where message.from != chat.selfID: return .arrived(from: message.from)
+        case .warning(let text): return .notice(text)
+        default: return nil
+        }
+    }
 }
 
 /// What the program must do for the model: the side effects run outside and
@@ -52,9 +59,11 @@ public enum Effect: Sendable, Hashable {
     case redraw
 }
 
-/// The whole front end as a value: the chat (as the client last reported it)
-/// plus what only the screen knows: the input, the scroll position, the
-/// "new messages" marker, the help overlay.
+/// What only the screen knows, as a value: the input, the scroll position, the "new
+/// messages" marker, the help overlay. The chat itself is the chat client's state, which the
+/// model reads (under the client's lock) and never keeps: `update(_:chat:)` and
+/// `View.render` take it as an argument, and `sync(with:now:)` catches up with its changes
+/// and with the clock.
 public struct UIModel: Sendable {
     public enum Screen: Sendable, Hashable {
         /// Asking for a username; `waiting` once Enter was pressed and the server has not answered.
@@ -74,7 +83,6 @@ public struct UIModel: Sendable {
     }
 
     public let settings: Settings
-    public internal(set) var chat: ChatState
     public internal(set) var screen: Screen
     public internal(set) var width = 80
     public internal(set) var height = 24
@@ -102,10 +110,12 @@ public struct UIModel: Sendable {
     public internal(set) var reconnectAt: Date?
     public internal(set) var now = Date()
     public internal(set) var quitting = false
+    /// What `sync(with:now:)` last saw of the chat: plain values (keeping the state itself would
+    /// make the client's next change copy it).
+    var seen = ChatFacts()
 
-    public init(settings: Settings, chat: ChatState = ChatState(), hasSession: Bool) {
+    public init(settings: Settings, hasSession: Bool) {
         self.settings = settings
-        self.chat = chat
         self.screen = hasSession ? .chat : .prompt(waiting: false)
     }
 
@@ -114,9 +124,6 @@ public struct UIModel: Sendable {
     public static let minimumHeight = 10
 
     public var isTooSmall: Bool { width < Self.minimumWidth || height < Self.minimumHeight }
-
-    /// Users in display order: self first, then by username.
-    public var order: UserOrder { chat.order }
 
     /// Columns of the user list (the separator is drawn after it).
     public var listWidth: Int { min(max(width / 4, 14), 28) }
@@ -127,7 +134,23 @@ public struct UIModel: Sendable {
 
     /// Seconds left before the next reconnection attempt, when one is pending.
     public var reconnectCountdown: Int? {
-        guard chat.connection.nextAttemptIn != nil, let reconnectAt else { return nil }
+        guard let reconnectAt else { return nil }  // set by `sync(with:now:)` while an attempt is pending
         return max(Int((reconnectAt.timeIntervalSince(now)).rounded(.up)), 0)
+    }
+}
+
+/// The few facts of the chat state that the screen's own bookkeeping follows.
+struct ChatFacts: Equatable {
+    var connection: ConnectionStatus?
+    var selected: String?
+    /// Messages ever added to the open conversation (kept plus dropped by the cap).
+    var selectedTotal: Int?
+
+    init() {}
+
+    init(_ chat: ChatState) {
+        connection = chat.connection
+        selected = chat.selectedUserID
+        selectedTotal = chat.selectedUser.map { $0.messages.count + $0.droppedCount }
     }
 }

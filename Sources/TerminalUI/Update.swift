@@ -1,35 +1,26 @@
-import Chat
-import Foundation
+public import Chat
+public import Foundation
 
 extension UIModel {
-    /// The one way the model changes: a message in, effects out.
-    public mutating func update(_ message: UIMessage) -> [Effect] {
+    /// The one way the model changes: a message in, effects out. `chat` is the chat client's
+    /// state as it is now; an effect that changes it (a selection) is carried out before the
+    /// next message, and `sync(with:now:)` follows.
+    public mutating func update(_ message: UIMessage, chat: ChatState) -> [Effect] {
         switch message {
         case .resize(let width, let height):
             self.width = max(width, 1)
             self.height = max(height, 1)
-            clampScroll()
-            keepSelectionVisible()
+            clampScroll(chat)
+            keepSelectionVisible(chat)
             return [.redraw]
-        case .chat(let new):
-            let before = Facts(self)
-            chat = new
-            return chatChanged(since: before)
-        case .event(.select):
-            // Selections start here; the client's echo of one must not undo a newer one.
-            return []
-        case .event(let event):
-            let before = Facts(self)
-            chat.apply(event)
-            return chatChanged(since: before)
         case .needsUsername(let reason):
             if case .chat = screen { input.clear() }
             screen = .prompt(waiting: false)
             promptProblem = reason
             showHelp = false
             return []
-        case .arrived(let peerID, let fromSelf):
-            guard !fromSelf, peerID != chat.selectedUserID, settings.bell else { return [] }
+        case .arrived(let from):
+            guard from != chat.selectedUserID, settings.bell else { return [] }
             return [.bell]
         case .notice(let text):
             notice = DisplayText.inert(text)
@@ -45,9 +36,6 @@ extension UIModel {
                 notice = "not sent: \(DisplayText.inert(reason)) (Up brings it back)"
             }
             return []
-        case .tick(let date):
-            now = date
-            return []
         case .paste(let text):
             let normalized = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
             if case .prompt = screen {
@@ -58,31 +46,22 @@ extension UIModel {
             return []
         case .key(let key):
             notice = nil
-            return press(key)
+            return press(key, chat)
         }
     }
 
     /// A signal ends the program: no key press needed.
     public mutating func quitNow() { quitting = true }
 
-    // MARK: The network
+    // MARK: The chat state
 
-    /// What the bookkeeping after a chat change compares against. Plain values: keeping the
-    /// old state itself would make the next change copy every conversation.
-    private struct Facts {
-        let connection: ConnectionStatus
-        let selected: String?
-        /// Messages ever added to the open conversation (kept plus dropped by the cap).
-        let selectedTotal: Int?
-
-        init(_ model: UIModel) {
-            connection = model.chat.connection
-            selected = model.chat.selectedUserID
-            selectedTotal = model.chat.selectedUser.map { $0.messages.count + $0.droppedCount }
-        }
-    }
-
-    private mutating func chatChanged(since before: Facts) -> [Effect] {
+    /// Catches up with the chat client's state after it changed (news from the network, or a
+    /// selection this model asked for), and with the clock: the only way time reaches the
+    /// model, so tests give it theirs. What changed is found against what was seen last.
+    public mutating func sync(with chat: ChatState, now: Date) {
+        self.now = now
+        let before = seen
+        seen = ChatFacts(chat)
         // A countdown to the next attempt, from when it was announced.
         if let delay = chat.connection.nextAttemptIn {
             if chat.connection != before.connection {
@@ -102,20 +81,19 @@ extension UIModel {
             let user = chat.user(id), user.messages.count + user.droppedCount > total
         {
             let newMessages = min(user.messages.count + user.droppedCount - total, user.messages.count)
-            let layout = ConversationLayout(model: self)
+            let layout = ConversationLayout(model: self, chat: chat)
             var added = 0
             for i in (user.messages.count - newMessages)..<user.messages.count { added += layout.lineCount(of: user, at: i) }
             scroll += added
             moreBelow = true
-            clampScroll()  // with a history cap, the oldest lines went as the new ones came
+            clampScroll(chat)  // with a history cap, the oldest lines went as the new ones came
         }
-        keepSelectionVisible()
-        return []
+        keepSelectionVisible(chat)
     }
 
     // MARK: Keys
 
-    private mutating func press(_ key: Key) -> [Effect] {
+    private mutating func press(_ key: Key, _ chat: ChatState) -> [Effect] {
         switch key {
         case .control("c"), .control("q"):
             quitting = true
@@ -138,7 +116,7 @@ extension UIModel {
         case .prompt(let waiting):
             return pressOnPrompt(key, waiting: waiting)
         case .chat:
-            return pressOnChat(key)
+            return pressOnChat(key, chat)
         }
     }
 
@@ -163,21 +141,21 @@ extension UIModel {
         return []
     }
 
-    private mutating func pressOnChat(_ key: Key) -> [Effect] {
+    private mutating func pressOnChat(_ key: Key, _ chat: ChatState) -> [Effect] {
         switch key {
         case .tab, .control("n"):
-            return selectRelative(+1)
+            return selectRelative(+1, chat)
         case .backTab, .control("p"):
-            return selectRelative(-1)
+            return selectRelative(-1, chat)
         case .alt(let c) where c.wholeNumberValue.map { (1...9).contains($0) } == true:
             let n = c.wholeNumberValue! - 1
-            guard n < order.count else { return [] }
-            return select(order[n])
+            guard n < chat.order.count else { return [] }
+            return select(chat.order[n], chat)
         case .alt("a"), .alt("A"):
-            return selectNextUnread()
+            return selectNextUnread(chat)
         case .pageUp:
             scroll += max(conversationHeight - 1, 1)
-            clampScroll()
+            clampScroll(chat)
             return []
         case .pageDown:
             scroll = max(scroll - max(conversationHeight - 1, 1), 0)
@@ -191,32 +169,32 @@ extension UIModel {
             return []
         case .wheelUp(_, let column) where settings.mouse && column > listWidth:
             scroll += 3
-            clampScroll()
+            clampScroll(chat)
             return []
         case .wheelDown(_, let column) where settings.mouse && column > listWidth:
             scroll = max(scroll - 3, 0)
             if scroll == 0 { moreBelow = false }
             return []
         case .wheelUp where settings.mouse:
-            return selectRelative(-1)
+            return selectRelative(-1, chat)
         case .wheelDown where settings.mouse:
-            return selectRelative(+1)
+            return selectRelative(+1, chat)
         case .mouseClick(let row, let column) where settings.mouse:
             guard column < listWidth, row >= 1, row < height - 2 else { return [] }
             let index = listOffset + row - 1
-            guard index < order.count else { return [] }
-            return select(order[index])
+            guard index < chat.order.count else { return [] }
+            return select(chat.order[index], chat)
         case .up:
-            browseHistory(-1)
+            browseHistory(-1, chat)
             return []
         case .down:
-            browseHistory(+1)
+            browseHistory(+1, chat)
             return []
         case .character("?") where input.isEmpty:
             showHelp = true
             return []
         case .enter:
-            return submit()
+            return submit(chat)
         default:
             edit(key)
             return []
@@ -241,7 +219,7 @@ extension UIModel {
         historyPosition = nil
     }
 
-    private mutating func submit() -> [Effect] {
+    private mutating func submit(_ chat: ChatState) -> [Effect] {
         let text = input.text
         guard !text.isBlank else { return [] }
         if text.hasPrefix("/"), !text.hasPrefix("//") {
@@ -277,7 +255,7 @@ extension UIModel {
     }
 
     /// Up/Down through what was sent in this conversation; past the newest, the draft comes back.
-    private mutating func browseHistory(_ step: Int) {
+    private mutating func browseHistory(_ step: Int, _ chat: ChatState) {
         guard let id = chat.selectedUserID, let history = sentHistory[id], !history.isEmpty else { return }
         var position = historyPosition ?? history.count
         if historyPosition == nil {
@@ -297,32 +275,32 @@ extension UIModel {
 
     // MARK: Selection
 
-    private mutating func selectRelative(_ step: Int) -> [Effect] {
-        guard !order.isEmpty else { return [] }
+    private mutating func selectRelative(_ step: Int, _ chat: ChatState) -> [Effect] {
+        guard !chat.order.isEmpty else { return [] }
         let current = chat.selectedUserID.flatMap { chat.position(of: $0) }
         let next: Int
         if let current {
-            next = (current + step + order.count) % order.count
+            next = (current + step + chat.order.count) % chat.order.count
         } else {
-            next = step > 0 ? 0 : order.count - 1
+            next = step > 0 ? 0 : chat.order.count - 1
         }
-        return select(order[next])
+        return select(chat.order[next], chat)
     }
 
-    private mutating func selectNextUnread() -> [Effect] {
-        guard !order.isEmpty else { return [] }
+    private mutating func selectNextUnread(_ chat: ChatState) -> [Effect] {
+        guard !chat.order.isEmpty else { return [] }
         let start = chat.selectedUserID.flatMap { chat.position(of: $0) } ?? -1
         // One walk of the order (O(n)), not a lookup per position (O(n log n)).
-        let ids = Array(order)
+        let ids = Array(chat.order)
         for step in 1...ids.count {
             let id = ids[(start + step + ids.count) % ids.count]
-            if let user = chat.user(id), user.unreadCount > 0, id != chat.selectedUserID { return select(id) }
+            if let user = chat.user(id), user.unreadCount > 0, id != chat.selectedUserID { return select(id, chat) }
         }
         notice = "no unread messages"
         return []
     }
 
-    mutating func select(_ id: String) -> [Effect] {
+    mutating func select(_ id: String, _ chat: ChatState) -> [Effect] {
         guard id != chat.selectedUserID else { return [] }
         if let user = chat.user(id), user.unreadCount > 0 {
             // Before the oldest unread message: own messages in between are not counted.
@@ -336,12 +314,11 @@ extension UIModel {
         } else {
             unreadMarker = nil
         }
-        chat.apply(.select(userID: id))
         scroll = 0
         moreBelow = false
         historyPosition = nil
         draft = nil
-        keepSelectionVisible()
+        // The client makes the selection; `sync(with:now:)` then keeps it in view.
         return [.select(userID: id)]
     }
 
@@ -350,24 +327,24 @@ extension UIModel {
     /// Rows of the user list below its title.
     var listRows: Int { max(height - 3, 0) }
 
-    private mutating func keepSelectionVisible() {
+    private mutating func keepSelectionVisible(_ chat: ChatState) {
         let rows = listRows
         guard rows > 0 else { return }
         if let id = chat.selectedUserID, let index = chat.position(of: id) {
             if index < listOffset { listOffset = index }
             if index >= listOffset + rows { listOffset = index - rows + 1 }
         }
-        listOffset = max(min(listOffset, order.count - rows), 0)
+        listOffset = max(min(listOffset, chat.order.count - rows), 0)
     }
 
     /// No further up than the first line of the conversation.
-    private mutating func clampScroll() {
+    private mutating func clampScroll(_ chat: ChatState) {
         guard scroll > 0 else { return }
         guard let user = chat.selectedUser else {
             scroll = 0
             return
         }
-        let layout = ConversationLayout(model: self)
+        let layout = ConversationLayout(model: self, chat: chat)
         let available = layout.lineCount(of: user, upTo: scroll + conversationHeight)
         scroll = max(min(scroll, available - conversationHeight), 0)
         if scroll == 0 { moreBelow = false }

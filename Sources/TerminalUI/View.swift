@@ -1,4 +1,4 @@
-import Chat
+public import Chat
 import Foundation
 
 #if canImport(Glibc)
@@ -23,12 +23,12 @@ struct ConversationLayout {
 
     static let timeColumn = 6  // "12:34 "
 
-    init(model: UIModel) {
+    init(model: UIModel, chat: ChatState) {
         textWidth = max(model.conversationWidth - Self.timeColumn, 4)
         // Relative to what is kept; gone when the marked message itself was dropped.
-        let dropped = model.chat.selectedUser?.droppedCount ?? 0
+        let dropped = chat.selectedUser?.droppedCount ?? 0
         unreadMarker = model.unreadMarker.flatMap { $0 >= dropped ? $0 - dropped : nil }
-        peerName = DisplayText.inert(model.chat.selectedUser?.username ?? "")
+        peerName = DisplayText.inert(chat.selectedUser?.username ?? "")
     }
 
     private func startsGroup(_ messages: ChatUser.MessageList, _ i: Int) -> Bool {
@@ -100,16 +100,17 @@ extension ChatUser {
 
 import DequeModule
 
-/// Draws the model into a grid. A pure function of the model: the same code
-/// feeds the terminal and the tests.
+/// Draws the screen into a grid. A pure function of the model (what only the screen knows)
+/// and the chat state (the client's, read where it is): the same code feeds the terminal and
+/// the tests.
 public enum View {
-    public static func render(_ model: UIModel) -> CellGrid {
+    public static func render(_ model: UIModel, _ chat: ChatState) -> CellGrid {
         var grid = CellGrid(width: model.width, height: model.height)
-        render(model, into: &grid)
+        render(model, chat, into: &grid)
         return grid
     }
 
-    public static func render(_ model: UIModel, into grid: inout CellGrid) {
+    public static func render(_ model: UIModel, _ chat: ChatState, into grid: inout CellGrid) {
         if grid.width != model.width || grid.height != model.height {
             grid = CellGrid(width: model.width, height: model.height)
         } else {
@@ -121,8 +122,8 @@ public enum View {
             return
         }
         switch model.screen {
-        case .prompt(let waiting): prompt(model, waiting: waiting, &grid)
-        case .chat: chat(model, &grid)
+        case .prompt(let waiting): prompt(model, chat, waiting: waiting, &grid)
+        case .chat: chatScreen(model, chat, &grid)
         }
         if model.showHelp { help(model, &grid) }
     }
@@ -141,14 +142,19 @@ public enum View {
         }
     }
 
-    static func prompt(_ model: UIModel, waiting: Bool, _ grid: inout CellGrid) {
+    static func prompt(_ model: UIModel, _ chat: ChatState, waiting: Bool, _ grid: inout CellGrid) {
         let boxWidth = min(model.width - 4, 60)
         let left = (model.width - boxWidth) / 2
         let top = max((model.height - 9) / 2, 0)
         centre("Parley", row: top, in: &grid, style: .bold)
         centre(DisplayText.truncated(DisplayText.inert(model.settings.serverURL), toWidth: boxWidth), row: top + 1, in: &grid, style: .dim)
-        let state = waiting ? connectionText(model) : (model.chat.connection == .connecting ? "not connected" : connectionText(model))
-        centre(state, row: top + 2, in: &grid, style: style(of: model.chat.connection))
+        // Until Enter, nothing is being connected (a logout or a refusal left the socket offline):
+        // the refusal's reason is under the field.
+        if waiting {
+            centre(connectionText(model, chat), row: top + 2, in: &grid, style: style(of: chat.connection))
+        } else {
+            centre("not connected", row: top + 2, in: &grid, style: .highlight)
+        }
         grid.write("Choose a username:", row: top + 4, column: left, limit: boxWidth, style: .normal)
         let fieldWidth = boxWidth - 2
         grid.write("> ", row: top + 5, column: left, style: .accent)
@@ -162,33 +168,33 @@ public enum View {
         }
     }
 
-    static func chat(_ model: UIModel, _ grid: inout CellGrid) {
-        userList(model, &grid)
+    static func chatScreen(_ model: UIModel, _ chat: ChatState, _ grid: inout CellGrid) {
+        userList(model, chat, &grid)
         let separator = model.listWidth
         for row in 0..<(model.height - 2) { grid.write("│", row: row, column: separator, style: .dim) }
-        conversation(model, &grid)
-        statusBar(model, &grid)
-        inputLine(model, &grid)
+        conversation(model, chat, &grid)
+        statusBar(model, chat, &grid)
+        inputLine(model, chat, &grid)
     }
 
     // MARK: Parts
 
-    static func userList(_ model: UIModel, _ grid: inout CellGrid) {
+    static func userList(_ model: UIModel, _ chat: ChatState, _ grid: inout CellGrid) {
         let width = model.listWidth
         // Only what is on screen is looked at: the counts are kept by the chat state.
-        grid.write(DisplayText.truncated(" Users \(model.chat.onlineCount)/\(model.order.count)", toWidth: width), row: 0, column: 0, style: .bold)
+        grid.write(DisplayText.truncated(" Users \(chat.onlineCount)/\(chat.order.count)", toWidth: width), row: 0, column: 0, style: .bold)
         let rows = model.listRows
         for n in 0..<rows {
             let index = model.listOffset + n
-            guard index < model.order.count, let user = model.chat.user(model.order[index]) else { break }
+            guard index < chat.order.count, let user = chat.user(chat.order[index]) else { break }
             let row = n + 1
-            let selected = user.id == model.chat.selectedUserID
+            let selected = user.id == chat.selectedUserID
             let base: Style = selected ? .reverse : .normal
             if selected { grid.fill(row: row, column: 0, width: width, height: 1, style: .reverse) }
             // Glyph and colour, so it reads without colour too.
             grid.write(user.isConnected ? "●" : "○", row: row, column: 0, style: selected ? .reverse : (user.isConnected ? .online : .offline))
             let unread = user.unreadCount > 0 ? " \(user.unreadCount > 999 ? "999+" : String(user.unreadCount))" : ""
-            let tag = tag(model, userID: user.id)
+            let tag = tag(model, chat, userID: user.id)
             let name = DisplayText.inert(user.username) + tag
             let room = width - 3 - DisplayText.width(of: unread)
             // The name comes first: the "(yourself)" mark shortens before the name is cut much.
@@ -210,10 +216,10 @@ public enum View {
         }
     }
 
-    static func conversation(_ model: UIModel, _ grid: inout CellGrid) {
+    static func conversation(_ model: UIModel, _ chat: ChatState, _ grid: inout CellGrid) {
         let left = model.listWidth + 2
         let width = model.width - left
-        guard let user = model.chat.selectedUser else {
+        guard let user = chat.selectedUser else {
             grid.write("No conversation selected", row: 0, column: left, limit: width, style: .bold)
             let hints = [
                 "Tab / Shift-Tab or Ctrl-N / Ctrl-P: next / previous",
@@ -226,7 +232,7 @@ public enum View {
         // Header: status and name.
         var col = left
         col += grid.write(user.isConnected ? "● " : "○ ", row: 0, column: col, style: user.isConnected ? .online : .offline)
-        let tag = tag(model, userID: user.id) + (user.isSelf ? " (yourself)" : "")
+        let tag = tag(model, chat, userID: user.id) + (user.isSelf ? " (yourself)" : "")
         let state = user.isConnected ? "  online" : "  offline"
         let room = max(width - 2 - state.count, 1)
         let name = DisplayText.truncated(DisplayText.inert(user.username), toWidth: max(room - DisplayText.width(of: tag), 1)) + tag
@@ -234,7 +240,7 @@ public enum View {
         grid.write(state, row: 0, column: col, limit: model.width - col, style: .dim)
 
         let rows = model.conversationHeight
-        let layout = ConversationLayout(model: model)
+        let layout = ConversationLayout(model: model, chat: chat)
         let lines = layout.visibleLines(of: user, rows: rows, scroll: model.scroll)
         let top = 1 + rows - lines.count  // short conversations sit at the bottom, next to the input
         for (n, line) in lines.enumerated() {
@@ -263,11 +269,11 @@ public enum View {
         }
     }
 
-    static func statusBar(_ model: UIModel, _ grid: inout CellGrid) {
+    static func statusBar(_ model: UIModel, _ chat: ChatState, _ grid: inout CellGrid) {
         let row = model.height - 2
         grid.fill(row: row, column: 0, width: model.width, height: 1, style: .reverse)
         let hint = "F1 help · Tab next · Ctrl-Q quit"
-        let status = model.notice ?? connectionText(model)
+        let status = model.notice ?? connectionText(model, chat)
         let hintWidth = DisplayText.width(of: hint)
         let room = model.width - 2
         let showHint = DisplayText.width(of: status) + hintWidth + 3 <= room
@@ -275,9 +281,9 @@ public enum View {
         if showHint { grid.write(hint, row: row, column: model.width - 1 - hintWidth, style: .reverse) }
     }
 
-    static func inputLine(_ model: UIModel, _ grid: inout CellGrid) {
+    static func inputLine(_ model: UIModel, _ chat: ChatState, _ grid: inout CellGrid) {
         let row = model.height - 1
-        let prompt = model.chat.selectedUser.map { "\(DisplayText.truncated(DisplayText.inert($0.username), toWidth: 12))> " } ?? "> "
+        let prompt = chat.selectedUser.map { "\(DisplayText.truncated(DisplayText.inert($0.username), toWidth: 12))> " } ?? "> "
         let w = grid.write(prompt, row: row, column: 0, style: .accent)
         let (text, cursor) = model.input.visible(columns: model.width - w - 1)
         grid.write(text, row: row, column: w)
@@ -331,18 +337,18 @@ public enum View {
     /// when another user's name looks the same (the same skeleton: it differs only by
     /// invisible characters, Unicode form or case, `ChatState.hasLookalike`), " #" and the
     /// start of the userID tell them apart, wherever they are in the list.
-    static func tag(_ model: UIModel, userID: String) -> String {
-        guard model.chat.hasLookalike(userID) else { return "" }
+    static func tag(_ model: UIModel, _ chat: ChatState, userID: String) -> String {
+        guard chat.hasLookalike(userID) else { return "" }
         // Six characters of the ID: an impostor would need millions of logins to match them.
         return " #" + DisplayText.inert(String(userID.prefix(6)))
     }
 
-    static func connectionText(_ model: UIModel) -> String {
-        switch model.chat.connection {
+    static func connectionText(_ model: UIModel, _ chat: ChatState) -> String {
+        switch chat.connection {
         case .connecting:
             return "connecting…"
         case .connected:
-            let name = model.chat.selfUsername.map { DisplayText.inert($0) } ?? "?"
+            let name = chat.selfUsername.map { DisplayText.inert($0) } ?? "?"
             return "connected as \(name)"
         case .reconnecting(let attempt, _):
             if let seconds = model.reconnectCountdown, seconds > 0 {

@@ -97,8 +97,8 @@ struct Ingest: AsyncParsableCommand {
     }
 
     /// From `session` until the count-th message has been applied to the chat state.
-    /// Counted from the client's state observer (each event as it is applied to the chat state),
-    /// so no update stream or per-message record is built just for the measurement.
+    /// Counted from the client's observer (each event as it is applied to the chat state), as a
+    /// front end is told, so nothing is built just for the measurement.
     func measureParley(url: String) async throws -> Double {
         let directory = NSTemporaryDirectory() + "parley-bench-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -107,8 +107,7 @@ struct Ingest: AsyncParsableCommand {
         var socket = SocketManager.Configuration()
         socket.transport = transport == "nio" ? NIOWebSocketTransportFactory() : WebSocketTransportFactory()
         let client = try await ChatClient(options: .init(
-            url: url, configDirectory: directory, publishesUpdates: false,
-            stateObserver: { progress.observe($0) }, socket: socket
+            url: url, configDirectory: directory, observer: progress.observe, socket: socket
         ))
         try await client.start(username: "bench")
         let outcome = await progress.result()
@@ -116,7 +115,7 @@ struct Ingest: AsyncParsableCommand {
         switch outcome {
         case .failure(let reason): throw ValidationError(reason)
         case .success(let elapsed):
-            let applied = client.snapshot().user(FloodPeer.peerID)?.messages.count ?? 0
+            let applied = client.read { $0.user(FloodPeer.peerID)?.messages.count ?? 0 }
             guard applied == count else { throw ValidationError("only \(applied) messages reached the state") }
             return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         }
@@ -155,16 +154,16 @@ struct Render: ParsableCommand {
         setlocale(LC_ALL, "C.UTF-8")
         var results: [Double] = []
         for count in messages {
-            var model = model(messages: count)
+            var (model, chat) = screen(messages: count)
             var grid = CellGrid(width: width, height: height)
             // Warm up, then time frames that each draw the whole screen.
-            for _ in 0..<50 { View.render(model, into: &grid) }
+            for _ in 0..<50 { View.render(model, chat, into: &grid) }
             let clock = ContinuousClock()
             let elapsed = clock.measure {
                 for n in 0..<frames {
                     // Change something each frame (the input line), as typing does.
-                    _ = model.update(.key(n.isMultiple(of: 2) ? .character("x") : .backspace))
-                    View.render(model, into: &grid)
+                    _ = model.update(.key(n.isMultiple(of: 2) ? .character("x") : .backspace), chat: chat)
+                    View.render(model, chat, into: &grid)
                 }
             }
             let perFrame = (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18) / Double(frames)
@@ -183,10 +182,10 @@ struct Render: ParsableCommand {
         }
     }
 
-    func model(messages count: Int) -> UIModel {
+    func screen(messages count: Int) -> (UIModel, ChatState) {
         var chat = ChatState()
         chat.apply(.session(userID: "u0", username: "bench"))
-        chat.apply(.connected)
+        chat.apply(.connected(flushed: []))
         chat.apply(.users((0..<users).map { UserEntry(userID: "u\($0)", username: "user \($0)", connected: $0.isMultiple(of: 3)) }))
         let start = Date(timeIntervalSince1970: 1_700_000_000)
         for i in 0..<count {
@@ -195,10 +194,11 @@ struct Render: ParsableCommand {
                 : "message number \(i)"
             chat.apply(.messageReceived(PrivateMessage(content: text, from: i.isMultiple(of: 5) ? "u0" : "u1", to: "u1"), at: start))
         }
-        var model = UIModel(settings: .init(serverURL: "http://localhost:3000"), chat: chat, hasSession: true)
-        _ = model.update(.resize(width: width, height: height))
-        _ = model.update(.key(.alt("2")))
-        return model
+        var model = UIModel(settings: .init(serverURL: "http://localhost:3000"), hasSession: true)
+        _ = model.update(.resize(width: width, height: height), chat: chat)
+        for case .select(let id) in model.update(.key(.alt("2")), chat: chat) { chat.apply(.select(userID: id)) }
+        model.sync(with: chat, now: Date())
+        return (model, chat)
     }
 }
 
@@ -254,7 +254,7 @@ final class Progress: Sendable {
     init(count: Int) { self.count = count }
 
     /// The chat state's events, as the client applies them: the count is of messages in the state.
-    func observe(_ event: ChatEvent) {
+    func observe(_ event: ChatEvent, in chat: ChatState) {
         if case .messageReceived = event {
             // Only the client's one consumer calls this, in order.
             guard received.add(1, ordering: .relaxed).newValue == count else { return }

@@ -115,15 +115,14 @@ struct Users: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let clock = StormClock(count: count)
         let client = try await ChatClient(options: .init(
-            url: url, configDirectory: directory, publishesUpdates: false, stateObserver: { clock.observe($0) }
+            url: url, configDirectory: directory, observer: clock.observe
         ))
         try await client.start(username: "bench")
         let (list, storm) = await clock.result()
-        let state = client.snapshot()
+        let (listed, names) = client.read { state in (state.order.count, state.users.dropFirst().map(\.username)) }
         await client.close()
         // Checked after the clock stopped: every user there, and in order.
-        guard state.order.count == 2 * count + 1 else { throw ValidationError("only \(state.order.count) users reached the state") }
-        let names = state.users.dropFirst().map(\.username)
+        guard listed == 2 * count + 1 else { throw ValidationError("only \(listed) users reached the state") }
         guard zip(names, names.dropFirst()).allSatisfy({ $0 <= $1 }) else { throw ValidationError("the users are not in order") }
         return (list, storm)
     }
@@ -144,7 +143,7 @@ final class StormClock: Sendable {
 
     init(count: Int) { self.count = count }
 
-    func observe(_ event: ChatEvent) {
+    func observe(_ event: ChatEvent, in chat: ChatState) {
         let now = ContinuousClock.now
         let done: (CheckedContinuation<(Double, Double), Never>, (Double, Double))? = state.withLock { state in
             switch event {

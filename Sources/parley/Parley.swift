@@ -117,29 +117,25 @@ struct Parley: AsyncParsableCommand {
             options: .init(allowsInsecureTLS: insecureTLS, trustedCertificatesFile: caFile),
             logger: Logger(label: "parley.websocket")
         )
+        // The one projection of the client's state this run shows it through.
         let inbox = headless ? nil : UIInbox()
-        var observer: (@Sendable (ChatUpdate) -> Void)?
-        var stateObserver: (@Sendable (ChatEvent) -> Void)?
-        if let inbox {
-            observer = { inbox.observe($0) }
-            stateObserver = { inbox.apply($0) }
-        }
+        let projection = headless ? HeadlessProjection() : nil
         let client: ChatClient
         do {
             client = try await ChatClient(options: .init(
                 url: url, configDirectory: configDirectory, fileModes: modes, historyLimit: historyLimit,
-                publishesUpdates: headless, observer: observer, stateObserver: stateObserver,
+                observer: inbox?.observe ?? projection?.observe,
                 socket: socket, logger: logger
             ))
         } catch {
             throw fail("\(error)")
         }
-        if let inbox {
-            throw ExitCode(try await runTerminal(client: client, inbox: inbox, logger: logger))
+        guard let projection else {
+            throw ExitCode(try await runTerminal(client: client, inbox: inbox!, logger: logger))
         }
         logger.info("headless start", metadata: ["server": "\(client.server)"])
         let output = StandardOutput()
-        let code = await HeadlessRunner(client: client, username: username) { output.write($0) }
+        let code = await HeadlessRunner(client: client, projection: projection, username: username) { output.write($0) }
             .run(lines: standardInputLines())
         logger.info("headless exit", metadata: ["code": "\(code)"])
         throw ExitCode(code)
@@ -158,8 +154,7 @@ struct Parley: AsyncParsableCommand {
         }
         let app = TerminalApp(
             client: client, inbox: inbox,
-            settings: .init(serverURL: url, bell: !noBell, mouse: !noMouse), colors: !noColor,
-            historyLimit: historyLimit
+            settings: .init(serverURL: url, bell: !noBell, mouse: !noMouse), colors: !noColor
         )
         let code: Int32
         do {

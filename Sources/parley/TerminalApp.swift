@@ -5,9 +5,10 @@ import Synchronization
 import Terminal
 import TerminalUI
 
-/// Carries news from the network side (the chat client's observer, on its
-/// executor) to the terminal thread: messages queue here, and the wake pipe
-/// gets one byte when the queue goes from empty to not empty.
+/// Carries news from the chat client (its observer, called under its lock) to the terminal
+/// thread: what the screen must hear of queues here, and the wake pipe gets one byte when the
+/// queue goes from empty to not empty. The chat itself stays in the client: the terminal
+/// thread reads it there.
 final class UIInbox: Sendable {
     private struct Pending {
         var messages: [UIMessage] = []
@@ -17,18 +18,11 @@ final class UIInbox: Sendable {
     let pipe = WakePipe()
     private let pending = Mutex(Pending())
 
-    /// The chat client's observer.
-    func observe(_ update: ChatUpdate) {
-        switch update {
-        case .needsUsername(let reason): post(.needsUsername(reason: reason))
-        case .message(let record) where !record.fromSelf: post(.arrived(peerID: record.from, fromSelf: false))
-        case .warning(let text): post(.notice(text))
-        default: break  // the state's own events carry the rest
-        }
+    /// The chat client's observer: only enqueues.
+    func observe(_ event: ChatEvent, in chat: ChatState) {
+        // nil: only the state changed, and the screen catches up with it when it wakes.
+        post(UIMessage.news(of: event, in: chat))
     }
-
-    /// The chat client's state observer: the model keeps its own copy of the state.
-    func apply(_ event: ChatEvent) { post(.event(event)) }
 
     /// A message for the model (or nil: only "the chat state changed").
     func post(_ message: UIMessage?) {
@@ -62,12 +56,10 @@ final class TerminalApp: Sendable {
     private let inbox: UIInbox
     private let settings: UIModel.Settings
     private let colors: Bool
-    private let historyLimit: Int?
     private let actions: AsyncStream<Action>.Continuation
     private let worker: Task<Void, Never>
 
-    init(client: ChatClient, inbox: UIInbox, settings: UIModel.Settings, colors: Bool, historyLimit: Int?) {
-        self.historyLimit = historyLimit
+    init(client: ChatClient, inbox: UIInbox, settings: UIModel.Settings, colors: Bool) {
         self.client = client
         self.inbox = inbox
         self.settings = settings
@@ -122,26 +114,27 @@ final class TerminalApp: Sendable {
         let events = EventLoop(terminal: terminal, network: inbox.pipe)
         let pending = inbox.take()
         let needsName = pending.contains { if case .needsUsername = $0 { true } else { false } }
-        // The model's own copy of the chat state, built from every event the client applied
-        // (all of them are in the inbox, from the client's creation on).
-        var model = UIModel(settings: settings, chat: ChatState(historyLimit: historyLimit), hasSession: !needsName)
-        var effects = model.update(.resize(width: terminal.width, height: terminal.height))
-        for message in pending { effects += model.update(message) }
+        var model = UIModel(settings: settings, hasSession: !needsName)
         var grid = CellGrid(width: 0, height: 0)
         var full = true
         var exitCode: Int32 = 0
         var pendingFrame = true
         var urgent = true
         var lastFrame = ContinuousClock.now
+        var rang = false
 
-        while true {
-            var rang = false
+        // Every message meets the chat state as it is now, read in place under the client's
+        // lock, after the model caught up with it and with the clock.
+        func handle(_ message: UIMessage) {
+            let effects = client.read { chat in
+                model.sync(with: chat, now: Date())
+                return model.update(message, chat: chat)
+            }
             for effect in effects {
                 switch effect {
                 case .login(let name): actions.yield(.login(name))
                 case .send(let text, let to): actions.yield(.send(text, to: to))
-                case .select(let id):
-                    client.select(id)
+                case .select(let id): client.select(id)  // at once: the next key sees it
                 case .logout: actions.yield(.logout)
                 case .bell where !rang:
                     // One bell per frame, however many messages came in it.
@@ -152,8 +145,11 @@ final class TerminalApp: Sendable {
                 case .quit: break
                 }
             }
-            effects = []
-            if model.quitting { break }
+        }
+
+        handle(.resize(width: terminal.width, height: terminal.height))
+        for message in pending { handle(message) }
+        while !model.quitting {
             // Draw now after a key or a resize (typing must feel immediate), but at most one frame
             // per frameInterval for network news: a busy conversation is shown at 60 frames a
             // second, not redrawn for every one of thousands of messages.
@@ -161,11 +157,15 @@ final class TerminalApp: Sendable {
             if pendingFrame, urgent || full || now - lastFrame >= Self.frameInterval {
                 // Only what changed reaches the terminal, and nothing at all when the frame is the same.
                 let previous = grid
-                View.render(model, into: &grid)
+                client.read { chat in
+                    model.sync(with: chat, now: Date())
+                    View.render(model, chat, into: &grid)
+                }
                 if full || grid != previous { terminal.draw(grid, full: full) }
                 full = false
                 pendingFrame = false
                 lastFrame = now
+                rang = false
             }
             urgent = false
 
@@ -188,21 +188,19 @@ final class TerminalApp: Sendable {
                     pendingFrame = true
                     for event in terminalEvents {
                         switch event {
-                        case .key(let key): effects += model.update(.key(key))
-                        case .paste(let text): effects += model.update(.paste(text))
-                        case .resize(let width, let height): effects += model.update(.resize(width: width, height: height))
+                        case .key(let key): handle(.key(key))
+                        case .paste(let text): handle(.paste(text))
+                        case .resize(let width, let height): handle(.resize(width: width, height: height))
                         }
                     }
                 case .network:
+                    // The state changed (the frame catches up with it), and maybe more to hear.
                     pendingFrame = true
-                    effects += model.update(.tick(Date()))
-                    for message in inbox.take() { effects += model.update(message) }
+                    for message in inbox.take() { handle(message) }
                 case .timer:
-                    pendingFrame = true
-                    effects += model.update(.tick(Date()))
+                    pendingFrame = true  // the frame's catching up moves the countdown
                 case .terminate(let signal):
                     exitCode = 128 + signal
-                    effects.append(.quit)
                     model.quitNow()
                 }
             }

@@ -7,22 +7,18 @@ import SocketIO
 import SocketIOTesting
 import Testing
 
-/// Collects a client's updates so a test can wait for one.
-final class UpdateLog: Sendable {
-    private let queue = AsyncQueue<ChatUpdate>(what: "a chat update")
-    private let task: Task<Void, Never>
+/// Collects the events a client reports (as its observer) so a test can wait for one.
+final class EventLog: Sendable {
+    private let queue = AsyncQueue<ChatEvent>(what: "a chat event")
 
-    init(_ client: ChatClient) {
-        let queue = self.queue
-        task = Task { for await update in client.updates { queue.push(update) } }
-    }
+    func observe(_ event: ChatEvent, in chat: ChatState) { queue.push(event) }
 
-    /// Skips updates until one matches (within 10 s) and returns what `match` made of it.
-    func next<T: Sendable>(_ match: (ChatUpdate) -> T?) async throws -> T {
+    /// Skips events until one matches (within 10 s) and returns what `match` made of it.
+    func next<T: Sendable>(_ match: (ChatEvent) -> T?) async throws -> T {
         let deadline = ContinuousClock.now + .seconds(10)
         while true {
             let left = ContinuousClock.now.duration(to: deadline)
-            guard left > .zero else { throw TimeoutError(what: "a matching chat update", after: .seconds(10)) }
+            guard left > .zero else { throw TimeoutError(what: "a matching chat event", after: .seconds(10)) }
             if let found = match(try await queue.next(timeout: left)) { return found }
         }
     }
@@ -37,17 +33,19 @@ struct ChatHarness {
         ChatHarness(server: try await FakeSocketIOServer.start(), clock: ManualClock(), directory: temporaryDirectory())
     }
 
-    func client() async throws -> (ChatClient, UpdateLog) {
+    func client() async throws -> (ChatClient, EventLog) {
+        let log = EventLog()
         let client = try await ChatClient(options: .init(
             url: server.url,
             configDirectory: directory,
+            observer: log.observe,
             socket: .init(clock: clock, random: { 0.5 })
         ))
-        return (client, UpdateLog(client))
+        return (client, log)
     }
 
     /// A client logged in as alice ("u1", session "s1"), bob ("b") known.
-    func loggedInAsAlice() async throws -> (ChatClient, UpdateLog, FakeConnection) {
+    func loggedInAsAlice() async throws -> (ChatClient, EventLog, FakeConnection) {
         let (client, log) = try await self.client()
         try await client.start(username: "alice")
         let connection = try await server.nextConnection()
@@ -78,10 +76,11 @@ struct ChatHarness {
         h.serve(connection, userID: "u1", sessionID: secret, username: "alice")
         let session = try await log.next { if case .session(let id, let name) = $0 { (id, name) } else { nil } }
         #expect(session == ("u1", "alice"))
-        let users = try await log.next { if case .users(let list) = $0 { list } else { nil } }
+        _ = try await log.next { if case .users = $0 { true } else { nil } }
+        let users = client.read { $0.users }
         #expect(users.map(\.username) == ["alice", "bob"])
         #expect(users.first?.isSelf == true)
-        #expect(client.snapshot().selfID == "u1")
+        #expect(client.read { $0.selfID } == "u1")
         let stored = client.store.load(client.server).session
         #expect(stored == StoredSession(sessionID: secret, userID: "u1", username: "alice"))
         await client.close()
@@ -102,7 +101,7 @@ struct ChatHarness {
         let (client, log) = try await h.client()
         try await client.start()
         // Wrapped: the payload itself is nil here, which must not read as "no match".
-        let reason = try await log.next { if case .needsUsername(let reason) = $0 { [reason] } else { nil } }
+        let reason = try await log.next { if case .loggedOut(let reason) = $0 { [reason] } else { nil } }
         #expect(reason == [nil])
         await #expect(throws: Username.Problem.tooShort) { try await client.login(username: "al") }
         try await client.login(username: "alice")
@@ -124,10 +123,10 @@ struct ChatHarness {
         let connection = try await h.server.nextConnection()
         _ = try await connection.expectConnect()
         connection.reject(message: "invalid username")
-        let reason = try await log.next { if case .needsUsername(let reason) = $0 { reason } else { nil } }
+        let reason = try await log.next { if case .loggedOut(let reason) = $0 { reason } else { nil } }
         #expect(reason == "invalid username")
         #expect(client.store.load(client.server).session == nil)
-        #expect(client.snapshot().selfID == nil)
+        #expect(client.read { $0.selfID } == nil)
         await client.close()
         await h.server.stop()
     }
@@ -148,12 +147,16 @@ struct ChatHarness {
         for attempt in 1...3 {
             let connection = try await h.server.nextConnection()
             #expect(try await connection.expectConnect().auth == ["sessionID": .string(secret), "username": "alice"])
+            if attempt > 1 {
+                // Trying again: the refusal and its reason are still what is shown.
+                #expect(client.read { if case .refused(reason, attempt - 1, _) = $0.connection { true } else { false } })
+            }
             connection.reject(message: reason)
-            let status = try await log.next { if case .status(.refused(let why, let n, let delay)) = $0 { (why, n, delay) } else { nil } }
+            let status = try await log.next { if case .refused(let why, let n, let delay) = $0 { (why, n, delay) } else { nil } }
             #expect(status.0 == reason && status.1 == attempt)
             delays.append(status.2)
             #expect(client.store.load(client.server).session?.sessionID == stored.sessionID, "\(client.store.load(client.server).session?.sessionID ?? "nil") \(client.store.load(client.server).warnings)")
-            #expect(client.snapshot().selfID == nil || client.snapshot().selfID == "u1")
+            #expect(client.read { $0.selfID == nil || $0.selfID == "u1" })
             // Nothing happens until the backoff has passed…
             try await h.clock.waitForSleep(of: status.2)
             h.clock.advance(by: status.2)
@@ -178,7 +181,7 @@ struct ChatHarness {
         let connection = try await h.server.nextConnection()
         _ = try await connection.expectConnect()
         connection.reject(message: String(repeating: "busy ", count: 20_000))
-        let reason = try await log.next { if case .status(.refused(let why, _, _)) = $0 { why } else { nil } }
+        let reason = try await log.next { if case .refused(let why, _, _) = $0 { why } else { nil } }
         #expect(reason.count == 201 && reason.hasSuffix("…"))
         await client.close()
         await h.server.stop()
@@ -191,7 +194,7 @@ struct ChatHarness {
         let connection = try await h.server.nextConnection()
         _ = try await connection.expectConnect()
         connection.reject(message: LoginRefusal.serverFull.rawValue)
-        let delay = try await log.next { if case .status(.refused(_, _, let delay)) = $0 { delay } else { nil } }
+        let delay = try await log.next { if case .refused(_, _, let delay) = $0 { delay } else { nil } }
         try await h.clock.waitForSleep(of: delay)
         await client.logout()
         try await h.clock.waitUntilNoSleepers()
@@ -222,18 +225,18 @@ struct ChatHarness {
         let (client, log, connection) = try await h.loggedInAsAlice()
 
         let live = try await client.send("hello", to: "bob")
-        #expect(live.delivery == .sent)
         #expect(live.to == "b")
+        #expect(client.read { $0.user("b")!.messages.map(\.delivery) } == [.sent])
         #expect(try await connection.nextEvent().arguments == [["content": "hello", "to": "b"]])
 
         connection.drop()
-        _ = try await log.next { if case .status(.offline) = $0 { true } else { nil } }
+        _ = try await log.next { if case .offline = $0 { true } else { nil } }
         let first = try await client.send("one", to: "b")
         let second = try await client.send("two", to: "b")
-        #expect(first.delivery == .queued && second.delivery == .queued)
-        #expect(client.snapshot().user("b")!.messages.map(\.delivery) == [.sent, .queued, .queued])
+        #expect(second.id == first.id + 1)
+        #expect(client.read { $0.user("b")!.messages.map(\.delivery) } == [.sent, .queued, .queued])
 
-        let delay = try await log.next { if case .status(.reconnecting(_, let delay)) = $0 { delay } else { nil } }
+        let delay = try await log.next { if case .reconnecting(_, let delay) = $0 { delay } else { nil } }
         try await h.clock.waitForSleep(of: delay)
         h.clock.advance(by: delay)
         let back = try await h.server.nextConnection()
@@ -241,9 +244,10 @@ struct ChatHarness {
         h.serve(back, userID: "u1", sessionID: "s1", username: "alice")
         #expect(try await back.nextEvent().arguments == [["content": "one", "to": "b"]])
         #expect(try await back.nextEvent().arguments == [["content": "two", "to": "b"]])
-        let sent = try await log.next { if case .message(let m) = $0, m.delivery == .sent, m.id == first.id { m } else { nil } }
-        #expect(sent.content == "one")
-        #expect(client.snapshot().user("b")!.messages.map(\.delivery) == [.sent, .sent, .sent])
+        // The connection reports what went out with it: the two queued, by their IDs.
+        let flushed = try await log.next { if case .connected(let flushed) = $0 { flushed } else { nil } }
+        #expect(flushed == [first, second])
+        #expect(client.read { $0.user("b")!.messages.map(\.delivery) } == [.sent, .sent, .sent])
         await client.close()
         await h.server.stop()
     }
@@ -282,9 +286,9 @@ struct ChatHarness {
         connection.emit("user connected", "garbage")
         connection.emit("users", ["userID": "x"])
         connection.emit("private message", ["content": "ok", "from": "b", "to": "u1"])
-        let message = try await log.next { if case .message(let m) = $0 { m } else { nil } }
+        let message = try await log.next { if case .messageReceived(let m, _) = $0 { m } else { nil } }
         #expect(message.content == "ok")
-        #expect(client.snapshot().user("b")!.messages.count == 1)
+        #expect(client.read { $0.user("b")!.messages.count } == 1)
         await client.close()
         await h.server.stop()
     }

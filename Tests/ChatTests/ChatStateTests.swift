@@ -8,7 +8,7 @@ let t0 = Date(timeIntervalSince1970: 1_700_000_000)
 /// A state logged in as alice ("a"), with bob ("b") and carol ("c") known.
 func loggedIn(historyLimit: Int? = nil) -> ChatState {
     var state = ChatState(historyLimit: historyLimit)
-    state.apply(.connected)
+    state.apply(.connected(flushed: []))
     state.apply(.session(userID: "a", username: "alice"))
     state.apply(.users([
         UserEntry(userID: "c", username: "carol", connected: false),
@@ -45,7 +45,7 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
         #expect(state.onlineCount == 1)
         state.apply(.users([UserEntry(userID: "a2", username: "alice", connected: true)]))  // everyone else missing
         #expect(state.onlineCount == 1 && state.users.filter(\.isConnected).map(\.id) == ["a2"])
-        state.apply(.logout)
+        state.apply(.loggedOut(reason: nil))
         #expect(state.order.isEmpty && state.onlineCount == 0)
     }
 
@@ -93,7 +93,7 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
 
     @Test func aNewUserIDForSelfKeepsOneSelfWithItsNotes() {
         var state = loggedIn()
-        state.apply(.messageSent(content: "note to self", to: "a", at: t0, queued: false))
+        state.apply(.messageSent(SentMessage(id: 1, to: "a", content: "note to self", at: t0), queued: false))
         state.apply(.select(userID: "a"))
         state.apply(.session(userID: "a2", username: "alice"))
         #expect(state.user("a") == nil)
@@ -159,7 +159,7 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
 
     @Test func messagesToOneselfLandInTheSelfConversation() {
         var state = loggedIn()
-        state.apply(.messageSent(content: "note", to: "a", at: t0, queued: false))
+        state.apply(.messageSent(SentMessage(id: 2, to: "a", content: "note", at: t0), queued: false))
         state.apply(.messageReceived(PrivateMessage(content: "note", from: "a", to: "a"), at: t0))
         #expect(state.user("a")!.messages.map(\.content) == ["note", "note"])
     }
@@ -177,7 +177,7 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
 
     @Test func sendingAppendsLocallyAsSentOrQueued() {
         var state = loggedIn()
-        state.apply(.messageSent(content: "hi bob", to: "b", at: t0, queued: false))
+        state.apply(.messageSent(SentMessage(id: 3, to: "b", content: "hi bob", at: t0), queued: false))
         #expect(state.user("b")!.messages.last == ChatMessage(content: "hi bob", fromSelf: true, delivery: .sent, at: t0))
         #expect(state.user("b")!.unreadCount == 0)
     }
@@ -187,14 +187,14 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
         state.apply(.offline(reason: "transport close"))
         #expect(state.connection == .offline(reason: "transport close"))
         #expect(!state.user("a")!.isConnected)
-        state.apply(.messageSent(content: "1", to: "b", at: t0, queued: true))
-        state.apply(.messageSent(content: "2", to: "c", at: t0, queued: true))
-        state.apply(.messageSent(content: "3", to: "b", at: t0, queued: true))
+        state.apply(.messageSent(SentMessage(id: 4, to: "b", content: "1", at: t0), queued: true))
+        state.apply(.messageSent(SentMessage(id: 5, to: "c", content: "2", at: t0), queued: true))
+        state.apply(.messageSent(SentMessage(id: 6, to: "b", content: "3", at: t0), queued: true))
         #expect(state.user("b")!.messages.map(\.delivery) == [.queued, .queued])
         #expect(state.user("b")!.queuedCount == 2)
         state.apply(.reconnecting(attempt: 1, delay: .seconds(1)))
         #expect(state.connection == .reconnecting(attempt: 1, delay: .seconds(1)))
-        state.apply(.connected)
+        state.apply(.connected(flushed: []))
         #expect(state.user("a")!.isConnected)
         #expect(state.user("b")!.messages.map(\.content) == ["1", "3"])
         #expect(state.user("b")!.messages.map(\.delivery) == [.sent, .sent])
@@ -220,10 +220,10 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
     @Test func historyReplacementKeepsQueuedMessages() {
         var state = loggedIn()
         state.apply(.offline(reason: "x"))
-        state.apply(.messageSent(content: "pending", to: "b", at: t0, queued: true))
+        state.apply(.messageSent(SentMessage(id: 7, to: "b", content: "pending", at: t0), queued: true))
         state.apply(.users([UserEntry(userID: "b", username: "bob", connected: true, messages: [PrivateMessage(content: "old", from: "b", to: "a")])]))
         #expect(state.user("b")!.messages.map(\.content) == ["old", "pending"])
-        state.apply(.connected)
+        state.apply(.connected(flushed: []))
         #expect(state.user("b")!.messages.last?.delivery == .sent)
     }
 
@@ -237,7 +237,7 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
     @Test func logoutForgetsEverything() {
         var state = loggedIn(historyLimit: 7)
         state.apply(.select(userID: "b"))
-        state.apply(.logout)
+        state.apply(.loggedOut(reason: nil))
         #expect(state.selfID == nil)
         #expect(state.users.isEmpty)
         #expect(state.selectedUserID == nil)

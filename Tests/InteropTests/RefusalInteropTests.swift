@@ -80,9 +80,14 @@ import Testing
             try await alice.waitFor("the refusal and the countdown") {
                 $0.contains("refused: too many new users from this address; try again later; trying again in")
             }
-            // Then the same name again, taken this time: the chat.
+            // The reason stays on screen through the next try, until the server answers it.
             let second = try await server.nextConnection()
             #expect(try await second.expectConnect().auth == ["username": "alice"])
+            try await alice.waitFor("the reason while trying again") {
+                $0.contains("refused: too many new users from this address; try again later; trying again")
+                    && !$0.contains("trying again in")
+            }
+            // Taken this time: the chat.
             serve(second, userID: "u1", sessionID: "s-secret-2", username: "alice")
             try await alice.waitFor("the chat as alice") { $0.contains("connected as alice") }
 

@@ -21,9 +21,7 @@ import Testing
         #expect(model.press(.alt("3")) == [.select(userID: "c")])
         #expect(model.press(.alt("9")) == [])  // no ninth user
         #expect(model.press(.alt("1")) == [.select(userID: "a")])
-        var chat = model.chat
-        chat.apply(.messageReceived(PrivateMessage(content: "hey", from: "b", to: "a"), at: Date()))
-        _ = model.update(.chat(chat))
+        model.apply(.messageReceived(PrivateMessage(content: "hey", from: "b", to: "a"), at: Date()))
         #expect(model.press(.alt("a")) == [.select(userID: "b")])
         #expect(model.press(.alt("a")) == [])
         #expect(model.notice == "no unread messages")
@@ -169,23 +167,24 @@ import Testing
     @Test func theMouseCanBeTurnedOff() {
         var chat = chatModel().chat
         chat.apply(.select(userID: nil))
-        var model = UIModel(settings: .init(serverURL: "x", mouse: false), chat: chat, hasSession: true)
+        var model = Screen(settings: .init(serverURL: "x", mouse: false), chat: chat, hasSession: true)
         _ = model.update(.resize(width: 80, height: 24))
         #expect(model.update(.key(.mouseClick(row: 3, column: 4))) == [])
     }
 
     @Test func theBellRingsForAnotherConversationOnly() {
         var model = chatModel()
-        #expect(model.update(.arrived(peerID: "c", fromSelf: false)) == [.bell])
-        #expect(model.update(.arrived(peerID: "b", fromSelf: false)) == [])
-        #expect(model.update(.arrived(peerID: "c", fromSelf: true)) == [])
-        var quiet = UIModel(settings: .init(serverURL: "x", bell: false), chat: model.chat, hasSession: true)
-        #expect(quiet.update(.arrived(peerID: "c", fromSelf: false)) == [])
+        #expect(model.apply(.messageReceived(PrivateMessage(content: "psst", from: "c", to: "a"), at: Date())) == [.bell])
+        #expect(model.apply(.messageReceived(PrivateMessage(content: "hi", from: "b", to: "a"), at: Date())) == [])
+        // Our own message from another client of ours: no bell.
+        #expect(model.apply(.messageReceived(PrivateMessage(content: "me", from: "a", to: "c"), at: Date())) == [])
+        var quiet = Screen(settings: .init(serverURL: "x", bell: false), chat: model.chat, hasSession: true)
+        #expect(quiet.update(.arrived(from: "c")) == [])
     }
 
     @Test func thePromptValidatesThenLogsInAndTheSessionOpensTheChat() {
         _ = utf8Locale
-        var model = UIModel(settings: .init(serverURL: "x"), hasSession: false)
+        var model = Screen(settings: .init(serverURL: "x"), hasSession: false)
         _ = model.update(.resize(width: 80, height: 24))
         model.type("x\u{7}y")
         #expect(model.press(.enter) == [])
@@ -198,14 +197,15 @@ import Testing
         model.type("  dave ")
         #expect(model.press(.enter) == [.login(username: "dave")])
         #expect(model.screen == .prompt(waiting: true))
-        var chat = ChatState()
-        chat.apply(.session(userID: "d", username: "dave"))
-        _ = model.update(.chat(chat))
+        model.apply(.connecting)
+        model.apply(.session(userID: "d", username: "dave"))
         #expect(model.screen == .chat)
         // A refusal brings the prompt back with the reason.
-        _ = model.update(.needsUsername(reason: "invalid username"))
+        model.apply(.offline(reason: "invalid username"))
+        model.apply(.loggedOut(reason: "invalid username"))
         #expect(model.screen == .prompt(waiting: false))
         #expect(model.promptProblem == "invalid username")
+        #expect(model.screenText.contains("not connected"))
     }
 
     @Test func aTooSmallTerminalOnlyQuitsOrRedraws() {
@@ -218,12 +218,12 @@ import Testing
 }
 
 @Suite struct ChatEventTests {
-    @Test func theModelBuildsItsOwnStateFromTheClientsEventsAndIgnoresEchoedSelections() {
+    @Test func theScreenIsAProjectionOfTheClientsStateAndSelectsThroughIt() {
         _ = utf8Locale
-        var model = UIModel(settings: .init(serverURL: "x"), hasSession: false)
+        var model = Screen(settings: .init(serverURL: "x"), hasSession: false)
         _ = model.update(.resize(width: 80, height: 24))
         let events: [ChatEvent] = [
-            .connecting, .connected, .session(userID: "a", username: "alice"),
+            .connecting, .connected(flushed: []), .session(userID: "a", username: "alice"),
             .users([
                 UserEntry(userID: "a", username: "alice", connected: true),
                 UserEntry(userID: "b", username: "bob", connected: true),
@@ -231,16 +231,32 @@ import Testing
             ]),
             .messageReceived(PrivateMessage(content: "hi", from: "b", to: "a"), at: Date()),
         ]
-        for event in events { _ = model.update(.event(event)) }
+        for event in events { model.apply(event) }
         #expect(model.screen == .chat)  // the session opened the chat
-        #expect(model.chat.user("b")?.unreadCount == 1)
+        // The unread count, as the state keeps it.
+        #expect(model.render().lines.contains { $0.hasPrefix("● bob") && $0.prefix { $0 != "│" }.hasSuffix("1 ") })
+        // A selection is the client's to make: the model asks, and reads the result.
+        #expect(model.model.update(.key(.alt("2")), chat: model.chat) == [.select(userID: "b")])
+        #expect(model.chat.selectedUserID == nil)
         #expect(model.press(.alt("2")) == [.select(userID: "b")])
         #expect(model.press(.alt("3")) == [.select(userID: "c")])
-        // The client echoes the first selection after the person already made the second.
-        _ = model.update(.event(.select(userID: "b")))
         #expect(model.chat.selectedUserID == "c")
-        _ = model.update(.event(.logout))
-        #expect(model.chat.users.isEmpty)
+        #expect(model.screenText.contains("carol  online"))
+        model.apply(.loggedOut(reason: nil))
+        #expect(model.screen == .prompt(waiting: false))
+    }
+
+    @Test func onlyWhatTheStateDoesNotSayIsNews() {
+        var chat = ChatState()
+        chat.apply(.session(userID: "a", username: "alice"))
+        let fromPeer = ChatEvent.messageReceived(PrivateMessage(content: "x", from: "b", to: "a"), at: Date())
+        let fromUs = ChatEvent.messageReceived(PrivateMessage(content: "x", from: "a", to: "b"), at: Date())
+        #expect(UIMessage.news(of: fromPeer, in: chat).map { if case .arrived(from: "b") = $0 { true } else { false } } == true)
+        #expect(UIMessage.news(of: fromUs, in: chat) == nil)
+        #expect(UIMessage.news(of: .warning("w"), in: chat).map { if case .notice("w") = $0 { true } else { false } } == true)
+        #expect(UIMessage.news(of: .loggedOut(reason: "r"), in: chat).map { if case .needsUsername("r") = $0 { true } else { false } } == true)
+        #expect(UIMessage.news(of: .users([]), in: chat) == nil)
+        #expect(UIMessage.news(of: .select(userID: "b"), in: chat) == nil)
     }
 }
 

@@ -7,7 +7,7 @@ import Testing
     @Test(arguments: [(40, 10), (80, 24), (132, 50), (57, 13)])
     func theChatScreenLaysOutAtEverySize(width: Int, height: Int) {
         let model = chatModel(width: width, height: height, messages: [("b", "hi alice")])
-        let grid = View.render(model)
+        let grid = model.render()
         #expect(grid.width == width && grid.height == height)
         let lines = grid.lines
         #expect(lines[0].hasPrefix(" Users 2/3"))
@@ -33,10 +33,10 @@ import Testing
     @Test func lookalikeNamesCarryTheirIDTagsWhereverTheyAre() {
         var chat = chatModel(width: 100, height: 20).chat
         chat.apply(.userConnected(UserEntry(userID: "evil9", username: "BO\u{200B}B", connected: true)))
-        var model = UIModel(settings: .init(serverURL: "http://localhost:3000"), chat: chat, hasSession: true)
+        var model = Screen(settings: .init(serverURL: "http://localhost:3000"), chat: chat, hasSession: true)
         _ = model.update(.resize(width: 100, height: 20))
         _ = model.update(.key(.alt("3")))
-        let lines = View.render(model).lines
+        let lines = model.render().lines
         #expect(lines.contains { $0.contains("● bob #b ") || $0.contains("● bob #b│") }, "\(lines.joined(separator: "\n"))")
         #expect(lines.contains { $0.contains("● BO\u{200B}B #evil9") }, "\(lines.joined(separator: "\n"))")
         #expect(!lines.contains { $0.contains("carol #") })
@@ -49,9 +49,9 @@ import Testing
         chat.apply(.userConnected(UserEntry(userID: "evil99", username: long, connected: true)))
         chat.apply(.userConnected(UserEntry(userID: "long77", username: "bob" + String(repeating: "x", count: 40), connected: true)))
         chat.apply(.userConnected(UserEntry(userID: "long78", username: "BOB" + String(repeating: "x", count: 40), connected: true)))
-        var model = UIModel(settings: .init(serverURL: "http://localhost:3000"), chat: chat, hasSession: true)
+        var model = Screen(settings: .init(serverURL: "http://localhost:3000"), chat: chat, hasSession: true)
         _ = model.update(.resize(width: 60, height: 20))
-        let lines = View.render(model).lines
+        let lines = model.render().lines
         #expect(lines.contains { $0.contains("… #long77") || $0.contains("…#long77") }, "\(lines.joined(separator: "\n"))")
         #expect(lines.contains { $0.contains(" #long78") }, "\(lines.joined(separator: "\n"))")
         #expect(lines.contains { $0.contains(" #evil99") })
@@ -74,7 +74,7 @@ import Testing
     @Test func longMessagesWrapByDisplayWidth() {
         let wide = String(repeating: "中", count: 60)
         let model = chatModel(width: 60, height: 20, messages: [("b", wide)])
-        let grid = View.render(model)
+        let grid = model.render()
         let rows = grid.lines.filter { $0.contains("中") }
         #expect(rows.count > 1)
         let left = model.listWidth + 2 + 6
@@ -94,7 +94,7 @@ import Testing
     @Test func longNamesAreTruncatedWithAnEllipsis() {
         var chat = chatModel().chat
         chat.apply(.userConnected(UserEntry(userID: "d", username: "bartholomew-the-magnificent", connected: true)))
-        var model = UIModel(settings: .init(serverURL: "x"), chat: chat, hasSession: true)
+        var model = Screen(settings: .init(serverURL: "x"), chat: chat, hasSession: true)
         _ = model.update(.resize(width: 60, height: 20))
         let row = model.screenText.split(separator: "\n").first { $0.contains("barth") }.map(String.init) ?? ""
         #expect(row.contains("…"))
@@ -111,31 +111,25 @@ import Testing
 
     @Test func queuedMessagesAreMarked() {
         var model = chatModel()
-        var chat = model.chat
-        chat.apply(.reconnecting(attempt: 1, delay: .seconds(2)))
-        chat.apply(.messageSent(content: "wait for me", to: "b", at: Date(), queued: true))
-        _ = model.update(.chat(chat))
+        model.apply(.reconnecting(attempt: 1, delay: .seconds(2)))
+        model.apply(.messageSent(SentMessage(id: 0, to: "b", content: "wait for me", at: Date()), queued: true))
         #expect(model.screenText.contains("wait for me"))
         #expect(model.screenText.contains("⧗ queued"))
     }
 
     @Test func theStatusBarInEachConnectionState() {
         var model = chatModel(width: 100)
-        func status(_ model: UIModel) -> String { View.render(model).line(model.height - 2) }
+        func status(_ model: Screen) -> String { model.render().line(model.height - 2) }
         #expect(status(model).contains("connected as alice"))
         #expect(status(model).contains("F1 help"))
-        var chat = model.chat
-        chat.apply(.reconnecting(attempt: 3, delay: .seconds(4)))
-        _ = model.update(.tick(Date(timeIntervalSince1970: 1000)))
-        _ = model.update(.chat(chat))
+        model.tick(Date(timeIntervalSince1970: 1000))
+        model.apply(.reconnecting(attempt: 3, delay: .seconds(4)))
         #expect(status(model).contains("reconnecting in 4 s, attempt 3"))
-        _ = model.update(.tick(Date(timeIntervalSince1970: 1002.5)))
+        model.tick(Date(timeIntervalSince1970: 1002.5))
         #expect(status(model).contains("reconnecting in 2 s, attempt 3"))
-        chat.apply(.offline(reason: "server \u{1B}[2Jgone"))
-        _ = model.update(.chat(chat))
+        model.apply(.offline(reason: "server \u{1B}[2Jgone"))
         #expect(status(model).contains("offline: server ␛[2Jgone"))
-        chat.apply(.connecting)
-        _ = model.update(.chat(chat))
+        model.apply(.connecting)
         #expect(status(model).contains("connecting…"))
     }
 
@@ -158,7 +152,7 @@ import Testing
 
     @Test func thePromptShowsServerStateAndProblems() {
         _ = utf8Locale
-        var model = UIModel(settings: .init(serverURL: "http://chat.example:3000"), hasSession: false)
+        var model = Screen(settings: .init(serverURL: "http://chat.example:3000"), hasSession: false)
         _ = model.update(.resize(width: 80, height: 24))
         #expect(model.screenText.contains("Choose a username:"))
         #expect(model.screenText.contains("http://chat.example:3000"))
@@ -173,10 +167,10 @@ import Testing
         var chat = chatModel().chat
         chat.apply(.userConnected(UserEntry(userID: "e", username: "\u{1B}[2Jevil\u{202E}", connected: true)))
         chat.apply(.messageReceived(PrivateMessage(content: "\u{1B}]0;title\u{07}\u{1B}[31mred", from: "e", to: "a"), at: Date()))
-        var model = UIModel(settings: .init(serverURL: "x"), chat: chat, hasSession: true)
+        var model = Screen(settings: .init(serverURL: "x"), chat: chat, hasSession: true)
         _ = model.update(.resize(width: 80, height: 24))
         _ = model.press(.alt("2"))  // order: alice, then "\e[2Jevil" sorts before bob
-        let grid = View.render(model)
+        let grid = model.render()
         #expect(grid.text.contains("␛[2Jevil"))
         #expect(grid.text.contains("␛]0;title␇␛[31mred"))
         #expect(!grid.cells.contains { $0.text.unicodeScalars.contains { $0.value < 0x20 || $0 == "\u{202E}" } })
@@ -191,11 +185,9 @@ import Testing
         #expect(!model.screenText.contains("message 100"))
         #expect(model.screenText.contains("more below"))
         // New messages do not move a reader who scrolled up.
-        let before = View.render(model).lines.dropLast(2)
-        var chat = model.chat
-        chat.apply(.messageReceived(PrivateMessage(content: "late news", from: "b", to: "a"), at: Date()))
-        _ = model.update(.chat(chat))
-        #expect(Array(View.render(model).lines.dropLast(3)) == Array(before.dropLast(1)))
+        let before = model.render().lines.dropLast(2)
+        model.apply(.messageReceived(PrivateMessage(content: "late news", from: "b", to: "a"), at: Date()))
+        #expect(Array(model.render().lines.dropLast(3)) == Array(before.dropLast(1)))
         #expect(model.screenText.contains("new messages below"))
         _ = model.press(.end)
         #expect(model.screenText.contains("late news"))
@@ -210,19 +202,18 @@ import Testing
         _ = utf8Locale
         var chat = ChatState(historyLimit: 30)
         chat.apply(.session(userID: "a", username: "alice"))
-        chat.apply(.connected)
+        chat.apply(.connected(flushed: []))
         chat.apply(.users([UserEntry(userID: "a", username: "alice", connected: true), UserEntry(userID: "b", username: "bob", connected: true)]))
         for n in 1...30 { chat.apply(.messageReceived(PrivateMessage(content: "m\(n)", from: "b", to: "a"), at: Date())) }
-        var model = UIModel(settings: .init(serverURL: "x"), chat: ChatState(historyLimit: 30), hasSession: true)
+        var model = Screen(settings: .init(serverURL: "x"), chat: chat, hasSession: true)
         _ = model.update(.resize(width: 80, height: 12))
-        _ = model.update(.chat(chat))
         _ = model.press(.alt("2"))
         // All 30 unread: the marker is before m1. Scroll up a little, then more arrive.
         _ = model.update(.key(.wheelUp(row: 3, column: 60)))
-        let before = View.render(model).lines.dropLast(3)
-        for n in 31...33 { _ = model.update(.event(.messageReceived(PrivateMessage(content: "m\(n)", from: "b", to: "a"), at: Date()))) }
+        let before = model.render().lines.dropLast(3)
+        for n in 31...33 { model.apply(.messageReceived(PrivateMessage(content: "m\(n)", from: "b", to: "a"), at: Date())) }
         #expect(model.moreBelow)
-        #expect(Array(View.render(model).lines.dropLast(3).dropFirst()) == Array(before.dropFirst()))
+        #expect(Array(model.render().lines.dropLast(3).dropFirst()) == Array(before.dropFirst()))
         // m1…m3 were dropped by the cap, and the marker with m1: no line points at m4 instead.
         _ = model.press(.end)
         for _ in 0..<20 { _ = model.press(.pageUp) }
@@ -254,7 +245,7 @@ import Testing
     @Test func theMoreBelowLabelStaysInTheConversationPanel() {
         var model = chatModel(width: 40, height: 12, messages: (1...40).map { ("b", "m\($0)") })
         _ = model.press(.end, .pageUp)
-        let grid = View.render(model)
+        let grid = model.render()
         let row = model.conversationHeight
         #expect(grid[row, model.listWidth].text == "│")
         #expect(grid.line(row).contains("▼"))
@@ -274,7 +265,7 @@ import Testing
         var chat = chatModel().chat
         chat.apply(.userConnected(UserEntry(userID: "b2f0", username: "bob", connected: true)))
         chat.apply(.userConnected(UserEntry(userID: "a9c1", username: "alice", connected: true)))
-        var model = UIModel(settings: .init(serverURL: "x"), chat: chat, hasSession: true)
+        var model = Screen(settings: .init(serverURL: "x"), chat: chat, hasSession: true)
         _ = model.update(.resize(width: 80, height: 24))
         let list = model.screenText.split(separator: "\n").map { String($0.prefix { $0 != "│" }) }
         #expect(list.contains { $0.contains("bob #b2f0") })
