@@ -42,7 +42,7 @@ let package = Package(
         // polling payload and the handshake; Socket.IO v5 packets with binary attachments.
         .target(name: "EngineIOProtocol", dependencies: ["JSON"], swiftSettings: strict),
         .target(name: "SocketIOProtocol", dependencies: ["EngineIOProtocol", "JSON"], swiftSettings: strict),
-        // Engine.IO v4 client: WebSocket transport, heartbeat.
+        // Engine.IO v4 client: WebSocket and HTTP long-polling transports, the upgrade, heartbeat.
         .target(
             name: "EngineIO",
             dependencies: [
@@ -54,6 +54,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: strict
         ),
@@ -224,7 +225,7 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "ChatServer", "ChatSchema", "ProtocolTestApps", "SocketIOServer", "EngineIOServer", "JSON", "SocketIO", "SocketIOTesting",
+                "ChatServer", "ChatSchema", "ProtocolTestApps", "SocketIOServer", "EngineIOServer", "JSON", "SocketIO", "SocketIOTesting", "EngineIO",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -65,7 +65,7 @@ final class NIOWebSocketTransport: EngineIOTransport {
         let upgraded = eventLoop.makePromise(of: Upgrade.self)
 
         var headers = HTTPHeaders()
-        headers.add(name: "Host", value: endpoint.port == (endpoint.scheme.isSecure ? 443 : 80) ? endpoint.host : "\(endpoint.host):\(endpoint.port)")
+        headers.add(name: "Host", value: endpoint.hostHeader)
         headers.add(name: "Content-Length", value: "0")
         for header in options.headers { headers.add(name: header.name, value: header.value) }
         let target = String(endpoint.webSocketURL.drop { $0 != "/" }.dropFirst(2).drop { $0 != "/" })

@@ -22,6 +22,8 @@ public actor SocketManager {
         public var reconnection: ReconnectPolicy
         /// Time allowed for one attempt, from opening the transport to the server's CONNECT reply.
         public var connectTimeout: Duration
+        /// How the Engine.IO session is carried: by default WebSocket, else HTTP long-polling
+        /// upgraded when it can be (`EngineIOTransports`); a test injects its own.
         public var transport: any EngineIOTransportFactory
         /// The clock for backoff, timeouts and the heartbeat; tests inject a manual one.
         public var clock: any Clock<Duration>
@@ -34,7 +36,7 @@ public actor SocketManager {
             query: [URLQueryItem] = [],
             reconnection: ReconnectPolicy = .socketIODefault,
             connectTimeout: Duration = .seconds(20),
-            transport: any EngineIOTransportFactory = NIOWebSocketTransportFactory(),
+            transport: any EngineIOTransportFactory = EngineIOTransports(),
             clock: any Clock<Duration> = ContinuousClock(),
             random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
             logger: Logger = .disabled

@@ -39,6 +39,14 @@ struct Parley: AsyncParsableCommand {
     @Option(help: "The server: http(s):// or ws(s)://.")
     var url = "http://localhost:3000"
 
+    @Option(
+        help: ArgumentHelp(
+            "auto: WebSocket, else HTTP long-polling upgraded to WebSocket when the server allows; websocket or polling: that one only.",
+            valueName: "auto|websocket|polling"
+        )
+    )
+    var transport = EngineIOTransports.Mode.auto.rawValue
+
     @Option(help: "The username for a first login (without a stored session).")
     var username: String?
 
@@ -81,6 +89,9 @@ struct Parley: AsyncParsableCommand {
         } catch {
             throw ValidationError("--url: \(error)")
         }
+        if EngineIOTransports.Mode(rawValue: transport) == nil {
+            throw ValidationError("--transport must be auto, websocket or polling")
+        }
         if let username, case .failure(let problem) = Username.validate(username) {
             throw ValidationError("--username: \(problem)")
         }
@@ -113,9 +124,10 @@ struct Parley: AsyncParsableCommand {
         let logger = Logger(label: "parley")
 
         var socket = SocketManager.Configuration(logger: Logger(label: "parley.socketio"))
-        socket.transport = NIOWebSocketTransportFactory(
+        socket.transport = EngineIOTransports(
+            EngineIOTransports.Mode(rawValue: transport) ?? .auto,
             options: .init(allowsInsecureTLS: insecureTLS, trustedCertificatesFile: caFile),
-            logger: Logger(label: "parley.websocket")
+            logger: Logger(label: "parley.transport")
         )
         // The one projection of the client's state this run shows it through.
         let inbox = headless ? nil : UIInbox()

@@ -92,12 +92,16 @@ func storedSessionID(in directory: String) throws -> String {
         await server.stop()
     }
 
-    @Test(arguments: ServerKind.allCases) func aServerRestartMidChatLosesNothing(_ kind: ServerKind) async throws {
+    /// On each transport: alice on the one given, bob on WebSocket.
+    @Test(arguments: ServerKind.allCases, ["websocket", "polling"])
+    func aServerRestartMidChatLosesNothing(_ kind: ServerKind, transport: String) async throws {
         let sessions = scratchDirectory() + "-sessions.json"
         // A server with persistent sessions and a message store (the guide's part III): with part II's
         // in-memory store a restart forgets every user, and a message to a user who is not yet back is lost.
         var server = try await InteropServer.start(kind, sessionsFile: sessions, storeMessages: true)
-        let alice = try HeadlessProcess(url: server.url, configDirectory: scratchDirectory(), username: "alice")
+        let alice = try HeadlessProcess(
+            url: server.url, configDirectory: scratchDirectory(), username: "alice", extraArguments: ["--transport", transport]
+        )
         let aliceID = try #require(try await alice.next("session")["userID"])
         let bob = try HeadlessProcess(url: server.url, configDirectory: scratchDirectory(), username: "bob")
         let bobID = try #require(try await bob.next("session")["userID"])
@@ -143,6 +147,36 @@ func storedSessionID(in directory: String) throws -> String {
         bob.closeInput()
         #expect(await alice.waitForExit() == 0)
         #expect(await bob.waitForExit() == 0)
+        await server.stop()
+    }
+
+    /// A server configured for HTTP long-polling only (python-socketio with
+    /// `transports=["polling"]`): the default `auto` falls back to polling and logs in, and
+    /// chats both ways with a client that asked for polling.
+    @Test func aPollingOnlyServerIsReachedByFallingBackToPolling() async throws {
+        let server = try await InteropServer.start(.python, extraArguments: ["--transports", "polling"])
+        let alice = try HeadlessProcess(url: server.url, configDirectory: scratchDirectory(), username: "alice")
+        try await alice.next("session")
+        let bob = try HeadlessProcess(
+            url: server.url, configDirectory: scratchDirectory(), username: "bob", extraArguments: ["--transport", "polling"]
+        )
+        try await bob.next("session")
+        try await alice.next("user_connected") { $0["username"] == "bob" }
+        alice.send(["send": ["to": "bob", "content": "reached over polling ✓"]])
+        #expect(try await bob.next("message")["content"] == "reached over polling ✓")
+        bob.send(["send": ["to": "alice", "content": .string(String(repeating: "long ", count: 2_000))]])
+        #expect(try await alice.next("message") { $0["fromSelf"] == false }["content"]?.stringValue?.count == 10_000)
+        // A client that insists on WebSocket cannot log in there, and says why.
+        let carol = try HeadlessProcess(
+            url: server.url, configDirectory: scratchDirectory(), username: "carol", extraArguments: ["--transport", "websocket"]
+        )
+        try await carol.next("status") { $0["state"] == "reconnecting" }
+        carol.send(["quit": true])
+        alice.closeInput()
+        bob.closeInput()
+        #expect(await alice.waitForExit() == 0)
+        #expect(await bob.waitForExit() == 0)
+        _ = await carol.waitForExit()
         await server.stop()
     }
 

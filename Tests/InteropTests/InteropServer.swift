@@ -69,7 +69,7 @@ final class InteropServer: Sendable {
             let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("server.py")
             let python = ProcessInfo.processInfo.environment["PARLEY_PYTHON"] ?? "python3"
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [python, script.path, "--exit-with-stdin", "--port", String(port)] + (sessionsFile.map { ["--sessions-file", $0] } ?? []) + (storeMessages ? ["--store-messages"] : [])
+            process.arguments = [python, script.path, "--exit-with-stdin", "--port", String(port)] + (sessionsFile.map { ["--sessions-file", $0] } ?? []) + (storeMessages ? ["--store-messages"] : []) + extraArguments
         case .parley:
             // Built beside the test bundle (the test target depends on it).
             process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()

@@ -65,12 +65,13 @@ class MessageStore:
         return [m for m in self.messages if m["from"] == user_id or m["to"] == user_id]
 
 
-def create_app(ping_interval, ping_timeout, sessions_file=None, store_messages=False):
+def create_app(ping_interval, ping_timeout, sessions_file=None, store_messages=False, transports=None):
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         cors_allowed_origins="*",
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
+        transports=transports,
     )
     app = web.Application()
     sio.attach(app)
@@ -145,9 +146,11 @@ async def main():
     parser.add_argument("--sessions-file", help="keep sessions in this JSON file across restarts")
     parser.add_argument("--store-messages", action="store_true", help="part III: keep messages, send them in users")
     parser.add_argument("--exit-with-stdin", action="store_true", help="exit when standard input closes")
+    parser.add_argument("--transports", help="comma-separated, e.g. polling: a server that does not take WebSocket")
     args = parser.parse_args()
 
-    runner = web.AppRunner(create_app(args.ping_interval, args.ping_timeout, args.sessions_file, args.store_messages))
+    transports = args.transports.split(",") if args.transports else None
+    runner = web.AppRunner(create_app(args.ping_interval, args.ping_timeout, args.sessions_file, args.store_messages, transports))
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()

@@ -40,9 +40,11 @@ func makeEchoEngine(
     cors: EngineIOServerOptions.CORS = ProtocolTestApp.Settings.cors,
     limits: EngineIOServerOptions.Limits = EngineIOServerOptions.Limits(),
     sessionsStartHalfOpen: Bool = false,
+    transports: Set<EngineIOServerOptions.Transport> = [.polling, .websocket],
     closeReasons: CloseReasons = CloseReasons()
 ) -> EngineIOServer {
     var options = ProtocolTestApp.engineIO.engineOptions(limits: limits)
+    options.transports = transports
     options.pingInterval = pingInterval
     options.pingTimeout = pingTimeout
     options.maxHttpBufferSize = maxHttpBufferSize

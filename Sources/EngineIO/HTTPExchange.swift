@@ -1,0 +1,216 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// One HTTP/1.1 connection for one request at a time, kept alive between requests and
+/// opened again when the server closed it: what HTTP long-polling needs (one of these for
+/// the GETs, one for the POSTs, as a browser holds two connections). A response's body is
+/// capped: a server's answer is bounded like a WebSocket message.
+final class HTTPExchange: Sendable {
+    struct Response: Sendable {
+        var status: HTTPResponseStatus
+        var body: ByteBuffer
+    }
+
+    enum Failure: Error, Sendable, CustomStringConvertible {
+        case closed
+        case bodyTooLarge(limit: Int)
+        case connectionLost
+
+        var description: String {
+            switch self {
+            case .closed: return "the HTTP connection is closed"
+            case .bodyTooLarge(let limit): return "the server's HTTP response is larger than \(limit) bytes"
+            case .connectionLost: return "the server closed the HTTP connection before answering"
+            }
+        }
+    }
+
+    private let endpoint: EngineIOEndpoint
+    private let sslContext: NIOSSLContext?
+    private let headers: [(name: String, value: String)]
+    private let maxBody: Int
+    private struct State {
+        var channel: (any Channel)?
+        var closed = false
+    }
+    private let state = Mutex(State())
+
+    init(endpoint: EngineIOEndpoint, sslContext: NIOSSLContext?, headers: [(name: String, value: String)], maxBody: Int) {
+        self.endpoint = endpoint
+        self.sslContext = sslContext
+        self.headers = headers
+        self.maxBody = maxBody
+    }
+
+    /// Sends one request and waits for its whole response. Not concurrently with another on
+    /// the same exchange. Cancelling the caller closes the connection (a long poll ends so).
+    func send(_ method: HTTPMethod, target: String, body: String? = nil) async throws -> Response {
+        let channel = try await openChannel()
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: target)
+        head.headers.add(name: "Host", value: endpoint.hostHeader)
+        for header in headers { head.headers.add(name: header.name, value: header.value) }
+        var buffer: ByteBuffer?
+        if let body {
+            head.headers.add(name: "Content-Type", value: "text/plain; charset=UTF-8")
+            head.headers.add(name: "Content-Length", value: String(body.utf8.count))
+            buffer = channel.allocator.buffer(string: body)
+        } else if method == .POST {
+            head.headers.add(name: "Content-Length", value: "0")
+        }
+        let promise = channel.eventLoop.makePromise(of: Response.self)
+        // A connection the server closed just now fails the write: the request fails with it.
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { promise.fail($0) }
+        channel.writeAndFlush(Request(head: head, body: buffer, promise: promise), promise: written)
+        return try await withTaskCancellationHandler {
+            try await promise.futureResult.get()
+        } onCancel: {
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Closes the connection; a request waiting on it fails.
+    func close() {
+        let channel = state.withLock { state -> (any Channel)? in
+            state.closed = true
+            defer { state.channel = nil }
+            return state.channel
+        }
+        channel?.close(promise: nil)
+    }
+
+    private func openChannel() async throws -> any Channel {
+        let existing = try state.withLock { state -> (any Channel)? in
+            guard !state.closed else { throw Failure.closed }
+            return state.channel
+        }
+        if let existing, existing.isActive { return existing }
+        let maxBody = self.maxBody
+        let host = endpoint.host
+        let sslContext = self.sslContext
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton.next())
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(20))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: host))
+                    }
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(Requester(maxBody: maxBody))
+                }
+            }
+            .connect(host: endpoint.host, port: endpoint.port).get()
+        let closedMeanwhile = state.withLock { state -> Bool in
+            guard !state.closed else { return true }
+            state.channel = channel
+            return false
+        }
+        if closedMeanwhile {
+            channel.close(promise: nil)
+            throw Failure.closed
+        }
+        return channel
+    }
+}
+
+/// A request and where its response goes.
+private struct Request: Sendable {
+    var head: HTTPRequestHead
+    var body: ByteBuffer?
+    var promise: EventLoopPromise<HTTPExchange.Response>
+}
+
+/// On the event loop: writes a request, collects its response (up to `maxBody` bytes of
+/// body), fails the request if the connection ends first, and closes a connection the
+/// server asked to close.
+private final class Requester: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = Request
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private let maxBody: Int
+    private var pending: EventLoopPromise<HTTPExchange.Response>?
+    private var head: HTTPResponseHead?
+    private var body = ByteBuffer()
+    private var failed = false
+
+    init(maxBody: Int) { self.maxBody = maxBody }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let request = unwrapOutboundIn(data)
+        guard pending == nil else {
+            request.promise.fail(HTTPExchange.Failure.closed)
+            return
+        }
+        pending = request.promise
+        head = nil
+        body.clear()
+        failed = false
+        context.write(wrapOutboundOut(.head(request.head)), promise: nil)
+        if let buffer = request.body { context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !failed else { return }
+        switch unwrapInboundIn(data) {
+        case .head(let response):
+            head = response
+        case .body(var part):
+            guard body.readableBytes + part.readableBytes <= maxBody else {
+                fail(context, HTTPExchange.Failure.bodyTooLarge(limit: maxBody))
+                return
+            }
+            body.writeBuffer(&part)
+        case .end:
+            guard let head, let promise = pending else { return }
+            pending = nil
+            promise.succeed(HTTPExchange.Response(status: head.status, body: body))
+            body = ByteBuffer()
+            if !head.isKeepAlive { context.close(promise: nil) }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        fail(context, error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        pending?.fail(HTTPExchange.Failure.connectionLost)
+        pending = nil
+        context.fireChannelInactive()
+    }
+
+    private func fail(_ context: ChannelHandlerContext, _ error: any Error) {
+        failed = true
+        pending?.fail(error)
+        pending = nil
+        context.close(promise: nil)
+    }
+}
+
+extension EngineIOEndpoint {
+    /// The `Host` header: the port only when it is not the scheme's.
+    var hostHeader: String {
+        let bare = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        return port == (scheme.isSecure ? 443 : 80) ? bare : "\(bare):\(port)"
+    }
+
+    /// The request target of an HTTP long-polling request: `path?EIO=4&transport=polling[&sid=…][&extra…]`.
+    func pollingTarget(sid: String?, requestNumber: Int) -> String {
+        var components = URLComponents()
+        components.path = path
+        components.queryItems = [URLQueryItem(name: "EIO", value: "4"), URLQueryItem(name: "transport", value: "polling")]
+            // A cache-buster, as engine.io-client's `t`: no proxy answers a poll from its cache.
+            + [URLQueryItem(name: "t", value: String(requestNumber, radix: 36))]
+            + (sid.map { [URLQueryItem(name: "sid", value: $0)] } ?? [])
+            + query
+        return components.string ?? path
+    }
+}
+
+import Foundation

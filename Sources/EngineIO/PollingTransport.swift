@@ -1,0 +1,360 @@
+public import Logging
+import NIOCore
+import NIOSSL
+import Synchronization
+public import EngineIOProtocol
+
+/// Opens HTTP long-polling transports (engine.io-protocol v4, "HTTP long-polling"): what a
+/// server configured for polling only, or reached through a proxy that refuses WebSocket,
+/// still speaks.
+public struct PollingTransportFactory: EngineIOTransportFactory {
+    /// The same settings as a WebSocket's: the largest response taken, TLS, extra headers.
+    public var options: WebSocketTransportFactory.Options
+    public var logger: Logger
+
+    public init(options: WebSocketTransportFactory.Options = .init(), logger: Logger = .disabled) {
+        self.options = options
+        self.logger = logger
+    }
+
+    public func connect(to endpoint: EngineIOEndpoint) async throws -> any EngineIOTransport {
+        try await open(endpoint)
+    }
+
+    /// The transport itself, for the upgrade to WebSocket (which pauses it).
+    func open(_ endpoint: EngineIOEndpoint) async throws -> PollingTransport {
+        let sslContext = try options.tlsConfiguration(for: endpoint).map { try NIOSSLContext(configuration: $0) }
+        return try await PollingTransport.connect(endpoint: endpoint, sslContext: sslContext, options: options, logger: logger)
+    }
+}
+
+public enum PollingTransportError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The server answered a poll or a post with something other than 200.
+    case status(Int, method: String)
+    /// The handshake's answer did not start with an open packet.
+    case noOpenPacket
+
+    public var description: String {
+        switch self {
+        case .status(let code, let method): return "the server answered an HTTP long-polling \(method) with status \(code)"
+        case .noOpenPacket: return "the server's first HTTP long-polling answer was not an Engine.IO open packet"
+        }
+    }
+}
+
+/// One Engine.IO session over HTTP long-polling, as engine.io-client runs it: one GET at a
+/// time waiting for the server's packets, and what is sent queued and posted in batches
+/// (one POST at a time, each within the server's `maxPayload`).
+///
+/// Bounded against a hostile server: one response of at most `maxIncomingMessageSize`
+/// bytes is held at a time, and the next GET waits until the consumer took the last batch.
+final class PollingTransport: EngineIOTransport {
+    let inbound: AsyncThrowingStream<[EngineIOPacket], any Error>
+    private let continuation: AsyncThrowingStream<[EngineIOPacket], any Error>.Continuation
+    private let endpoint: EngineIOEndpoint
+    /// Two connections, as a browser holds them: the long poll never delays a post.
+    private let polls: HTTPExchange
+    private let posts: HTTPExchange
+    private let logger: Logger
+    let handshake: EngineIOHandshake
+
+    private struct State {
+        var outbox: [EngineIOData] = []
+        var posting = false
+        /// No more GETs after the one in flight (the upgrade to WebSocket).
+        var pausing = false
+        var closing = false
+        var finished = false
+        var requests = 0
+        /// Batches handed over and not yet taken, and the poll waiting for that to reach 0.
+        var untaken = 0
+        var pollWaiting: CheckedContinuation<Void, Never>?
+        /// Waiting for the posts to drain (a pause, a close).
+        var drained: [CheckedContinuation<Void, Never>] = []
+        var polling: Task<Void, Never>?
+        var pollDone: [CheckedContinuation<Void, Never>] = []
+        var pollStopped = false
+        var closed: [CheckedContinuation<Void, Never>] = []
+        var isClosed = false
+    }
+    private let state = Mutex(State())
+
+    /// How long a close waits for the last posts (the close packet among them) before it
+    /// drops the connections anyway: a server that stopped answering cannot hold it open.
+    static let closeGrace: Duration = .seconds(2)
+
+    private init(endpoint: EngineIOEndpoint, polls: HTTPExchange, posts: HTTPExchange, handshake: EngineIOHandshake, logger: Logger) {
+        (inbound, continuation) = AsyncThrowingStream.makeStream(of: [EngineIOPacket].self)
+        self.endpoint = endpoint
+        self.polls = polls
+        self.posts = posts
+        self.handshake = handshake
+        self.logger = logger
+    }
+
+    /// The handshake GET: its answer (the open packet, and what came with it) is the
+    /// first batch of `inbound`; then the long polls begin.
+    static func connect(
+        endpoint: EngineIOEndpoint, sslContext: NIOSSLContext?, options: WebSocketTransportFactory.Options, logger: Logger
+    ) async throws -> PollingTransport {
+        let limit = options.maxIncomingMessageSize
+        let polls = HTTPExchange(endpoint: endpoint, sslContext: sslContext, headers: options.headers, maxBody: limit)
+        let posts = HTTPExchange(endpoint: endpoint, sslContext: sslContext, headers: options.headers, maxBody: 1 << 16)
+        let first: [EngineIOPacket]
+        do {
+            let response = try await polls.send(.GET, target: endpoint.pollingTarget(sid: nil, requestNumber: 0))
+            guard response.status == .ok else { throw PollingTransportError.status(Int(response.status.code), method: "GET") }
+            first = try decode(response.body)
+        } catch {
+            polls.close()
+            throw error
+        }
+        guard case .open(let handshake)? = first.first else {
+            polls.close()
+            throw PollingTransportError.noOpenPacket
+        }
+        let transport = PollingTransport(endpoint: endpoint, polls: polls, posts: posts, handshake: handshake, logger: logger)
+        transport.deliver(first)
+        transport.startPolling()
+        return transport
+    }
+
+    private static func decode(_ body: ByteBuffer) throws(EngineIOParseError) -> [EngineIOPacket] {
+        try body.withUnsafeReadableBytes { raw in
+            Result { () throws(EngineIOParseError) in try EngineIOPayload.decode(utf8: raw.assumingMemoryBound(to: UInt8.self)) }
+        }.get()
+    }
+
+    // MARK: Receiving
+
+    private func deliver(_ packets: [EngineIOPacket]) {
+        state.withLock { $0.untaken += 1 }
+        continuation.yield(packets)
+    }
+
+    func consumedBatch() {
+        let waiting = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.untaken -= 1
+            guard state.untaken <= 0 else { return nil }
+            defer { state.pollWaiting = nil }
+            return state.pollWaiting
+        }
+        waiting?.resume()
+    }
+
+    private func startPolling() {
+        let task = Task { [self] in
+            await pollLoop()
+            let waiters = state.withLock { state in
+                state.pollStopped = true
+                defer { state.pollDone = [] }
+                return state.pollDone
+            }
+            waiters.forEach { $0.resume() }
+        }
+        state.withLock { $0.polling = task }
+    }
+
+    private func pollLoop() async {
+        while true {
+            // The next GET once the last batch was taken: a server cannot make us hold more.
+            await withCheckedContinuation { (waiting: CheckedContinuation<Void, Never>) in
+                let ready = state.withLock { state -> Bool in
+                    if state.untaken <= 0 || state.closing || state.pausing { return true }
+                    state.pollWaiting = waiting
+                    return false
+                }
+                if ready { waiting.resume() }
+            }
+            guard let number = state.withLock({ state -> Int? in
+                guard !state.closing, !state.pausing else { return nil }
+                state.requests += 1
+                return state.requests
+            }) else { return }
+            let packets: [EngineIOPacket]
+            do {
+                let response = try await polls.send(.GET, target: endpoint.pollingTarget(sid: handshake.sid, requestNumber: number))
+                guard response.status == .ok else { throw PollingTransportError.status(Int(response.status.code), method: "GET") }
+                packets = try Self.decode(response.body)
+            } catch {
+                if !state.withLock({ $0.closing }) { fail(error) }
+                return
+            }
+            deliver(packets)
+            // The server ended the session: no GET after its close packet.
+            if packets.contains(.close) { return }
+        }
+    }
+
+    // MARK: Sending
+
+    func send(_ frame: EngineIOData) {
+        let start = state.withLock { state -> Bool in
+            guard !state.isClosed else { return false }
+            state.outbox.append(frame)
+            guard !state.posting else { return false }
+            state.posting = true
+            return true
+        }
+        if start { Task { await postLoop() } }
+    }
+
+    /// Posts what is queued, a payload of at most `maxPayload` bytes at a time, until the
+    /// queue is empty; then wakes whoever waits for the posts to drain.
+    private func postLoop() async {
+        while true {
+            let batch = state.withLock { state -> [EngineIOData] in
+                let batch = Self.take(from: &state.outbox, within: handshake.maxPayload)
+                if batch.isEmpty { state.posting = false }
+                return batch
+            }
+            guard !batch.isEmpty else { break }
+            do {
+                let response = try await posts.send(.POST, target: endpoint.pollingTarget(sid: handshake.sid, requestNumber: nextRequest()), body: Self.payload(batch))
+                guard response.status == .ok else { throw PollingTransportError.status(Int(response.status.code), method: "POST") }
+            } catch {
+                state.withLock {
+                    $0.outbox = []
+                    $0.posting = false
+                }
+                if !state.withLock({ $0.closing }) { fail(error) }
+                break
+            }
+        }
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard !state.posting else { return [] }
+            defer { state.drained = [] }
+            return state.drained
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    private func nextRequest() -> Int {
+        state.withLock { state in
+            state.requests += 1
+            return state.requests
+        }
+    }
+
+    /// The frames at the front of `outbox` whose payload fits `limit` bytes (at least one).
+    static func take(from outbox: inout [EngineIOData], within limit: Int) -> [EngineIOData] {
+        var size = 0
+        var count = 0
+        for frame in outbox {
+            let length: Int
+            switch frame {
+            case .text(let text): length = text.utf8.count
+            case .binary(let bytes): length = 1 + (bytes.count + 2) / 3 * 4
+            }
+            if count > 0, size + 1 + length > limit { break }
+            size += (count > 0 ? 1 : 0) + length
+            count += 1
+        }
+        defer { outbox.removeFirst(count) }
+        return Array(outbox.prefix(count))
+    }
+
+    /// Encoded packets joined by the record separator; binary as `b` and base64.
+    static func payload(_ frames: [EngineIOData]) -> String {
+        frames.map { frame in
+            switch frame {
+            case .text(let text): return text
+            case .binary(let bytes): return "b" + Data(bytes).base64EncodedString()
+            }
+        }.joined(separator: String(EngineIOPayload.separator))
+    }
+
+    // MARK: Ending
+
+    /// Stops polling after the GET in flight (its batch is delivered) and waits for the
+    /// posts to drain, then ends `inbound` cleanly: the session goes on over WebSocket.
+    func pause() async {
+        // A poll waiting for the consumer stops now: there is no GET in flight to wait for.
+        let waiting = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.pausing = true
+            defer { state.pollWaiting = nil }
+            return state.pollWaiting
+        }
+        waiting?.resume()
+        await waitForPollToStop()
+        await waitForPostsToDrain()
+        polls.close()
+        posts.close()
+        continuation.finish()
+    }
+
+    private func waitForPollToStop() async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            let stopped = state.withLock { state -> Bool in
+                if state.pollStopped { return true }
+                state.pollDone.append(done)
+                return false
+            }
+            if stopped { done.resume() }
+        }
+    }
+
+    private func waitForPostsToDrain() async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            let drained = state.withLock { state -> Bool in
+                if !state.posting { return true }
+                state.drained.append(done)
+                return false
+            }
+            if drained { done.resume() }
+        }
+    }
+
+    /// Stops polling at once; what was queued (a close packet, say) is posted first, for at
+    /// most `closeGrace`.
+    func close() {
+        let (polling, waiting) = state.withLock { state -> (Task<Void, Never>?, CheckedContinuation<Void, Never>?) in
+            guard !state.closing else { return (nil, nil) }
+            state.closing = true
+            defer { state.pollWaiting = nil }
+            return (state.polling, state.pollWaiting)
+        }
+        waiting?.resume()
+        polling?.cancel()
+        polls.close()
+        Task { [self] in
+            let grace = Task {
+                try? await Task.sleep(for: Self.closeGrace)
+                posts.close()
+            }
+            await waitForPostsToDrain()
+            grace.cancel()
+            posts.close()
+            finishClosing()
+        }
+    }
+
+    private func fail(_ error: any Error) {
+        logger.debug("HTTP long-polling failed: \(error)")
+        continuation.finish(throwing: error)
+        close()
+    }
+
+    private func finishClosing() {
+        continuation.finish()
+        let waiters = state.withLock { state in
+            state.isClosed = true
+            defer { state.closed = [] }
+            return state.closed
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    func waitUntilClosed() async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            let closed = state.withLock { state -> Bool in
+                if state.isClosed { return true }
+                state.closed.append(done)
+                return false
+            }
+            if closed { done.resume() }
+        }
+    }
+}
+
+import Foundation

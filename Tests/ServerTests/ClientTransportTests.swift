@@ -1,0 +1,126 @@
+import EngineIO
+import EngineIOServer
+import SocketIO
+import SocketIOTesting
+import Testing
+
+/// Parley's client transports (`EngineIOTransports`) against Parley's server, which speaks
+/// both: HTTP long-polling, the upgrade to WebSocket, and the fall back to polling when
+/// WebSocket is refused. The server is the echo app of the Engine.IO suite, on a manual clock;
+/// the client's clock does not move either, so neither side times out unless a test says so.
+extension ServerSuites {
+    @Suite("Client transports") struct ClientTransportTests {
+        func endpoint(_ server: RunningServer) throws -> EngineIOEndpoint {
+            try EngineIOEndpoint(url: "http://127.0.0.1:\(server.port)", path: "/engine.io/")
+        }
+
+        func open(_ transports: EngineIOTransports, _ server: RunningServer) async throws -> EngineIOConnection {
+            let transport = try await transports.connect(to: try endpoint(server))
+            return try await EngineIOConnection.open(over: transport, clock: ManualClock())
+        }
+
+        @Test func pollingCarriesTextAndBinaryBothWaysAndAnswersThePings() async throws {
+            try await withServer(makeEchoEngine()) { server in
+                let connection = try await open(EngineIOTransports(.polling), server)
+                let sid = connection.handshake.sid
+                #expect(server.engine.session(id: sid)?.transport == .polling)
+                var events = connection.events.makeAsyncIterator()
+                try connection.send(.text("héllo 😀"))
+                try connection.send(.binary([0, 1, 0x1E, 255]))
+                #expect(await events.next() == .message(.text("héllo 😀")))
+                #expect(await events.next() == .message(.binary([0, 1, 0x1E, 255])))
+
+                // The server pings in the GET it holds; the pong is posted before the next
+                // message, so once that message is echoed the pong has arrived.
+                server.clock.advance(by: .milliseconds(300))
+                try connection.send(.text("after the ping"))
+                #expect(await events.next() == .message(.text("after the ping")))
+                server.clock.advance(by: .milliseconds(250))
+                #expect(server.engine.session(id: sid) != nil, "the session timed out: the pong did not arrive")
+                #expect(server.engine.session(id: sid)?.transport == .polling)
+
+                connection.close()
+                await connection.waitUntilClosed()
+                #expect(await eventually { server.sessionIsGone(sid) })
+            }
+        }
+
+        /// A burst larger than the server's maxPayload goes out in several posts, each within
+        /// it: one post of everything would be refused (413) and end the session.
+        @Test func aBurstIsPostedInPiecesWithinTheServersMaxPayload() async throws {
+            try await withServer(makeEchoEngine(maxHttpBufferSize: 200)) { server in
+                let connection = try await open(EngineIOTransports(.polling), server)
+                #expect(connection.handshake.maxPayload == 200)
+                let texts = (0..<40).map { "message \($0) " + String(repeating: "x", count: 20) }
+                for text in texts { try connection.send(.text(text)) }
+                var events = connection.events.makeAsyncIterator()
+                for text in texts { #expect(await events.next() == .message(.text(text))) }
+                connection.close()
+            }
+        }
+
+        @Test func pollingUpgradesToWebSocketAndNothingIsLostOnTheWay() async throws {
+            try await withServer(makeEchoEngine()) { server in
+                let transports = EngineIOTransports(
+                    order: [.polling], upgrade: true, webSocket: NIOWebSocketTransportFactory(), polling: PollingTransportFactory()
+                )
+                let connection = try await open(transports, server)
+                let sid = connection.handshake.sid
+                var events = connection.events.makeAsyncIterator()
+                // Messages sent before, during and after the upgrade all come back, in order.
+                var sent: [String] = []
+                for n in 0..<50 {
+                    sent.append("m\(n)")
+                    try connection.send(.text("m\(n)"))
+                    if n == 25 { #expect(await eventually { server.engine.session(id: sid)?.transport == .websocket }) }
+                }
+                for text in sent { #expect(await events.next() == .message(.text(text))) }
+                #expect(server.engine.session(id: sid)?.transport == .websocket)
+                // The heartbeat goes on over the WebSocket.
+                server.clock.advance(by: .milliseconds(300))
+                try connection.send(.text("after the ping"))
+                #expect(await events.next() == .message(.text("after the ping")))
+                server.clock.advance(by: .milliseconds(250))
+                #expect(server.engine.session(id: sid) != nil)
+                connection.close()
+                await connection.waitUntilClosed()
+            }
+        }
+
+        /// A server (or a proxy) that refuses WebSocket: `auto` falls back to polling, and the
+        /// upgrade it then tries fails too, which leaves the session on polling, working.
+        @Test func autoFallsBackToPollingWhenWebSocketIsRefused() async throws {
+            try await withServer(makeEchoEngine(transports: [.polling])) { server in
+                let connection = try await open(EngineIOTransports(.auto), server)
+                let sid = connection.handshake.sid
+                #expect(server.engine.session(id: sid)?.transport == .polling)
+                var events = connection.events.makeAsyncIterator()
+                try connection.send(.text("still here"))
+                #expect(await events.next() == .message(.text("still here")))
+                connection.close()
+            }
+            // And a WebSocket-only setting does not fall back.
+            try await withServer(makeEchoEngine(transports: [.polling])) { server in
+                await #expect(throws: (any Error).self) { _ = try await open(EngineIOTransports(.websocket), server) }
+            }
+        }
+
+        /// A hostile server that answers a poll with more than the client takes: the
+        /// transport ends with a clear error instead of buffering it.
+        @Test func aPollAnswerLargerThanTheLimitEndsTheConnection() async throws {
+            try await withServer(makeEchoEngine()) { server in
+                let transports = EngineIOTransports(.polling, options: .init(maxIncomingMessageSize: 1_000))
+                let connection = try await open(transports, server)
+                var events = connection.events.makeAsyncIterator()
+                try connection.send(.text(String(repeating: "a", count: 500)))
+                #expect(await events.next() == .message(.text(String(repeating: "a", count: 500))))
+                try connection.send(.text(String(repeating: "b", count: 5_000)))
+                guard case .closed(let reason)? = await events.next() else {
+                    Issue.record("the oversize answer was taken")
+                    return
+                }
+                #expect("\(reason)".contains("larger than 1000 bytes"), "\(reason)")
+            }
+        }
+    }
+}
