@@ -197,12 +197,11 @@ let package = Package(
         ),
         // glibc's heap statistics, for the memory benchmark.
         .systemLibrary(name: "CHeapStats"),
-        // ncursesw from Debian's libncurses-dev, for the terminal front end.
-        .systemLibrary(
-            name: "CNcursesw",
-            pkgConfig: "ncursesw",
-            providers: [.apt(["libncurses-dev"])]
-        ),
+        // ncursesw from Debian's libncurses-dev, for the terminal front end. Not through
+        // pkg-config: its cflags (-D_DEFAULT_SOURCE -D_XOPEN_SOURCE=600) are flags SwiftPM
+        // prohibits, and warned about on every build; the shim defines what the wide-character
+        // API needs, and the module map links ncursesw and tinfo.
+        .systemLibrary(name: "CNcursesw", providers: [.apt(["libncurses-dev"])]),
         .testTarget(name: "JSONTests", dependencies: ["JSON", "InertText"], swiftSettings: strict),
         .testTarget(name: "EngineIOTests", dependencies: ["EngineIO", "SocketIOTesting"], swiftSettings: strict),
         .testTarget(

@@ -14,6 +14,7 @@ async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--transport", choices=["websocket", "polling"], default="websocket")
     args = parser.parse_args()
 
     sio = socketio.AsyncClient(reconnection=False)
@@ -31,11 +32,11 @@ async def main():
             state["end"] = time.perf_counter()
             done.set()
 
-    await sio.connect(args.url, transports=["websocket"], auth={"username": "bench-python"})
+    await sio.connect(args.url, transports=[args.transport], auth={"username": "bench-python"})
     await done.wait()
     seconds = state["end"] - state["start"]
     print(json.dumps({
-        "benchmark": "ingest", "client": "python-socketio", "received": state["received"],
+        "benchmark": "ingest", "client": f"python-socketio ({args.transport})", "received": state["received"],
         "seconds": round(seconds, 3), "per_second": round(state["received"] / seconds),
     }), flush=True)
     await sio.disconnect()

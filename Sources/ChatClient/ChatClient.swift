@@ -1,6 +1,6 @@
 public import Chat
 public import EngineIO
-public import Foundation
+import Foundation
 import JSON
 public import Logging
 public import PrivateFiles

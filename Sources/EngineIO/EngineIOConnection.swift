@@ -67,9 +67,10 @@ public final class EngineIOConnection: Sendable {
     }
 
     /// Sends a message packet. Refuses, without sending, a message larger than
-    /// the server's `maxPayload` (counting the packet type byte).
+    /// the server's `maxPayload` (counting the packet type byte, and as the transport
+    /// encodes it).
     public func send(_ message: EngineIOData) throws(EngineIOError) {
-        let size = message.packetSize
+        let size = session.transport.wireSize(of: message)
         guard size <= handshake.maxPayload else { throw .payloadTooLarge(size: size, limit: handshake.maxPayload) }
         try session.send(.message(message))
     }

@@ -35,7 +35,8 @@ public struct EngineIOEndpoint: Sendable, Hashable {
         default: throw .unsupportedScheme(rawScheme)
         }
         guard let host = components.host, !host.isEmpty else { throw .missingHost(url) }
-        self.host = host
+        // An IPv6 address without its URL brackets: as a connection needs it.
+        self.host = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
         self.port = components.port ?? (scheme.isSecure ? 443 : 80)
         guard (1...65535).contains(self.port) else { throw .invalidURL(url) }
         var enginePath = path ?? Self.defaultPath
@@ -55,14 +56,29 @@ public struct EngineIOEndpoint: Sendable, Hashable {
 
     /// `ws(s)://host:port/path?EIO=4&transport=websocket[&extra…]`
     public var webSocketURL: String {
-        var components = URLComponents()
-        components.scheme = scheme.rawValue
-        components.host = host
-        components.port = port
-        components.path = path
-        components.queryItems =
-            [URLQueryItem(name: "EIO", value: "4"), URLQueryItem(name: "transport", value: "websocket")] + query
-        return components.string ?? "\(scheme.rawValue)://\(host):\(port)\(path)?EIO=4&transport=websocket"
+        let bracketed = host.contains(":") ? "[\(host)]" : host
+        return "\(scheme.rawValue)://\(bracketed):\(port)\(requestTarget(transport: "websocket"))"
+    }
+
+    /// The `Host` header: the port only when it is not the scheme's.
+    var hostHeader: String {
+        let bracketed = host.contains(":") ? "[\(host)]" : host
+        return port == (scheme.isSecure ? 443 : 80) ? bracketed : "\(bracketed):\(port)"
+    }
+
+    /// What an HTTP request asks for: `path?EIO=4&transport=…[&t=…][&sid=…][&extra…]`, names
+    /// and values percent-encoded as JavaScript's `encodeURIComponent` does (a `+` too, which
+    /// servers would read as a space).
+    func requestTarget(transport: String, sid: String? = nil, cacheBuster: Int? = nil) -> String {
+        var items = [URLQueryItem(name: "EIO", value: "4"), URLQueryItem(name: "transport", value: transport)]
+        // engine.io-client's `t` on polling requests: no proxy answers one from its cache.
+        if let cacheBuster { items.append(URLQueryItem(name: "t", value: String(cacheBuster, radix: 36))) }
+        if let sid { items.append(URLQueryItem(name: "sid", value: sid)) }
+        items += query
+        let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()")
+        func encoded(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: unreserved) ?? "" }
+        let pathPart = path.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? path
+        return pathPart + "?" + items.map { encoded($0.name) + "=" + encoded($0.value ?? "") }.joined(separator: "&")
     }
 }
 

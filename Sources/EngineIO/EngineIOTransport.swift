@@ -17,10 +17,14 @@ public protocol EngineIOTransport: Sendable {
     func close()
     /// Returns once the connection is fully closed: every frame queued before `close()` was written.
     func waitUntilClosed() async
+    /// The bytes a message packet takes as this transport sends it, as a server counts them
+    /// against `maxPayload` (over HTTP long-polling a binary message goes as base64).
+    func wireSize(of message: EngineIOData) -> Int
 }
 
 extension EngineIOTransport {
     public func consumedBatch() {}
+    public func wireSize(of message: EngineIOData) -> Int { message.packetSize }
 }
 
 /// Opens transports to an endpoint; injectable so the layers above can be

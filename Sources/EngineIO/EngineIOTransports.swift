@@ -31,8 +31,12 @@ public struct EngineIOTransports: EngineIOTransportFactory {
     public var upgrade: Bool
     public var webSocket: any EngineIOTransportFactory
     public var polling: PollingTransportFactory
-    /// How long the upgrade waits for the server's answer to its probe before it keeps polling.
+    /// How long the upgrade waits for the WebSocket and the server's answer to its probe
+    /// before it keeps polling.
     public var probeTimeout: Duration
+    /// How long a WebSocket may take to open when another transport follows it in `order`: a
+    /// proxy that takes the upgrade request and never answers must not use up the attempt.
+    public var fallbackAfter: Duration
     public var logger: Logger
 
     public init(
@@ -41,6 +45,7 @@ public struct EngineIOTransports: EngineIOTransportFactory {
         webSocket: any EngineIOTransportFactory,
         polling: PollingTransportFactory,
         probeTimeout: Duration = .seconds(10),
+        fallbackAfter: Duration = .seconds(8),
         logger: Logger = .disabled
     ) {
         self.order = order.isEmpty ? [.websocket] : order
@@ -48,6 +53,7 @@ public struct EngineIOTransports: EngineIOTransportFactory {
         self.webSocket = webSocket
         self.polling = polling
         self.probeTimeout = probeTimeout
+        self.fallbackAfter = fallbackAfter
         self.logger = logger
     }
 
@@ -64,11 +70,11 @@ public struct EngineIOTransports: EngineIOTransportFactory {
 
     public func connect(to endpoint: EngineIOEndpoint) async throws -> any EngineIOTransport {
         var failure: (any Error)?
-        for kind in order {
+        for (n, kind) in order.enumerated() {
             do {
                 switch kind {
                 case .websocket:
-                    return try await webSocket.connect(to: endpoint)
+                    return try await connectWebSocket(endpoint, deadline: n < order.count - 1 ? fallbackAfter : nil)
                 case .polling:
                     let transport = try await polling.open(endpoint)
                     guard upgrade, transport.handshake.upgrades.contains("websocket") else { return transport }
@@ -84,14 +90,39 @@ public struct EngineIOTransports: EngineIOTransportFactory {
         }
         throw failure ?? EngineIOError.closed
     }
+
+    struct WebSocketTimeout: Error, CustomStringConvertible {
+        let after: Duration
+        var description: String { "the WebSocket did not open within \(after)" }
+    }
+
+    /// The WebSocket, or a `WebSocketTimeout` after `deadline` (the attempt is then cancelled).
+    private func connectWebSocket(_ endpoint: EngineIOEndpoint, deadline: Duration?) async throws -> any EngineIOTransport {
+        guard let deadline else { return try await webSocket.connect(to: endpoint) }
+        let webSocket = self.webSocket
+        return try await withThrowingTaskGroup(of: (any EngineIOTransport)?.self) { group in
+            group.addTask { try await webSocket.connect(to: endpoint) }
+            group.addTask {
+                try await Task.sleep(for: deadline)
+                return nil
+            }
+            let first = try await group.next()
+            group.cancelAll()
+            // A WebSocket that opened just as time ran out is not left open.
+            while let late = try? await group.next() { late?.close() }
+            guard let transport = first ?? nil else { throw WebSocketTimeout(after: deadline) }
+            return transport
+        }
+    }
 }
 
 /// HTTP long-polling that moves to WebSocket (engine.io-protocol v4, "Upgrade"), as
 /// engine.io-client does it: the session goes on polling while a WebSocket with its `sid`
 /// sends the `2probe` ping; on the `3probe` pong, polling pauses (the GET in flight comes
-/// back, the posts drain, and what is sent meanwhile is held), the `5` upgrade packet goes
-/// over the WebSocket, and everything after it (the held frames first) goes that way. A
-/// probe that fails leaves the session on polling. The layers above see one transport.
+/// back, the POST in flight ends, and what is sent meanwhile is held), the `5` upgrade packet
+/// goes over the WebSocket, and everything after it (what polling had not posted, then the
+/// held frames) goes that way. A probe that fails or takes longer than `probeTimeout`
+/// (connecting included) leaves the session on polling. The layers above see one transport.
 final class UpgradingTransport: EngineIOTransport {
     let inbound: AsyncThrowingStream<[EngineIOPacket], any Error>
     private let continuation: AsyncThrowingStream<[EngineIOPacket], any Error>.Continuation
@@ -115,8 +146,11 @@ final class UpgradingTransport: EngineIOTransport {
         var probe: (any EngineIOTransport)?
         /// The WebSocket once upgraded (kept after a close, to wait for it).
         var upgraded: (any EngineIOTransport)?
+        var upgrading: Task<Void, Never>?
         var pollingEnded: CheckedContinuation<Void, Never>?
         var pollingDone = false
+        /// Closed while holding: the upgrade completes, sends what was held, then closes.
+        var closeRequested = false
     }
     private let state = Mutex(State())
 
@@ -130,7 +164,8 @@ final class UpgradingTransport: EngineIOTransport {
         Task { await forwardPolling() }
         var probing = endpoint
         probing.query.append(URLQueryItem(name: "sid", value: polling.handshake.sid))
-        Task { await upgrade(webSocket: webSocket, endpoint: probing, timeout: probeTimeout) }
+        let task = Task { await upgrade(webSocket: webSocket, endpoint: probing, timeout: probeTimeout) }
+        state.withLock { $0.upgrading = task }
     }
 
     private func deliver(_ batch: [EngineIOPacket], from source: any EngineIOTransport) {
@@ -140,6 +175,11 @@ final class UpgradingTransport: EngineIOTransport {
 
     func consumedBatch() {
         state.withLock { $0.sources.popFirst() }?.consumedBatch()
+    }
+
+    func wireSize(of message: EngineIOData) -> Int {
+        // Until the upgrade is done, a message may still go by post.
+        state.withLock { $0.upgraded }?.wireSize(of: message) ?? polling.wireSize(of: message)
     }
 
     /// Polling's batches, until its stream ends: paused for the upgrade, closed, or failed.
@@ -153,38 +193,52 @@ final class UpgradingTransport: EngineIOTransport {
             state.pollingDone = true
             defer { state.pollingEnded = nil }
             if case .holding = state.route { return (true, state.pollingEnded) }
-            return (false, nil)
+            return (false, state.pollingEnded)
         }
-        if upgrading { waiter?.resume() } else { continuation.finish() }
+        // Whoever waits for polling's end hears of it, whatever happened meanwhile.
+        waiter?.resume()
+        if !upgrading { continuation.finish() }
+    }
+
+    /// The probe timed out (connecting included): give it up, still polling.
+    private func abandonProbe() {
+        let (probe, task) = state.withLock { state -> ((any EngineIOTransport)?, Task<Void, Never>?) in
+            guard case .polling = state.route else { return (nil, nil) }
+            defer { state.probe = nil }
+            return (state.probe, state.upgrading)
+        }
+        task?.cancel()
+        probe?.close()
     }
 
     private func upgrade(webSocket factory: any EngineIOTransportFactory, endpoint: EngineIOEndpoint, timeout: Duration) async {
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            if !Task.isCancelled { self?.abandonProbe() }
+        }
         let webSocket: any EngineIOTransport
         do {
             webSocket = try await factory.connect(to: endpoint)
         } catch {
+            timer.cancel()
             logger.info("staying on HTTP long-polling: the WebSocket did not open", metadata: ["error": "\(error)"])
             return
         }
         let proceed = state.withLock { state -> Bool in
-            guard case .polling = state.route else { return false }
+            guard case .polling = state.route, !Task.isCancelled else { return false }
             state.probe = webSocket
             return true
         }
         guard proceed else {
+            timer.cancel()
             webSocket.close()
             return
-        }
-        // No answer within the timeout: the WebSocket is closed, which ends the wait below.
-        let timer = Task {
-            try? await Task.sleep(for: timeout)
-            if !Task.isCancelled { webSocket.close() }
         }
         var frames = webSocket.inbound.makeAsyncIterator()
         webSocket.send(.text("2probe"))
         let answer = try? await frames.next()
         timer.cancel()
-        guard let answer, answer.first == .pong("probe") else {
+        guard let answer, answer.first == .pong("probe"), !Task.isCancelled else {
             logger.info("staying on HTTP long-polling: the server did not answer the WebSocket probe")
             state.withLock { $0.probe = nil }
             webSocket.close()
@@ -201,7 +255,7 @@ final class UpgradingTransport: EngineIOTransport {
             webSocket.close()
             return
         }
-        await polling.pause()
+        let unposted = await polling.pause()
         await withCheckedContinuation { (ended: CheckedContinuation<Void, Never>) in
             let done = state.withLock { state -> Bool in
                 if state.pollingDone { return true }
@@ -210,17 +264,24 @@ final class UpgradingTransport: EngineIOTransport {
             }
             if done { ended.resume() }
         }
-        let switched = state.withLock { state -> Bool in
-            guard case .holding(let held) = state.route else { return false }
+        let (switched, closing) = state.withLock { state -> (Bool, Bool) in
+            guard case .holding(let held) = state.route else { return (false, false) }
             state.probe = nil
             state.upgraded = webSocket
-            state.route = .webSocket(webSocket)
             webSocket.send(.text("5"))
-            for frame in held { webSocket.send(frame) }
-            return true
+            for frame in unposted + held { webSocket.send(frame) }
+            state.route = state.closeRequested ? .closed : .webSocket(webSocket)
+            return (true, state.closeRequested)
         }
         guard switched else {
             webSocket.close()
+            return
+        }
+        if closing {
+            // Closed while holding: what was held went out; now the end.
+            webSocket.close()
+            polling.close()
+            continuation.finish()
             return
         }
         logger.debug("upgraded from HTTP long-polling to WebSocket")
@@ -248,22 +309,57 @@ final class UpgradingTransport: EngineIOTransport {
     }
 
     func close() {
-        let (webSocket, probe) = state.withLock { state -> ((any EngineIOTransport)?, (any EngineIOTransport)?) in
-            defer {
-                state.route = .closed
-                state.probe = nil
-            }
-            if case .webSocket(let webSocket) = state.route { return (webSocket, state.probe) }
-            return (nil, state.probe)
+        enum Plan {
+            case done
+            /// Mid-upgrade: it completes and closes, or is given up after the grace.
+            case afterUpgrade
+            case now(webSocket: (any EngineIOTransport)?, probe: (any EngineIOTransport)?, upgrading: Task<Void, Never>?)
         }
-        polling.close()
-        probe?.close()
-        webSocket?.close()
-        // Polling ended without the upgrade's pause: nothing more will come.
-        continuation.finish()
+        let plan = state.withLock { state -> Plan in
+            switch state.route {
+            case .closed:
+                return .done
+            case .holding:
+                state.closeRequested = true
+                return .afterUpgrade
+            case .webSocket(let webSocket):
+                state.route = .closed
+                return .now(webSocket: webSocket, probe: nil, upgrading: nil)
+            case .polling:
+                state.route = .closed
+                defer { state.probe = nil }
+                return .now(webSocket: nil, probe: state.probe, upgrading: state.upgrading)
+            }
+        }
+        switch plan {
+        case .done:
+            return
+        case .afterUpgrade:
+            Task { [self] in
+                try? await Task.sleep(for: PollingTransport.closeGrace)
+                let stuck = state.withLock { state -> (any EngineIOTransport)? in
+                    guard case .holding = state.route else { return nil }
+                    state.route = .closed
+                    defer { state.probe = nil }
+                    return state.probe
+                }
+                guard let stuck else { return }
+                // The server never let the upgrade finish: drop everything.
+                polling.close()
+                stuck.close()
+                continuation.finish()
+            }
+        case .now(let webSocket, let probe, let upgrading):
+            upgrading?.cancel()
+            polling.close()
+            probe?.close()
+            webSocket?.close()
+            continuation.finish()
+        }
     }
 
     func waitUntilClosed() async {
+        await state.withLock { $0.upgrading }?.value
         await polling.waitUntilClosed()
         await state.withLock { $0.upgraded }?.waitUntilClosed()
     }

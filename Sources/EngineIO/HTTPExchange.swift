@@ -18,12 +18,15 @@ final class HTTPExchange: Sendable {
         case closed
         case bodyTooLarge(limit: Int)
         case connectionLost
+        /// The connection ended before any of the answer came.
+        case notAnswered
 
         var description: String {
             switch self {
             case .closed: return "the HTTP connection is closed"
             case .bodyTooLarge(let limit): return "the server's HTTP response is larger than \(limit) bytes"
-            case .connectionLost: return "the server closed the HTTP connection before answering"
+            case .connectionLost: return "the server closed the HTTP connection in the middle of its answer"
+            case .notAnswered: return "the server closed the HTTP connection before answering"
             }
         }
     }
@@ -47,8 +50,26 @@ final class HTTPExchange: Sendable {
 
     /// Sends one request and waits for its whole response. Not concurrently with another on
     /// the same exchange. Cancelling the caller closes the connection (a long poll ends so).
+    /// A kept-alive connection the server closed meanwhile (for idleness, say) is found out
+    /// when the request fails before any answer: then it goes once more, on a new connection,
+    /// as browsers do.
     func send(_ method: HTTPMethod, target: String, body: String? = nil) async throws -> Response {
-        let channel = try await openChannel()
+        let (channel, reused) = try await openChannel()
+        do {
+            return try await send(method, target: target, body: body, on: channel)
+        } catch let error where reused && Self.isStaleConnection(error) {
+            let (fresh, _) = try await openChannel()
+            return try await send(method, target: target, body: body, on: fresh)
+        }
+    }
+
+    private static func isStaleConnection(_ error: any Error) -> Bool {
+        if case Failure.notAnswered? = error as? Failure { return true }
+        if case ChannelError.ioOnClosedChannel? = error as? ChannelError { return true }
+        return false
+    }
+
+    private func send(_ method: HTTPMethod, target: String, body: String?, on channel: any Channel) async throws -> Response {
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: target)
         head.headers.add(name: "Host", value: endpoint.hostHeader)
         for header in headers { head.headers.add(name: header.name, value: header.value) }
@@ -82,12 +103,13 @@ final class HTTPExchange: Sendable {
         channel?.close(promise: nil)
     }
 
-    private func openChannel() async throws -> any Channel {
+    /// The kept-alive connection (reused: true), or a new one.
+    private func openChannel() async throws -> (any Channel, reused: Bool) {
         let existing = try state.withLock { state -> (any Channel)? in
             guard !state.closed else { throw Failure.closed }
             return state.channel
         }
-        if let existing, existing.isActive { return existing }
+        if let existing, existing.isActive { return (existing, true) }
         let maxBody = self.maxBody
         let host = endpoint.host
         let sslContext = self.sslContext
@@ -113,7 +135,7 @@ final class HTTPExchange: Sendable {
             channel.close(promise: nil)
             throw Failure.closed
         }
-        return channel
+        return (channel, false)
     }
 }
 
@@ -169,9 +191,11 @@ private final class Requester: ChannelDuplexHandler {
         case .end:
             guard let head, let promise = pending else { return }
             pending = nil
+            // A connection the server ends is closed before the caller hears of the answer:
+            // its next request must not find it still open and be written into it.
+            if !head.isKeepAlive { context.close(promise: nil) }
             promise.succeed(HTTPExchange.Response(status: head.status, body: body))
             body = ByteBuffer()
-            if !head.isKeepAlive { context.close(promise: nil) }
         }
     }
 
@@ -180,7 +204,8 @@ private final class Requester: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        pending?.fail(HTTPExchange.Failure.connectionLost)
+        // Nothing of the answer yet: the request may be sent again on a new connection.
+        pending?.fail(head == nil ? HTTPExchange.Failure.notAnswered : HTTPExchange.Failure.connectionLost)
         pending = nil
         context.fireChannelInactive()
     }
@@ -193,24 +218,3 @@ private final class Requester: ChannelDuplexHandler {
     }
 }
 
-extension EngineIOEndpoint {
-    /// The `Host` header: the port only when it is not the scheme's.
-    var hostHeader: String {
-        let bare = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
-        return port == (scheme.isSecure ? 443 : 80) ? bare : "\(bare):\(port)"
-    }
-
-    /// The request target of an HTTP long-polling request: `path?EIO=4&transport=polling[&sid=…][&extra…]`.
-    func pollingTarget(sid: String?, requestNumber: Int) -> String {
-        var components = URLComponents()
-        components.path = path
-        components.queryItems = [URLQueryItem(name: "EIO", value: "4"), URLQueryItem(name: "transport", value: "polling")]
-            // A cache-buster, as engine.io-client's `t`: no proxy answers a poll from its cache.
-            + [URLQueryItem(name: "t", value: String(requestNumber, radix: 36))]
-            + (sid.map { [URLQueryItem(name: "sid", value: $0)] } ?? [])
-            + query
-        return components.string ?? path
-    }
-}
-
-import Foundation

@@ -68,8 +68,7 @@ final class NIOWebSocketTransport: EngineIOTransport {
         headers.add(name: "Host", value: endpoint.hostHeader)
         headers.add(name: "Content-Length", value: "0")
         for header in options.headers { headers.add(name: header.name, value: header.value) }
-        let target = String(endpoint.webSocketURL.drop { $0 != "/" }.dropFirst(2).drop { $0 != "/" })
-        let request = HTTPRequestHead(version: .http1_1, method: .GET, uri: target.isEmpty ? "/" : target, headers: headers)
+        let request = HTTPRequestHead(version: .http1_1, method: .GET, uri: endpoint.requestTarget(transport: "websocket"), headers: headers)
         let host = endpoint.host
 
         let bootstrap = ClientBootstrap(group: eventLoop)

@@ -2,7 +2,7 @@ public import Logging
 import NIOCore
 import NIOSSL
 import Synchronization
-public import EngineIOProtocol
+import EngineIOProtocol
 
 /// Opens HTTP long-polling transports (engine.io-protocol v4, "HTTP long-polling"): what a
 /// server configured for polling only, or reached through a proxy that refuses WebSocket,
@@ -46,8 +46,9 @@ public enum PollingTransportError: Error, Sendable, Equatable, CustomStringConve
 /// time waiting for the server's packets, and what is sent queued and posted in batches
 /// (one POST at a time, each within the server's `maxPayload`).
 ///
-/// Bounded against a hostile server: one response of at most `maxIncomingMessageSize`
-/// bytes is held at a time, and the next GET waits until the consumer took the last batch.
+/// Bounded against a hostile server: an answer is at most `maxIncomingMessageSize` bytes
+/// and `maxPacketsPerAnswer` packets, and the next GET waits while `maxUntakenBatches`
+/// answers wait for the consumer.
 final class PollingTransport: EngineIOTransport {
     let inbound: AsyncThrowingStream<[EngineIOPacket], any Error>
     private let continuation: AsyncThrowingStream<[EngineIOPacket], any Error>.Continuation
@@ -66,7 +67,7 @@ final class PollingTransport: EngineIOTransport {
         var closing = false
         var finished = false
         var requests = 0
-        /// Batches handed over and not yet taken, and the poll waiting for that to reach 0.
+        /// Batches handed over and not yet taken, and the poll waiting for fewer.
         var untaken = 0
         var pollWaiting: CheckedContinuation<Void, Never>?
         /// Waiting for the posts to drain (a pause, a close).
@@ -102,7 +103,7 @@ final class PollingTransport: EngineIOTransport {
         let posts = HTTPExchange(endpoint: endpoint, sslContext: sslContext, headers: options.headers, maxBody: 1 << 16)
         let first: [EngineIOPacket]
         do {
-            let response = try await polls.send(.GET, target: endpoint.pollingTarget(sid: nil, requestNumber: 0))
+            let response = try await polls.send(.GET, target: endpoint.requestTarget(transport: "polling", cacheBuster: 0))
             guard response.status == .ok else { throw PollingTransportError.status(Int(response.status.code), method: "GET") }
             first = try decode(response.body)
         } catch {
@@ -119,9 +120,19 @@ final class PollingTransport: EngineIOTransport {
         return transport
     }
 
+    /// Answers handed over and not yet taken before the next GET waits: the next poll is on
+    /// its way while the last answer is read, and at most this many are held.
+    static let maxUntakenBatches = 2
+
+    /// Most packets taken from one answer: what a server queued for a client that was away
+    /// a while fits, and a body of `6␞6␞…` cannot become millions of packets.
+    static let maxPacketsPerAnswer = 65_536
+
     private static func decode(_ body: ByteBuffer) throws(EngineIOParseError) -> [EngineIOPacket] {
         try body.withUnsafeReadableBytes { raw in
-            Result { () throws(EngineIOParseError) in try EngineIOPayload.decode(utf8: raw.assumingMemoryBound(to: UInt8.self)) }
+            Result { () throws(EngineIOParseError) in
+                try EngineIOPayload.decode(utf8: raw.assumingMemoryBound(to: UInt8.self), maxPackets: maxPacketsPerAnswer)
+            }
         }.get()
     }
 
@@ -135,7 +146,7 @@ final class PollingTransport: EngineIOTransport {
     func consumedBatch() {
         let waiting = state.withLock { state -> CheckedContinuation<Void, Never>? in
             state.untaken -= 1
-            guard state.untaken <= 0 else { return nil }
+            guard state.untaken < Self.maxUntakenBatches else { return nil }
             defer { state.pollWaiting = nil }
             return state.pollWaiting
         }
@@ -160,7 +171,7 @@ final class PollingTransport: EngineIOTransport {
             // The next GET once the last batch was taken: a server cannot make us hold more.
             await withCheckedContinuation { (waiting: CheckedContinuation<Void, Never>) in
                 let ready = state.withLock { state -> Bool in
-                    if state.untaken <= 0 || state.closing || state.pausing { return true }
+                    if state.untaken < Self.maxUntakenBatches || state.closing || state.pausing { return true }
                     state.pollWaiting = waiting
                     return false
                 }
@@ -173,8 +184,13 @@ final class PollingTransport: EngineIOTransport {
             }) else { return }
             let packets: [EngineIOPacket]
             do {
-                let response = try await polls.send(.GET, target: endpoint.pollingTarget(sid: handshake.sid, requestNumber: number))
+                let response = try await polls.send(.GET, target: endpoint.requestTarget(transport: "polling", sid: handshake.sid, cacheBuster: number))
                 guard response.status == .ok else { throw PollingTransportError.status(Int(response.status.code), method: "GET") }
+                // python-engineio answers the GET of a session it aborted with nothing: the end.
+                guard response.body.readableBytes > 0 else {
+                    continuation.finish()
+                    return
+                }
                 packets = try Self.decode(response.body)
             } catch {
                 if !state.withLock({ $0.closing }) { fail(error) }
@@ -210,7 +226,7 @@ final class PollingTransport: EngineIOTransport {
             }
             guard !batch.isEmpty else { break }
             do {
-                let response = try await posts.send(.POST, target: endpoint.pollingTarget(sid: handshake.sid, requestNumber: nextRequest()), body: Self.payload(batch))
+                let response = try await posts.send(.POST, target: endpoint.requestTarget(transport: "polling", sid: handshake.sid, cacheBuster: nextRequest()), body: Self.payload(batch))
                 guard response.status == .ok else { throw PollingTransportError.status(Int(response.status.code), method: "POST") }
             } catch {
                 state.withLock {
@@ -236,16 +252,23 @@ final class PollingTransport: EngineIOTransport {
         }
     }
 
+    /// A message packet's bytes in a payload: `4` and the text, or `b` and the base64.
+    func wireSize(of message: EngineIOData) -> Int { Self.payloadSize(of: EngineIOPacket.message(message).encoded()) }
+
+    /// A frame's bytes in a payload (a binary frame is a binary message, as `b` and base64).
+    static func payloadSize(of frame: EngineIOData) -> Int {
+        switch frame {
+        case .text(let text): return text.utf8.count
+        case .binary(let bytes): return 1 + (bytes.count + 2) / 3 * 4
+        }
+    }
+
     /// The frames at the front of `outbox` whose payload fits `limit` bytes (at least one).
     static func take(from outbox: inout [EngineIOData], within limit: Int) -> [EngineIOData] {
         var size = 0
         var count = 0
         for frame in outbox {
-            let length: Int
-            switch frame {
-            case .text(let text): length = text.utf8.count
-            case .binary(let bytes): length = 1 + (bytes.count + 2) / 3 * 4
-            }
+            let length = payloadSize(of: frame)
             if count > 0, size + 1 + length > limit { break }
             size += (count > 0 ? 1 : 0) + length
             count += 1
@@ -266,14 +289,19 @@ final class PollingTransport: EngineIOTransport {
 
     // MARK: Ending
 
-    /// Stops polling after the GET in flight (its batch is delivered) and waits for the
-    /// posts to drain, then ends `inbound` cleanly: the session goes on over WebSocket.
-    func pause() async {
+    /// Stops polling after the GET in flight (its batch is delivered) and waits for the POST
+    /// in flight, then ends `inbound` cleanly: the session goes on over WebSocket. Returns
+    /// what was queued and not yet posted, to go over the WebSocket first (as engine.io-client
+    /// does: a long queue posted a payload at a time could outlast the server's upgrade timeout).
+    func pause() async -> [EngineIOData] {
         // A poll waiting for the consumer stops now: there is no GET in flight to wait for.
-        let waiting = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let (waiting, unposted) = state.withLock { state -> (CheckedContinuation<Void, Never>?, [EngineIOData]) in
             state.pausing = true
-            defer { state.pollWaiting = nil }
-            return state.pollWaiting
+            defer {
+                state.pollWaiting = nil
+                state.outbox = []
+            }
+            return (state.pollWaiting, state.outbox)
         }
         waiting?.resume()
         await waitForPollToStop()
@@ -281,6 +309,7 @@ final class PollingTransport: EngineIOTransport {
         polls.close()
         posts.close()
         continuation.finish()
+        return unposted
     }
 
     private func waitForPollToStop() async {

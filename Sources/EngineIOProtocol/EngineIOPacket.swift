@@ -47,6 +47,8 @@ public enum EngineIOParseError: Error, Sendable, Equatable, CustomStringConverti
     case invalidHandshake(String)
     case invalidBase64
     case binaryPayloadInPacketOtherThanMessage
+    /// A polling payload of more packets than the reader takes at once.
+    case tooManyPackets(limit: Int)
 
     public var description: String {
         switch self {
@@ -55,6 +57,7 @@ public enum EngineIOParseError: Error, Sendable, Equatable, CustomStringConverti
         case .invalidHandshake(let why): return "invalid Engine.IO handshake: \(why)"
         case .invalidBase64: return "invalid base64 in an Engine.IO payload"
         case .binaryPayloadInPacketOtherThanMessage: return "binary data in an Engine.IO packet other than message"
+        case .tooManyPackets(let limit): return "an Engine.IO payload of more than \(limit) packets"
         }
     }
 }

@@ -23,8 +23,16 @@ public enum EngineIOPayload {
         return try body.withUTF8 { bytes in Result { () throws(EngineIOParseError) in try decode(utf8: bytes) } }.get()
     }
 
-    public static func decode(utf8 bytes: UnsafeBufferPointer<UInt8>) throws(EngineIOParseError) -> [EngineIOPacket] {
+    /// - Parameter maxPackets: more packets than this is an error, found before they are
+    ///   decoded: two bytes make a packet (`6␞`), so a body's byte limit alone lets a peer
+    ///   make the reader hold tens of times more memory than the body.
+    public static func decode(utf8 bytes: UnsafeBufferPointer<UInt8>, maxPackets: Int = .max) throws(EngineIOParseError) -> [EngineIOPacket] {
         guard !bytes.isEmpty else { throw .empty }
+        if maxPackets < .max, bytes.count > maxPackets {
+            var separators = 0
+            for byte in bytes where byte == 0x1E { separators += 1 }
+            if separators >= maxPackets { throw .tooManyPackets(limit: maxPackets) }
+        }
         var packets: [EngineIOPacket] = []
         var start = bytes.startIndex
         while true {

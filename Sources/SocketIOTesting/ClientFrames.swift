@@ -1,4 +1,4 @@
-public import NIOWebSocket
+import NIOWebSocket
 
 /// WebSocket frames as a client sends them (masked), for test and benchmark clients that talk
 /// to a server byte by byte: NIOWebSocket's encoding, through `WebSocketFrames`.

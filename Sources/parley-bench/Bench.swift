@@ -45,14 +45,18 @@ struct Ingest: AsyncParsableCommand {
     @Option(help: "The Python interpreter for --compare.")
     var python = "python3"
 
-    @Option(help: "The WebSocket transport: nio (the default) or swift-websocket.")
+    @Option(help: "The transport: nio (WebSocket on NIO, the default), swift-websocket, or polling (HTTP long-polling, from a polling flood peer).")
     var transport = "nio"
+
+    @Option(help: "With --transport polling: packets in the answer to one GET (python-engineio decodes at most 16).")
+    var packetsPerPoll = 16
 
     func validate() throws {
         guard count > 0 else { throw ValidationError("--count must be positive") }
         guard runs > 0 else { throw ValidationError("--runs must be positive") }
-        guard ["nio", "swift-websocket"].contains(transport) else {
-            throw ValidationError("--transport is nio or swift-websocket")
+        guard packetsPerPoll > 0 else { throw ValidationError("--packets-per-poll must be positive") }
+        guard ["nio", "swift-websocket", "polling"].contains(transport) else {
+            throw ValidationError("--transport is nio, swift-websocket or polling")
         }
     }
 
@@ -60,7 +64,7 @@ struct Ingest: AsyncParsableCommand {
     var runs = 1
 
     func run() async throws {
-        let peer = url == nil ? try await FloodPeer.start(count: count) : nil
+        let peer = url != nil ? nil : transport == "polling" ? try await FloodPeer.startPolling(count: count, packetsPerAnswer: packetsPerPoll) : try await FloodPeer.start(count: count)
         let target = url ?? "http://127.0.0.1:\(peer!.port)"
         var rates: [Double] = []
         for _ in 0..<runs {
@@ -105,7 +109,11 @@ struct Ingest: AsyncParsableCommand {
         let count = self.count
         let progress = Progress(count: count)
         var socket = SocketManager.Configuration()
-        socket.transport = transport == "nio" ? NIOWebSocketTransportFactory() : WebSocketTransportFactory()
+        switch transport {
+        case "polling": socket.transport = EngineIOTransports(.polling)
+        case "swift-websocket": socket.transport = WebSocketTransportFactory()
+        default: socket.transport = NIOWebSocketTransportFactory()
+        }
         let client = try await ChatClient(options: .init(
             url: url, configDirectory: directory, observer: progress.observe, socket: socket
         ))
@@ -122,7 +130,10 @@ struct Ingest: AsyncParsableCommand {
     }
 
     func runPython(url: String) throws -> (line: String, perSecond: Double) {
-        let (text, json) = try runPythonClient("ingest_client.py", python: python, url: url, count: count)
+        let (text, json) = try runPythonClient(
+            "ingest_client.py", python: python, url: url, count: count,
+            extraArguments: ["--transport", transport == "polling" ? "polling" : "websocket"]
+        )
         guard let perSecond = json["per_second"]?.doubleValue else { throw ValidationError("the python-socketio client said: \(text)") }
         return (text, perSecond)
     }
@@ -292,13 +303,15 @@ final class Progress: Sendable {
 
 /// Runs one of `Benchmarks/`' python-socketio clients on a flood peer, and returns the JSON
 /// line it prints, as text and as a value.
-func runPythonClient(_ script: String, python: String, url: String, count: Int) throws -> (text: String, json: JSONValue) {
+func runPythonClient(
+    _ script: String, python: String, url: String, count: Int, extraArguments: [String] = []
+) throws -> (text: String, json: JSONValue) {
     let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Benchmarks/\(script)")
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = [python, path.path, "--url", url, "--count", String(count)]
+    process.arguments = [python, path.path, "--url", url, "--count", String(count)] + extraArguments
     let output = Pipe()
     process.standardOutput = output
     try process.run()

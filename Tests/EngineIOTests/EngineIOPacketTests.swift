@@ -1,4 +1,4 @@
-import EngineIO
+@testable import EngineIO
 import JSON
 import Testing
 
@@ -90,6 +90,20 @@ import Testing
     func malformedPayloadsAreErrors(body: String) {
         #expect(throws: EngineIOParseError.self) { try EngineIOPayload.decode(body) }
     }
+
+    /// Two bytes make a packet (`6␞`): a body's size alone does not bound what decoding it
+    /// holds. Past `maxPackets` it is refused before anything is decoded.
+    @Test func aPayloadOfTooManyPacketsIsRefused() throws {
+        let body = Array(repeating: "6", count: 1_001).joined(separator: "\u{1e}")
+        var bytes = Array(body.utf8)
+        let decoded = { (limit: Int) in
+            bytes.withUnsafeMutableBufferPointer { buffer in
+                Result { () throws(EngineIOParseError) in try EngineIOPayload.decode(utf8: UnsafeBufferPointer(buffer), maxPackets: limit) }
+            }
+        }
+        #expect(throws: EngineIOParseError.tooManyPackets(limit: 1_000)) { try decoded(1_000).get() }
+        #expect(try decoded(1_001).get().count == 1_001)
+    }
 }
 
 @Suite struct EngineIOEndpointTests {
@@ -101,6 +115,17 @@ import Testing
     ])
     func schemesMapToWebSocket(url: String, expected: String) throws {
         #expect(try EngineIOEndpoint(url: url).webSocketURL == expected)
+    }
+
+    /// `+` is sent as `%2B` (servers read a bare `+` as a space), an IPv6 address loses its
+    /// URL brackets for connecting and keeps them in the URL and the `Host` header.
+    @Test func queryValuesAndIPv6HostsAreEncodedAsServersReadThem() throws {
+        let endpoint = try EngineIOEndpoint(url: "http://[::1]:3000", query: [.init(name: "token", value: "a+b/c=")])
+        #expect(endpoint.host == "::1")
+        #expect(endpoint.webSocketURL == "ws://[::1]:3000/socket.io/?EIO=4&transport=websocket&token=a%2Bb%2Fc%3D")
+        #expect(endpoint.requestTarget(transport: "polling", sid: "x+y", cacheBuster: 35)
+            == "/socket.io/?EIO=4&transport=polling&t=z&sid=x%2By&token=a%2Bb%2Fc%3D")
+        #expect(endpoint.hostHeader == "[::1]:3000")
     }
 
     @Test func customPathAndQuery() throws {

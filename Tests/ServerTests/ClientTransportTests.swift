@@ -105,6 +105,55 @@ extension ServerSuites {
             }
         }
 
+        /// A server (or a proxy) that ends the connection after every answer: each request
+        /// goes on a new connection, and none is written into one that is closing.
+        @Test func pollingSurvivesAServerThatClosesEveryConnection() async throws {
+            try await withServer(makeEchoEngine()) { server in
+                // Asked for: parley-server then answers `Connection: close` and closes.
+                let transports = EngineIOTransports(.polling, options: .init(headers: [(name: "Connection", value: "close")]))
+                let connection = try await open(transports, server)
+                var events = connection.events.makeAsyncIterator()
+                for n in 0..<100 {
+                    try connection.send(.text("m\(n)"))
+                    #expect(await events.next() == .message(.text("m\(n)")))
+                }
+                connection.close()
+            }
+        }
+
+        /// Over polling a binary message goes as base64, a third larger: `send` counts it so,
+        /// and refuses what the server would refuse (which would end the session).
+        @Test func aBinaryMessageIsMeasuredAsPollingSendsIt() async throws {
+            try await withServer(makeEchoEngine(maxHttpBufferSize: 1_000)) { server in
+                let connection = try await open(EngineIOTransports(.polling), server)
+                #expect(throws: EngineIOError.payloadTooLarge(size: 1_201, limit: 1_000)) { try connection.send(.binary(Array(repeating: 7, count: 900))) }
+                try connection.send(.binary(Array(repeating: 7, count: 700)))
+                var events = connection.events.makeAsyncIterator()
+                #expect(await events.next() == .message(.binary(Array(repeating: 7, count: 700))))
+                connection.close()
+            }
+        }
+
+        /// A WebSocket that never opens (a proxy that takes the upgrade request and never
+        /// answers) does not use up the attempt: after `fallbackAfter`, polling.
+        @Test func aWebSocketThatHangsFallsBackToPollingInTime() async throws {
+            struct Hanging: EngineIOTransportFactory {
+                func connect(to endpoint: EngineIOEndpoint) async throws -> any EngineIOTransport {
+                    try await Task.sleep(for: .seconds(3_600))
+                    throw CancellationError()
+                }
+            }
+            try await withServer(makeEchoEngine()) { server in
+                let transports = EngineIOTransports(
+                    order: [.websocket, .polling], upgrade: false, webSocket: Hanging(), polling: PollingTransportFactory(),
+                    fallbackAfter: .milliseconds(100)
+                )
+                let connection = try await open(transports, server)
+                #expect(server.engine.session(id: connection.handshake.sid)?.transport == .polling)
+                connection.close()
+            }
+        }
+
         /// A hostile server that answers a poll with more than the client takes: the
         /// transport ends with a clear error instead of buffering it.
         @Test func aPollAnswerLargerThanTheLimitEndsTheConnection() async throws {
