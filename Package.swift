@@ -213,8 +213,8 @@ let package = Package(
         ),
         .testTarget(
             name: "InteropTests",
-            dependencies: ["SocketIO", "SocketIOTesting", "JSON", "InertText", "InertLog", "parley", "parley-server"],
-            exclude: ["server.py", "client_scenario.py", "test_apps_scenario.py"],
+            dependencies: ["SocketIO", "SocketIOTesting", "EngineIO", "JSON", "InertText", "InertLog", "parley", "parley-server"],
+            exclude: ["server.py", "client_scenario.py", "test_apps_scenario.py", "upgrade_server.py"],
             swiftSettings: strict
         ),
         .testTarget(name: "ChatSchemaTests", dependencies: ["ChatSchema", "JSON"], swiftSettings: strict),
