@@ -87,7 +87,7 @@ public enum PrivateFiles {
         if !absolute.hasPrefix("/") {
             var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
             guard getcwd(&buffer, buffer.count) != nil else { return "the current directory cannot be read" }
-            absolute = String(cString: buffer) + "/" + path
+            absolute = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/" + path
         }
         var prefixes: [String] = []
         var current = ""
