@@ -111,21 +111,11 @@ final class HTTPExchange: Sendable {
         }
         if let existing, existing.isActive { return (existing, true) }
         let maxBody = self.maxBody
-        let host = endpoint.host
-        let sslContext = self.sslContext
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton.next())
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.seconds(20))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let sslContext {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: host))
-                    }
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(Requester(maxBody: maxBody))
-                }
-            }
-            .connect(host: endpoint.host, port: endpoint.port).get()
+        let channel = try await endpoint.bootstrap(on: MultiThreadedEventLoopGroup.singleton.next(), sslContext: sslContext) { channel in
+            try channel.pipeline.syncOperations.addHTTPClientHandlers()
+            try channel.pipeline.syncOperations.addHandler(Requester(maxBody: maxBody))
+        }
+        .connect(host: endpoint.host, port: endpoint.port).get()
         let closedMeanwhile = state.withLock { state -> Bool in
             guard !state.closed else { return true }
             state.channel = channel
@@ -218,3 +208,31 @@ private final class Requester: ChannelDuplexHandler {
     }
 }
 
+
+extension EngineIOEndpoint {
+    /// A TCP connection to this endpoint, TLS first for `wss`/`https`, then what `pipeline`
+    /// adds: how every transport of Parley's connects.
+    func bootstrap(
+        on eventLoop: any EventLoop, sslContext: NIOSSLContext?, pipeline: @escaping @Sendable (any Channel) throws -> Void
+    ) -> ClientBootstrap {
+        let host = self.host
+        return ClientBootstrap(group: eventLoop)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(20))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: host))
+                    }
+                    try pipeline(channel)
+                }
+            }
+    }
+}
+
+extension WebSocketTransportFactory.Options {
+    /// The TLS context for this endpoint: nil for `ws`/`http`.
+    func sslContext(for endpoint: EngineIOEndpoint) throws -> NIOSSLContext? {
+        try tlsConfiguration(for: endpoint).map { try NIOSSLContext(configuration: $0) }
+    }
+}

@@ -21,9 +21,8 @@ public struct NIOWebSocketTransportFactory: EngineIOTransportFactory {
     }
 
     public func connect(to endpoint: EngineIOEndpoint) async throws -> any EngineIOTransport {
-        let sslContext = try options.tlsConfiguration(for: endpoint).map { try NIOSSLContext(configuration: $0) }
         return try await NIOWebSocketTransport.connect(
-            endpoint: endpoint, sslContext: sslContext, options: options, logger: logger
+            endpoint: endpoint, sslContext: try options.sslContext(for: endpoint), options: options, logger: logger
         )
     }
 }
@@ -69,50 +68,41 @@ final class NIOWebSocketTransport: EngineIOTransport {
         headers.add(name: "Content-Length", value: "0")
         for header in options.headers { headers.add(name: header.name, value: header.value) }
         let request = HTTPRequestHead(version: .http1_1, method: .GET, uri: endpoint.requestTarget(transport: "websocket"), headers: headers)
-        let host = endpoint.host
 
-        let bootstrap = ClientBootstrap(group: eventLoop)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.seconds(20))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let sslContext {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: host))
+        let bootstrap = endpoint.bootstrap(on: eventLoop, sslContext: sslContext) { channel in
+            let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(
+                // Headroom over the message limit: an oversize message is reported by FrameReader
+                // as such; a frame beyond this is refused by the decoder before it is buffered.
+                maxFrameSize: min(max(limit, 1 << 16) * 4, Int(UInt32.max)),
+                upgradePipelineHandler: { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOWebSocketFrameAggregator(
+                                minNonFinalFragmentSize: 0,
+                                maxAccumulatedFrameCount: 1 << 16,
+                                maxAccumulatedFrameSize: limit
+                            )
+                        )
+                        try channel.pipeline.syncOperations.addHandler(FrameReader(continuation: continuation, limit: limit, window: window))
+                        return .upgraded
                     }
-                    let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(
-                        // Headroom over the message limit: an oversize message is reported by FrameReader
-                        // as such; a frame beyond this is refused by the decoder before it is buffered.
-                        maxFrameSize: min(max(limit, 1 << 16) * 4, Int(UInt32.max)),
-                        upgradePipelineHandler: { channel, _ in
-                            channel.eventLoop.makeCompletedFuture {
-                                try channel.pipeline.syncOperations.addHandler(
-                                    NIOWebSocketFrameAggregator(
-                                        minNonFinalFragmentSize: 0,
-                                        maxAccumulatedFrameCount: 1 << 16,
-                                        maxAccumulatedFrameSize: limit
-                                    )
-                                )
-                                try channel.pipeline.syncOperations.addHandler(FrameReader(continuation: continuation, limit: limit, window: window))
-                                return .upgraded
-                            }
-                        }
-                    )
-                    let configuration = NIOTypedHTTPClientUpgradeConfiguration<Upgrade>(
-                        upgradeRequestHead: request,
-                        upgraders: [upgrader],
-                        notUpgradingCompletionHandler: { channel in
-                            channel.eventLoop.makeSucceededFuture(.refused(nil))
-                        }
-                    )
-                    var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: configuration)
-                    // The server's open packet may come in the same read as its 101: keep those bytes.
-                    pipeline.leftOverBytesStrategy = .forwardBytes
-                    let result = try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
-                        configuration: pipeline
-                    )
-                    result.cascade(to: upgraded)
                 }
-            }
+            )
+            let configuration = NIOTypedHTTPClientUpgradeConfiguration<Upgrade>(
+                upgradeRequestHead: request,
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeSucceededFuture(.refused(nil))
+                }
+            )
+            var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: configuration)
+            // The server's open packet may come in the same read as its 101: keep those bytes.
+            pipeline.leftOverBytesStrategy = .forwardBytes
+            let result = try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
+                configuration: pipeline
+            )
+            result.cascade(to: upgraded)
+        }
 
         let channel = try await bootstrap.connect(host: endpoint.host, port: endpoint.port).get()
         // A connection that closes before the upgrade fails it rather than leaving it pending.

@@ -23,8 +23,7 @@ public struct PollingTransportFactory: EngineIOTransportFactory {
 
     /// The transport itself, for the upgrade to WebSocket (which pauses it).
     func open(_ endpoint: EngineIOEndpoint) async throws -> PollingTransport {
-        let sslContext = try options.tlsConfiguration(for: endpoint).map { try NIOSSLContext(configuration: $0) }
-        return try await PollingTransport.connect(endpoint: endpoint, sslContext: sslContext, options: options, logger: logger)
+        try await PollingTransport.connect(endpoint: endpoint, sslContext: try options.sslContext(for: endpoint), options: options, logger: logger)
     }
 }
 
@@ -77,6 +76,8 @@ final class PollingTransport: EngineIOTransport {
         var pollStopped = false
         var closed: [CheckedContinuation<Void, Never>] = []
         var isClosed = false
+
+        var isDrained: Bool { !posting }
     }
     private let state = Mutex(State())
 
@@ -313,24 +314,23 @@ final class PollingTransport: EngineIOTransport {
     }
 
     private func waitForPollToStop() async {
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            let stopped = state.withLock { state -> Bool in
-                if state.pollStopped { return true }
-                state.pollDone.append(done)
-                return false
-            }
-            if stopped { done.resume() }
-        }
+        await wait(until: \.pollStopped, in: \.pollDone)
     }
 
     private func waitForPostsToDrain() async {
+        await wait(until: \.isDrained, in: \.drained)
+    }
+
+    /// Returns once `condition` holds: at once, or when whoever makes it true resumes the
+    /// waiters in `waiters`.
+    private func wait(until condition: KeyPath<State, Bool>, in waiters: WritableKeyPath<State, [CheckedContinuation<Void, Never>]>) async {
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            let drained = state.withLock { state -> Bool in
-                if !state.posting { return true }
-                state.drained.append(done)
+            let already = state.withLock { state -> Bool in
+                if state[keyPath: condition] { return true }
+                state[keyPath: waiters].append(done)
                 return false
             }
-            if drained { done.resume() }
+            if already { done.resume() }
         }
     }
 
@@ -375,14 +375,7 @@ final class PollingTransport: EngineIOTransport {
     }
 
     func waitUntilClosed() async {
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            let closed = state.withLock { state -> Bool in
-                if state.isClosed { return true }
-                state.closed.append(done)
-                return false
-            }
-            if closed { done.resume() }
-        }
+        await wait(until: \.isClosed, in: \.closed)
     }
 }
 

@@ -39,22 +39,13 @@ final class HeadlessProcess: Sendable {
         try process.run()
         let lines = self.lines
         let transcript = self.transcript
-        Thread {
-            var buffer = Data()
-            while true {
-                let chunk = stdout.fileHandleForReading.availableData
-                if chunk.isEmpty { break }
-                buffer.append(chunk)
-                while let newline = buffer.firstIndex(of: 0x0A) {
-                    let line = String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self)
-                    buffer.removeSubrange(buffer.startIndex...newline)
-                    transcript.append(line)
-                    // A line that is not JSON is pushed as a string, so the test sees it.
-                    lines.push((try? JSONValue(parsing: line)) ?? .string(line))
-                }
-            }
+        readLines(from: stdout.fileHandleForReading) { line in
+            transcript.append(line)
+            // A line that is not JSON is pushed as a string, so the test sees it.
+            lines.push((try? JSONValue(parsing: line)) ?? .string(line))
+        } atEnd: {
             lines.finish()
-        }.start()
+        }
     }
 
     /// Everything printed so far.
@@ -95,4 +86,21 @@ final class Transcript: Sendable {
     private let storage = Mutex<[String]>([])
     func append(_ line: String) { storage.withLock { $0.append(line) } }
     var lines: [String] { storage.withLock { $0 } }
+}
+
+/// Reads a child's output on a thread of its own (the reads block), a line at a time.
+func readLines(from handle: FileHandle, _ each: @escaping @Sendable (String) -> Void, atEnd: @escaping @Sendable () -> Void) {
+    Thread {
+        var buffer = Data()
+        while true {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }
+            buffer.append(chunk)
+            while let newline = buffer.firstIndex(of: 0x0A) {
+                each(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
+                buffer.removeSubrange(buffer.startIndex...newline)
+            }
+        }
+        atEnd()
+    }.start()
 }

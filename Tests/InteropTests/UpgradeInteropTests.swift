@@ -23,19 +23,7 @@ import Testing
             process.standardOutput = stdout
             let lines = self.lines
             try process.run()
-            Thread {
-                var buffer = Data()
-                while true {
-                    let chunk = stdout.fileHandleForReading.availableData
-                    if chunk.isEmpty { break }
-                    buffer.append(chunk)
-                    while let newline = buffer.firstIndex(of: 0x0A) {
-                        lines.push(String(decoding: buffer[..<newline], as: UTF8.self))
-                        buffer.removeSubrange(...newline)
-                    }
-                }
-                lines.finish()
-            }.start()
+            readLines(from: stdout.fileHandleForReading) { lines.push($0) } atEnd: { lines.finish() }
         }
 
         /// The next line, within 10 s.

@@ -30,11 +30,14 @@ extension ServerSuites {
                 #expect(await events.next() == .message(.text("héllo 😀")))
                 #expect(await events.next() == .message(.binary([0, 1, 0x1E, 255])))
 
-                // The server pings in the GET it holds; the pong is posted before the next
-                // message, so once that message is echoed the pong has arrived.
+                // The server pings in the GET it holds. The client answers it as it reads, so
+                // the pong goes out after "read the ping" and before "after the pong": once
+                // that one is echoed, the pong has arrived.
                 server.clock.advance(by: .milliseconds(300))
-                try connection.send(.text("after the ping"))
-                #expect(await events.next() == .message(.text("after the ping")))
+                try connection.send(.text("read the ping"))
+                #expect(await events.next() == .message(.text("read the ping")))
+                try connection.send(.text("after the pong"))
+                #expect(await events.next() == .message(.text("after the pong")))
                 server.clock.advance(by: .milliseconds(250))
                 #expect(server.engine.session(id: sid) != nil, "the session timed out: the pong did not arrive")
                 #expect(server.engine.session(id: sid)?.transport == .polling)
@@ -76,10 +79,12 @@ extension ServerSuites {
                 }
                 for text in sent { #expect(await events.next() == .message(.text(text))) }
                 #expect(server.engine.session(id: sid)?.transport == .websocket)
-                // The heartbeat goes on over the WebSocket.
+                // The heartbeat goes on over the WebSocket (the pong is in before the second echo).
                 server.clock.advance(by: .milliseconds(300))
-                try connection.send(.text("after the ping"))
-                #expect(await events.next() == .message(.text("after the ping")))
+                try connection.send(.text("read the ping"))
+                #expect(await events.next() == .message(.text("read the ping")))
+                try connection.send(.text("after the pong"))
+                #expect(await events.next() == .message(.text("after the pong")))
                 server.clock.advance(by: .milliseconds(250))
                 #expect(server.engine.session(id: sid) != nil)
                 connection.close()
