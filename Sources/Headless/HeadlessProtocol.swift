@@ -1,5 +1,4 @@
 public import Chat
-public import ChatClient
 import Foundation
 import JSON
 
