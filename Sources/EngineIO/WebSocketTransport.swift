@@ -86,7 +86,7 @@ public enum WebSocketTransportError: Error, Sendable, Equatable, CustomStringCon
     public var description: String {
         switch self {
         case .tlsNeedsHostName(let address):
-            return "wss:// needs the server's host name, not an IP address (\(address)): TLS names the server by host name"
+            return "https:// and wss:// need the server's host name, not an IP address (\(address)): TLS names the server by host name"
         case .messageTooLarge(let limit):
             return "the server sent a message larger than \(limit) bytes"
         }

@@ -180,6 +180,42 @@ func storedSessionID(in directory: String) throws -> String {
         await server.stop()
     }
 
+    /// HTTP long-polling over TLS (what a proxy in front of a server most often speaks): a
+    /// python-socketio server on HTTPS for polling only, its certificate trusted with
+    /// `--ca-file`; and refused without it, the certificate being no one's the system trusts.
+    @Test func pollingOverTLSWithAPrivateCA() async throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("SocketIOTests/Fixtures")
+        let certificate = fixtures.appendingPathComponent("test-cert.pem").path
+        let server = try await InteropServer.start(
+            .python, extraArguments: ["--transports", "polling", "--tls", certificate, fixtures.appendingPathComponent("test-key.pem").path]
+        )
+        #expect(server.url.hasPrefix("https://"))
+        let alice = try HeadlessProcess(
+            url: server.url, configDirectory: scratchDirectory(), username: "alice", extraArguments: ["--ca-file", certificate]
+        )
+        try await alice.next("session")
+        let bob = try HeadlessProcess(
+            url: server.url, configDirectory: scratchDirectory(), username: "bob",
+            extraArguments: ["--ca-file", certificate, "--transport", "polling"]
+        )
+        try await bob.next("session")
+        try await alice.next("user_connected") { $0["username"] == "bob" }
+        alice.send(["send": ["to": "bob", "content": "over https"]])
+        #expect(try await bob.next("message")["content"] == "over https")
+        let stranger = try HeadlessProcess(
+            url: server.url, configDirectory: scratchDirectory(), username: "carol", extraArguments: ["--transport", "polling"]
+        )
+        try await stranger.next("status") { $0["state"] == "reconnecting" }
+        stranger.send(["quit": true])
+        alice.closeInput()
+        bob.closeInput()
+        #expect(await alice.waitForExit() == 0)
+        #expect(await bob.waitForExit() == 0)
+        _ = await stranger.waitForExit()
+        await server.stop()
+    }
+
     /// SIGTERM (here, by closing its input): parley-server closes every session, stops
     /// listening, makes the store durable and exits 0; the clients go offline (none is told
     /// of another leaving first) and wait to reconnect. (That the sessions are closed before

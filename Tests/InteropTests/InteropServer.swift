@@ -111,7 +111,9 @@ final class InteropServer: Sendable {
                     : "parley-server did not start:\n\(errors)"
             )
         }
-        return InteropServer(url: "http://127.0.0.1:\(listening)", port: listening, process: process, stdin: stdin, exited: exited)
+        // TLS names a server by host name (the test certificate's is localhost).
+        let url = extraArguments.contains("--tls") ? "https://localhost:\(listening)" : "http://127.0.0.1:\(listening)"
+        return InteropServer(url: url, port: listening, process: process, stdin: stdin, exited: exited)
     }
 
     /// Stops the server as Ctrl-C would (parley-server sends itself SIGTERM when its standard

@@ -147,12 +147,18 @@ async def main():
     parser.add_argument("--store-messages", action="store_true", help="part III: keep messages, send them in users")
     parser.add_argument("--exit-with-stdin", action="store_true", help="exit when standard input closes")
     parser.add_argument("--transports", help="comma-separated, e.g. polling: a server that does not take WebSocket")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this PEM certificate and key")
     args = parser.parse_args()
 
     transports = args.transports.split(",") if args.transports else None
     runner = web.AppRunner(create_app(args.ping_interval, args.ping_timeout, args.sessions_file, args.store_messages, transports))
     await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port)
+    ssl_context = None
+    if args.tls:
+        import ssl
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(args.tls[0], args.tls[1])
+    site = web.TCPSite(runner, args.host, args.port, ssl_context=ssl_context)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
     print(f"LISTENING {port}", flush=True)

@@ -72,7 +72,7 @@ enum TransportKind: String, CaseIterable, Sendable, CustomStringConvertible {
         await socket.connect()
         let event = try await events.next()
         guard case .connectError(let error) = event else { throw Unexpected(event) }
-        #expect(error.message.contains("needs the server's host name"))
+        #expect(error.message.contains("need the server's host name"))
     }
 
     @Test(arguments: TransportKind.allCases)
