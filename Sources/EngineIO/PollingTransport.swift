@@ -169,7 +169,8 @@ final class PollingTransport: EngineIOTransport {
 
     private func pollLoop() async {
         while true {
-            // The next GET once the last batch was taken: a server cannot make us hold more.
+            // The next GET while fewer than `maxUntakenBatches` answers wait to be taken: a
+            // server cannot make us hold more.
             await withCheckedContinuation { (waiting: CheckedContinuation<Void, Never>) in
                 let ready = state.withLock { state -> Bool in
                     if state.untaken < Self.maxUntakenBatches || state.closing || state.pausing { return true }
