@@ -129,21 +129,21 @@ struct Parley: AsyncParsableCommand {
             options: .init(allowsInsecureTLS: insecureTLS, trustedCertificatesFile: caFile),
             logger: Logger(label: "parley.transport")
         )
-        // The one projection of the client's state this run shows it through.
-        let inbox = headless ? nil : UIInbox()
-        let projection = headless ? HeadlessProjection() : nil
+        let frontEnd: FrontEnd = headless ? .headless(HeadlessProjection()) : .terminal(UIInbox())
         let client: ChatClient
         do {
             client = try await ChatClient(options: .init(
                 url: url, configDirectory: configDirectory, fileModes: modes, historyLimit: historyLimit,
-                observer: inbox?.observe ?? projection?.observe,
+                observer: frontEnd.observer,
                 socket: socket, logger: logger
             ))
         } catch {
             throw fail("\(error)")
         }
-        guard let projection else {
-            throw ExitCode(try await runTerminal(client: client, inbox: inbox!, logger: logger))
+        let projection: HeadlessProjection
+        switch frontEnd {
+        case .terminal(let inbox): throw ExitCode(try await runTerminal(client: client, inbox: inbox, logger: logger))
+        case .headless(let headless): projection = headless
         }
         logger.info("headless start", metadata: ["server": "\(client.server)"])
         let output = StandardOutput()
@@ -205,6 +205,19 @@ final class StandardOutput: Sendable {
                 guard n > 0 else { return }  // standard output closed: nothing more to say
                 offset += n
             }
+        }
+    }
+}
+
+/// The one projection of the client's state a run shows it through.
+enum FrontEnd {
+    case terminal(UIInbox)
+    case headless(HeadlessProjection)
+
+    var observer: ChatClient.Observer {
+        switch self {
+        case .terminal(let inbox): return inbox.observe
+        case .headless(let projection): return projection.observe
         }
     }
 }
