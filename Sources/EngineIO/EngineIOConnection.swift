@@ -70,10 +70,14 @@ public final class EngineIOConnection: Sendable {
     /// the server's `maxPayload` (counting the packet type byte, and as the transport
     /// encodes it).
     public func send(_ message: EngineIOData) throws(EngineIOError) {
-        let size = session.transport.wireSize(of: message)
+        let size = wireSize(of: message)
         guard size <= handshake.maxPayload else { throw .payloadTooLarge(size: size, limit: handshake.maxPayload) }
         try session.send(.message(message))
     }
+
+    /// The bytes `message` takes as this connection's transport sends it, as the server counts
+    /// them against `maxPayload` (a binary message goes as base64 over HTTP long-polling).
+    public func wireSize(of message: EngineIOData) -> Int { session.transport.wireSize(of: message) }
 
     /// Sends a close packet and closes the transport; `events` ends with `.closed(.forcedClose)`.
     public func close() {

@@ -195,7 +195,9 @@ public actor SocketManager {
         guard !isReservedEventName(name) else { throw .reservedEventName(name) }
         let frames = SocketIOPacket.event(name, arguments, namespace: nsp, id: ackID).encoded()
         for frame in frames {
-            let size = frame.packetSize
+            // As the transport will send it: over polling a binary attachment is base64, and one
+            // the server would refuse must be refused here, not dropped after `.sent`.
+            let size = engine?.wireSize(of: frame) ?? frame.packetSize
             guard size <= maxPayload else { throw .payloadTooLarge(size: size, limit: maxPayload) }
         }
         if let engine, namespaces[nsp]?.connected == true {

@@ -139,6 +139,27 @@ extension ServerSuites {
             }
         }
 
+        /// Socket.IO over polling: a binary attachment that fits `maxPayload` raw but not as
+        /// base64 is refused by `emit` (it was reported `.sent` and dropped).
+        @Test func anAttachmentTooLargeAsBase64IsRefusedByEmit() async throws {
+            try await withServer(makeSuiteSocketIOServer()) { server in
+                var configuration = SocketManager.Configuration(transport: EngineIOTransports(.polling), clock: ManualClock())
+                configuration.reconnection = ReconnectPolicy(isEnabled: false)
+                let manager = try SocketManager(url: "http://127.0.0.1:\(server.port)", configuration: configuration)
+                let socket = try await manager.socket()
+                let events = await socket.events()
+                await socket.connect()
+                for await event in events {
+                    if case .connect = event { break }
+                }
+                await #expect(throws: SocketIO.SocketError.payloadTooLarge(size: 1_066_669, limit: 1_000_000)) {
+                    _ = try await socket.emit("message", .binary(Array(repeating: 1, count: 800_000)))
+                }
+                #expect(try await socket.emit("message", .binary(Array(repeating: 1, count: 700_000))) == .sent)
+                await manager.close()
+            }
+        }
+
         /// A WebSocket that never opens (a proxy that takes the upgrade request and never
         /// answers) does not use up the attempt: after `fallbackAfter`, polling.
         @Test func aWebSocketThatHangsFallsBackToPollingInTime() async throws {
