@@ -91,10 +91,16 @@ let package = Package(
         ),
         // The client's own files (session file, lock, log) opened as a careful Unix program does.
         .target(name: "PrivateFiles", swiftSettings: strict),
+        // The client's local history: conversations kept in SQLite, as the session file is kept.
+        .target(
+            name: "History",
+            dependencies: ["PrivateFiles", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         // The client: session file, and the chat state driven by a Socket.IO connection.
         .target(
             name: "ChatClient",
-            dependencies: ["Chat", "SocketIO", "EngineIO", "JSON", "PrivateFiles", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Chat", "SocketIO", "EngineIO", "JSON", "PrivateFiles", "History", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         // The terminal front end as values: model, update (keys and network in, effects out),
@@ -186,7 +192,7 @@ let package = Package(
         .executableTarget(
             name: "parley-bench",
             dependencies: [
-                "ChatClient", "Chat", "JSON", "CHeapStats", "SocketIO", "EngineIO", "TerminalUI", "SocketIOTesting",
+                "ChatClient", "Chat", "JSON", "CHeapStats", "SocketIO", "EngineIO", "TerminalUI", "SocketIOTesting", "History",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -219,7 +225,7 @@ let package = Package(
         ),
         .testTarget(name: "ChatSchemaTests", dependencies: ["ChatSchema", "JSON"], swiftSettings: strict),
         .testTarget(name: "ChatTests", dependencies: ["Chat"], swiftSettings: strict),
-        .testTarget(name: "ChatClientTests", dependencies: ["ChatClient", "PrivateFiles", "SocketIOTesting"], swiftSettings: strict),
+        .testTarget(name: "ChatClientTests", dependencies: ["ChatClient", "PrivateFiles", "History", "SocketIOTesting"], swiftSettings: strict),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "Chat"], swiftSettings: strict),
         .testTarget(
             name: "ServerTests",

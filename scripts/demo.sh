@@ -19,13 +19,13 @@ rm -rf "$demo"
 mkdir -p -m 700 "$demo" "$demo/alice" "$demo/bob"
 
 server="$root/.build/release/parley-server --port $port"
-client="$root/.build/release/parley --url http://127.0.0.1:$port --log-file $demo/parley-%s.log"
+client="$root/.build/release/parley --url http://127.0.0.1:$port --log-file $demo/parley-%s.log --history-dir $demo/history-%s"
 
 tmux new-session -d -s "$session" -x 200 -y 50 -n chat "$server; echo 'parley-server stopped'; read"
 # The clients start once the server answers.
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-tmux split-window -t "$session:chat" -v -p 80 "$(printf "$client" alice) --config-dir $demo/alice --username alice"
-tmux split-window -t "$session:chat" -h "$(printf "$client" bob) --config-dir $demo/bob --username bob"
+tmux split-window -t "$session:chat" -v -p 80 "$(printf "$client" alice alice) --config-dir $demo/alice --username alice"
+tmux split-window -t "$session:chat" -h "$(printf "$client" bob bob) --config-dir $demo/bob --username bob"
 tmux select-pane -t "$session:chat.1"
 
 echo "parley-demo: parley-server on :$port (top), alice (left) and bob (right)."

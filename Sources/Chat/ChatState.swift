@@ -114,6 +114,11 @@ public enum ChatEvent: Sendable, Hashable {
     /// Something the person should know that did not stop the client (a session file that
     /// could not be written, say). It changes nothing in the state.
     case warning(String)
+    /// A conversation kept on this machine (the local history), after the login: the peer,
+    /// added as offline when the server has not listed them, and the newest messages kept.
+    /// A conversation that has messages already (a part III server's history came first) is
+    /// left as the server has it.
+    case restored(UserEntry, messages: [ChatMessage])
 }
 
 /// The chat as the reference client keeps it (PROTOCOL.md, "client side"), plus
@@ -281,6 +286,12 @@ public struct ChatState: Sendable {
             self.connection = connection
         case .warning:
             break
+        case .restored(let entry, let messages):
+            if usersByID[entry.userID] == nil {
+                add(ChatUser(id: entry.userID, username: entry.username, isSelf: entry.userID == selfID, isConnected: false))
+            }
+            guard usersByID[entry.userID]!.messages.isEmpty else { return }
+            usersByID[entry.userID]!.messages = Deque(messages.suffix(historyLimit ?? Int.max))
         }
     }
 

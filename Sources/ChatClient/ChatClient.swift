@@ -1,6 +1,7 @@
 public import Chat
 public import EngineIO
 import Foundation
+public import History
 import JSON
 public import Logging
 public import PrivateFiles
@@ -53,6 +54,8 @@ public final class ChatClient: Sendable {
         public var historyLimit: Int?
         /// Told of every event (see `Observer`): a front end's projection.
         public var observer: Observer?
+        /// Where conversations are kept across restarts (nil: nowhere, `--no-history`).
+        public var history: HistoryStore?
         public var socket: SocketManager.Configuration
         /// When to log in again after a refusal that may pass (any but `invalid username`):
         /// on the socket's clock, with its randomness. 2 s doubling to a minute by default: a
@@ -66,6 +69,7 @@ public final class ChatClient: Sendable {
             fileModes: PrivateFiles.Modes = .strict,
             historyLimit: Int? = nil,
             observer: Observer? = nil,
+            history: HistoryStore? = nil,
             socket: SocketManager.Configuration = .init(),
             refusalRetry: ReconnectPolicy = ReconnectPolicy(initialDelay: .seconds(2), maxDelay: .seconds(60)),
             logger: Logger = .disabled
@@ -75,6 +79,7 @@ public final class ChatClient: Sendable {
             self.fileModes = fileModes
             self.historyLimit = historyLimit
             self.observer = observer
+            self.history = history
             self.socket = socket
             self.refusalRetry = refusalRetry
             self.logger = logger
@@ -84,6 +89,10 @@ public final class ChatClient: Sendable {
     private struct Inner: Sendable {
         private(set) var chat: ChatState
         let observer: Observer?
+        let history: HistoryStore?
+        let server: String
+        /// The user whose kept conversations were restored (once per login, not per reconnection).
+        var restoredFor: String?
         var session: StoredSession?
         /// The name to log in with when there is no session yet.
         var username: String?
@@ -96,15 +105,34 @@ public final class ChatClient: Sendable {
         var refusals = 0
         var retry: Task<Void, Never>?
 
-        init(chat: ChatState, observer: Observer?) {
+        init(chat: ChatState, observer: Observer?, history: HistoryStore?, server: String) {
             self.chat = chat
             self.observer = observer
+            self.history = history
+            self.server = server
         }
 
-        /// The one way the state changes here: applied, then reported in order.
+        /// The one way the state changes here: applied, kept, then reported in order.
         mutating func apply(_ event: ChatEvent) {
             chat.apply(event)
+            if let history { keep(event, in: history) }
             observer?(event, chat)
+        }
+
+        /// A message said or heard goes into the local history (queued there; nothing waits).
+        private func keep(_ event: ChatEvent, in history: HistoryStore) {
+            guard let me = chat.selfID else { return }
+            let message: StoredMessage
+            switch event {
+            case .messageReceived(let received, let at):
+                let fromSelf = received.from == me
+                message = StoredMessage(peer: fromSelf ? received.to : received.from, fromSelf: fromSelf, content: received.content, at: at)
+            case .messageSent(let sent, _):
+                message = StoredMessage(peer: sent.to, fromSelf: true, content: sent.content, at: sent.at)
+            default:
+                return
+            }
+            history.append(server: server, me: me, message, peerName: chat.user(message.peer)?.username ?? message.peer)
         }
 
         /// No more logging in again after a refusal (a new login, a logout, the end).
@@ -143,7 +171,9 @@ public final class ChatClient: Sendable {
         refusalRetry = options.refusalRetry
         clock = options.socket.clock
         random = options.socket.random
-        inner = Locked(Inner(chat: ChatState(historyLimit: options.historyLimit), observer: options.observer))
+        inner = Locked(Inner(
+            chat: ChatState(historyLimit: options.historyLimit), observer: options.observer, history: options.history, server: server.value
+        ))
         let warnings = try store.prepare()
         manager = try SocketManager(url: options.url, configuration: options.socket)
         let inner = self.inner
@@ -272,10 +302,12 @@ public final class ChatClient: Sendable {
         apply(.loggedOut(reason: reason))
     }
 
-    /// Disconnects and waits until everything sent has been written. No event is reported after it.
+    /// Disconnects and waits until everything sent has been written, to the server and to
+    /// the local history. No event is reported after it.
     public func close() async {
         inner.withLock { $0.cancelRetry() }
         await manager.close()
+        await inner.withLock { $0.history }?.flush()
     }
 
     public var isConnected: Bool { inner.withLock { $0.chat.connection == .connected } }
@@ -395,6 +427,7 @@ public final class ChatClient: Sendable {
                 logger.error("\(error)")
                 apply(.warning(error.description))
             }
+            restoreHistory(of: session.userID)
         case nil:
             if problems.isEmpty { logger.debug("ignoring event \(event.name)") }
         }
@@ -402,6 +435,29 @@ public final class ChatClient: Sendable {
 
     private func apply(_ event: ChatEvent) {
         inner.withLock { $0.apply(event) }
+    }
+
+    /// The newest messages kept of each conversation, once per login: memory and startup go
+    /// with the number of conversations, not the length of the history.
+    static let restoredMessagesPerConversation = 200
+
+    private func restoreHistory(of me: String) {
+        guard let history = inner.withLock({ state -> HistoryStore? in
+            guard state.restoredFor != me else { return nil }
+            state.restoredFor = me
+            return state.history
+        }) else { return }
+        do {
+            for peer in try history.peers(server: server.value, me: me) {
+                let messages = try history.lastMessages(
+                    server: server.value, me: me, peer: peer.userID, limit: Self.restoredMessagesPerConversation
+                ).map { ChatMessage(content: $0.content, fromSelf: $0.fromSelf, delivery: $0.fromSelf ? .sent : .received, at: $0.at) }
+                apply(.restored(UserEntry(userID: peer.userID, username: peer.username, connected: false), messages: messages))
+            }
+        } catch {
+            logger.error("the history could not be read: \(error)")
+            apply(.warning("the history could not be read: \(error)"))
+        }
     }
 }
 

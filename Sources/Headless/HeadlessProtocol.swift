@@ -103,6 +103,19 @@ public enum HeadlessOutput {
             return [["event": "warning", "message": .string(text)]]
         case .select:
             return []
+        case .restored(let entry, let messages):
+            // As a server's history is reported: the conversation, oldest first.
+            let me = chat.selfID ?? ""
+            return [[
+                "event": "history", "userID": .string(entry.userID),
+                "messages": .array(messages.map { message in
+                    [
+                        "from": .string(message.fromSelf ? me : entry.userID), "to": .string(message.fromSelf ? entry.userID : me),
+                        "content": .string(message.content), "fromSelf": .bool(message.fromSelf),
+                        "at": .string(message.at.formatted(timestamp)),
+                    ]
+                }),
+            ]]
         }
     }
 

@@ -6,6 +6,7 @@ import Foundation
 import InertLog
 import PrivateFiles
 import Headless
+import History
 import Logging
 import SocketIO
 import Synchronization
@@ -59,8 +60,14 @@ struct Parley: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
-    @Option(name: .customLong("history-limit"), help: ArgumentHelp("Most messages kept per conversation (default: all).", valueName: "n"))
+    @Option(name: .customLong("history-limit"), help: ArgumentHelp("Most messages kept per conversation in memory (default: all).", valueName: "n"))
     var historyLimit: Int?
+
+    @Option(name: .customLong("history-dir"), help: ArgumentHelp("Where conversations are kept across restarts ($XDG_DATA_HOME/parley).", valueName: "dir"))
+    var historyDirectory: String?
+
+    @Flag(name: .customLong("no-history"), help: "Keep no conversation on disk: a restart starts with none.")
+    var noHistory = false
 
     @Option(name: .customLong("ca-file"), help: ArgumentHelp("PEM certificates to trust for wss:// (a private CA).", valueName: "path"))
     var caFile: String?
@@ -129,12 +136,22 @@ struct Parley: AsyncParsableCommand {
             options: .init(allowsInsecureTLS: insecureTLS, trustedCertificatesFile: caFile),
             logger: Logger(label: "parley.transport")
         )
+        var history: HistoryStore?
+        if !noHistory {
+            do {
+                let (store, warnings) = try HistoryStore.open(directory: historyDirectory ?? HistoryStore.defaultDirectory(), modes: modes)
+                for warning in warnings { FileHandle.standardError.write(Data("parley: \(warning)\n".utf8)) }
+                history = store
+            } catch {
+                throw fail("\(error) (choose another with --history-dir, or run with --no-history)")
+            }
+        }
         let frontEnd: FrontEnd = headless ? .headless(HeadlessProjection()) : .terminal(UIInbox())
         let client: ChatClient
         do {
             client = try await ChatClient(options: .init(
                 url: url, configDirectory: configDirectory, fileModes: modes, historyLimit: historyLimit,
-                observer: frontEnd.observer,
+                observer: frontEnd.observer, history: history,
                 socket: socket, logger: logger
             ))
         } catch {

@@ -1,6 +1,7 @@
 import Chat
 import ChatClient
 import EngineIO
+import History
 import Foundation
 import JSON
 import SocketIO
@@ -272,6 +273,56 @@ struct ChatHarness {
         #expect(SendError.tooLong(size: 1_000_050, limit: 1_000_000).description
             == "message too long: 1000050 bytes, the server accepts 1000000")
         await client.close()
+        await h.server.stop()
+    }
+
+    /// What was said is kept on this machine: a restarted client shows the conversation with
+    /// bob (offline until the server lists him), after its login and before the server's
+    /// list, once per login (not again on a reconnection).
+    @Test func aRestartShowsTheKeptConversationsOnce() async throws {
+        let h = try await ChatHarness.make()
+        let (history, _) = try HistoryStore.open(directory: temporaryDirectory() + "/history")
+        func client() async throws -> (ChatClient, EventLog) {
+            let log = EventLog()
+            let client = try await ChatClient(options: .init(
+                url: h.server.url, configDirectory: h.directory, observer: log.observe, history: history,
+                socket: .init(clock: h.clock, random: { 0.5 })
+            ))
+            return (client, log)
+        }
+        let (first, log) = try await client()
+        try await first.start(username: "alice")
+        let connection = try await h.server.nextConnection()
+        _ = try await connection.expectConnect()
+        h.serve(connection, userID: "u1", sessionID: "s1", username: "alice")
+        _ = try await log.next { if case .users = $0 { true } else { nil } }
+        connection.emit("private message", ["content": "hello alice", "from": "b", "to": "u1"])
+        _ = try await log.next { if case .messageReceived = $0 { true } else { nil } }
+        try await first.send("hello bob", to: "b")
+        await first.close()
+
+        let (second, againLog) = try await client()
+        try await second.start()
+        let again = try await h.server.nextConnection()
+        _ = try await again.expectConnect()
+        again.accept()
+        again.emit("session", ["sessionID": "s1", "userID": "u1"])
+        let (peer, messages) = try await againLog.next { if case .restored(let entry, let messages) = $0 { (entry, messages) } else { nil } }
+        #expect(peer.userID == "b" && peer.username == "bob" && !peer.connected)
+        #expect(messages.map(\.content) == ["hello alice", "hello bob"])
+        #expect(messages.map(\.fromSelf) == [false, true])
+        #expect(second.read { $0.user("b")?.isConnected } == false)
+        // A reconnection restores nothing more.
+        again.drop()
+        let delay = try await againLog.next { if case .reconnecting(_, let delay) = $0 { delay } else { nil } }
+        try await h.clock.waitForSleep(of: delay)
+        h.clock.advance(by: delay)
+        let third = try await h.server.nextConnection()
+        _ = try await third.expectConnect()
+        h.serve(third, userID: "u1", sessionID: "s1", username: "alice")
+        _ = try await againLog.next { if case .users = $0 { true } else { nil } }
+        #expect(second.read { $0.user("b")?.messages.count } == 2)
+        await second.close()
         await h.server.stop()
     }
 

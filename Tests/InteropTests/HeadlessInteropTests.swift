@@ -83,6 +83,44 @@ func storedSessionID(in directory: String) throws -> String {
         await server.stop()
     }
 
+    /// The guide's part II server keeps no messages: a restarted client shows its earlier
+    /// conversation from its own history, bob listed offline until he is back.
+    @Test func aRestartedClientShowsItsConversationsWithAPartIIServer() async throws {
+        let server = try await InteropServer.start(.python)
+        let directory = scratchDirectory()
+        let alice = try HeadlessProcess(url: server.url, configDirectory: directory, username: "alice")
+        try await alice.next("session")
+        let bob = try HeadlessProcess(url: server.url, configDirectory: scratchDirectory(), username: "bob")
+        let bobID = try #require(try await bob.next("session")["userID"])
+        try await alice.next("user_connected")
+        alice.send(["send": ["to": "bob", "content": "remember this"]])
+        #expect(try await bob.next("message")["content"] == "remember this")
+        bob.send(["send": ["to": "alice", "content": "and this ✓"]])
+        try await alice.next("message") { $0["content"] == "and this ✓" }
+        alice.closeInput()
+        #expect(await alice.waitForExit() == 0)
+        bob.closeInput()
+        #expect(await bob.waitForExit() == 0)
+
+        let again = try HeadlessProcess(url: server.url, configDirectory: directory)
+        try await again.next("session")
+        let kept = try await again.next("history")
+        #expect(kept["userID"] == bobID)
+        #expect(kept["messages"]?.arrayValue?.compactMap { $0["content"]?.stringValue } == ["remember this", "and this ✓"])
+        #expect(kept["messages"]?.arrayValue?.compactMap { $0["fromSelf"] } == [true, false])
+        let users = try await again.next("users")
+        #expect(users["users"]?.arrayValue?.first { $0["userID"] == bobID }?["connected"] == false)
+        again.send(["quit": true])
+        #expect(await again.waitForExit() == 0)
+        // --no-history: nothing kept, nothing shown.
+        let forgetful = try HeadlessProcess(url: server.url, configDirectory: directory, extraArguments: ["--no-history"])
+        try await forgetful.next("users")
+        #expect(!forgetful.output.contains { $0.contains(#""event":"history""#) })
+        forgetful.send(["quit": true])
+        _ = await forgetful.waitForExit()
+        await server.stop()
+    }
+
     @Test(arguments: ServerKind.allCases) func withoutASessionOrAUsernameItExitsWithAnError(_ kind: ServerKind) async throws {
         let server = try await InteropServer.start(kind)
         let nobody = try HeadlessProcess(url: server.url, configDirectory: scratchDirectory())

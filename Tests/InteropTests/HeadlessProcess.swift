@@ -23,8 +23,10 @@ final class HeadlessProcess: Sendable {
         self.logFile = logFile ?? configDirectory + ".log"
         process = Process()
         process.executableURL = Self.executable
+        // The history beside the config directory, unless the test chooses: never the home's.
+        let history = extraArguments.contains { $0 == "--history-dir" || $0 == "--no-history" } ? [] : ["--history-dir", configDirectory + "-history"]
         process.arguments = ["--headless", "--url", url, "--config-dir", configDirectory, "--log-file", self.logFile]
-            + (username.map { ["--username", $0] } ?? []) + extraArguments
+            + history + (username.map { ["--username", $0] } ?? []) + extraArguments
         stdin = Pipe()
         let stdout = Pipe()
         process.standardInput = stdin

@@ -11,7 +11,7 @@ import Glibc
 /// StrictModes does.
 @Suite(.timeLimit(.minutes(1))) struct PrivateFilesInteropTests {
     func parley(_ arguments: [String]) async throws -> (status: Int32, text: String) {
-        try await runToEnd(HeadlessProcess.executable.path, ["--headless", "--url", "http://127.0.0.1:9"] + arguments)
+        try await runToEnd(HeadlessProcess.executable.path, ["--headless", "--url", "http://127.0.0.1:9", "--no-history"] + arguments)
     }
 
     @Test func aLogFileThatIsALinkIsRefusedAndNotWrittenThrough() async throws {

@@ -174,7 +174,7 @@ private func parleyCommand(server: InteropServer, configDirectory: String, scrat
 func parleyCommand(url: String, configDirectory: String, scratch: String) -> String {
     let parley = HeadlessProcess.executable.path
     let modes = "stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(isig|icanon|icrnl|opost|echo)' | tr '\\n' ' '"
-    return "env TERM=xterm-256color LC_ALL=C.UTF-8 XDG_STATE_HOME=\(shellQuoted(scratch + "/state")) "
+    return "env TERM=xterm-256color LC_ALL=C.UTF-8 XDG_STATE_HOME=\(shellQuoted(scratch + "/state")) XDG_DATA_HOME=\(shellQuoted(scratch + "/data")) "
         + "\(shellQuoted(parley)) --url \(shellQuoted(url)) --config-dir \(shellQuoted(configDirectory)) --no-bell; "
         + "status=$?; modes=$(\(modes)); echo \"PARLEY-EXITED $status tty: $modes\"; sleep 600"
 }

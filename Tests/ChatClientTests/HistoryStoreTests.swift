@@ -1,0 +1,64 @@
+import ChatClient
+import Foundation
+import History
+import PrivateFiles
+import Testing
+
+/// The local history's file, and what it gives back.
+@Suite struct HistoryStoreTests {
+    func directory() -> String { temporaryDirectory() + "/history" }
+
+    @Test func conversationsComeBackPerServerAndUserNewestLast() async throws {
+        let (store, warnings) = try HistoryStore.open(directory: directory())
+        #expect(warnings.isEmpty)
+        let t0 = Date(timeIntervalSince1970: 1_700_000_000)
+        for n in 0..<5 {
+            store.append(server: "ws://a/", me: "u1", StoredMessage(peer: "b", fromSelf: n.isMultiple(of: 2), content: "m\(n)", at: t0 + Double(n)), peerName: "bob")
+        }
+        store.append(server: "ws://a/", me: "u1", StoredMessage(peer: "c", fromSelf: false, content: "hi", at: t0), peerName: "carol")
+        store.append(server: "ws://a/", me: "u2", StoredMessage(peer: "b", fromSelf: false, content: "not u1's", at: t0), peerName: "bob")
+        store.append(server: "ws://other/", me: "u1", StoredMessage(peer: "b", fromSelf: false, content: "another server", at: t0), peerName: "bobby")
+        store.append(server: "ws://a/", me: "u1", StoredMessage(peer: "b", fromSelf: false, content: "m5", at: t0 + 5), peerName: "bob b.")
+        await store.flush()
+
+        #expect(try store.peers(server: "ws://a/", me: "u1").map { "\($0.userID)=\($0.username)" } == ["b=bob b.", "c=carol"])
+        let last = try store.lastMessages(server: "ws://a/", me: "u1", peer: "b", limit: 3)
+        #expect(last.map(\.content) == ["m3", "m4", "m5"])
+        #expect(last.map(\.fromSelf) == [false, true, false])
+        #expect(last.first?.at == t0 + 3)
+        #expect(try store.lastMessages(server: "ws://other/", me: "u1", peer: "b", limit: 10).map(\.content) == ["another server"])
+
+        try store.delete(server: "ws://a/", me: "u1")
+        #expect(try store.peers(server: "ws://a/", me: "u1").isEmpty)
+        #expect(try store.peers(server: "ws://a/", me: "u2").count == 1)
+    }
+
+    @Test func theFileIsPrivateAndNeverOpenedThroughALink() throws {
+        let directory = directory()
+        let (store, _) = try HistoryStore.open(directory: directory)
+        let attributes = try FileManager.default.attributesOfItem(atPath: store.path)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        let folder = try FileManager.default.attributesOfItem(atPath: directory)
+        #expect((folder[.posixPermissions] as? NSNumber)?.intValue == 0o700)
+
+        // history.sqlite as a link to a file elsewhere: refused, and the target untouched.
+        let other = temporaryDirectory() + "/elsewhere"
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let target = other + "/target"
+        try Data("precious".utf8).write(to: URL(fileURLWithPath: target))
+        let linked = temporaryDirectory() + "/linked"
+        try FileManager.default.createDirectory(atPath: linked, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createSymbolicLink(atPath: linked + "/history.sqlite", withDestinationPath: target)
+        #expect(throws: HistoryError.self) { _ = try HistoryStore.open(directory: linked) }
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "precious")
+    }
+
+    @Test func aDirectoryOthersCanWriteIsRefusedUnlessRelaxed() throws {
+        let open = temporaryDirectory() + "/open"
+        try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+        chmod(open, 0o777)
+        #expect(throws: HistoryError.self) { _ = try HistoryStore.open(directory: open) }
+        let (_, warnings) = try HistoryStore.open(directory: open, modes: .relaxed)
+        #expect(!warnings.isEmpty)
+    }
+}
