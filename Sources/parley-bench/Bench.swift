@@ -3,6 +3,7 @@ import CHeapStats
 import Chat
 import ChatClient
 import EngineIO
+import History
 import SocketIO
 import TerminalUI
 import Foundation
@@ -50,6 +51,9 @@ struct Ingest: AsyncParsableCommand {
 
     @Option(help: "With --transport polling: packets in the answer to one GET (python-engineio decodes at most 16).")
     var packetsPerPoll = 16
+
+    @Flag(help: "Keep the conversation in a local history (in a temporary directory), as parley does by default.")
+    var history = false
 
     func validate() throws {
         guard count > 0 else { throw ValidationError("--count must be positive") }
@@ -114,8 +118,9 @@ struct Ingest: AsyncParsableCommand {
         case "swift-websocket": socket.transport = WebSocketTransportFactory()
         default: socket.transport = NIOWebSocketTransportFactory()
         }
+        let store = history ? try HistoryStore.open(directory: directory + "/history").0 : nil
         let client = try await ChatClient(options: .init(
-            url: url, configDirectory: directory, observer: progress.observe, socket: socket
+            url: url, configDirectory: directory, observer: progress.observe, history: store, socket: socket
         ))
         try await client.start(username: "bench")
         let outcome = await progress.result()
