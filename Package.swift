@@ -227,6 +227,7 @@ let package = Package(
         .testTarget(name: "ChatTests", dependencies: ["Chat"], swiftSettings: strict),
         .testTarget(name: "ChatClientTests", dependencies: ["ChatClient", "PrivateFiles", "History", "SocketIOTesting"], swiftSettings: strict),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "Chat"], swiftSettings: strict),
+        .testTarget(name: "HeadlessTests", dependencies: ["Headless", "Chat", "JSON"], swiftSettings: strict),
         .testTarget(
             name: "ServerTests",
             dependencies: [

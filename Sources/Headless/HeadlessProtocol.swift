@@ -96,7 +96,9 @@ public enum HeadlessOutput {
         case .userDisconnected(let userID):
             return [["event": "user_disconnected", "userID": .string(userID)]]
         case .messageReceived(let message, let at):
-            return [json(for: message, at: at, in: chat)]
+            guard case .object(var object) = json(for: message, at: at, in: chat) else { return [] }
+            object["event"] = "message"
+            return [.object(object)]
         case .messageSent(let message, let queued):
             return [json(for: message, queued: queued, in: chat)]
         case .warning(let text):
@@ -119,10 +121,11 @@ public enum HeadlessOutput {
         }
     }
 
-    /// A message from the server: `from`, `to`, `content`, `fromSelf`, `at`.
+    /// A message from the server: `from`, `to`, `content`, `fromSelf`, `at` (a `message` line
+    /// adds its `event`; a `history` line lists them as they are).
     static func json(for message: PrivateMessage, at: Date, in chat: ChatState) -> JSONValue {
         [
-            "event": "message", "from": .string(message.from), "to": .string(message.to),
+            "from": .string(message.from), "to": .string(message.to),
             "content": .string(message.content), "fromSelf": .bool(message.from == chat.selfID),
             "at": .string(at.formatted(timestamp)),
         ]

@@ -174,6 +174,8 @@ func storedSessionID(in directory: String) throws -> String {
             if line["event"] == "message", let content = line["content"]?.stringValue, content.hasPrefix("while down") {
                 got.append(content)
             } else if line["event"] == "history" {
+                // Each message as it is, without an "event" of its own.
+                #expect(line["messages"]?.arrayValue?.allSatisfy { $0["event"] == nil } == true, "\(line)")
                 got = (line["messages"]?.arrayValue ?? []).compactMap { $0["content"]?.stringValue }.filter { $0.hasPrefix("while down") }
             }
         }
