@@ -69,9 +69,11 @@ public final class HistoryStore: Sendable {
     }
 
     /// Opens (or creates) the history in `directory`, refusing a directory or file that is
-    /// not safely ours (`modes`). Returns the store and warnings for the person.
+    /// not safely ours (`modes`), and forgets messages older than `retention` (at `now`).
+    /// Returns the store and warnings for the person.
     public static func open(
-        directory: String, modes: PrivateFiles.Modes = .strict, maxPending: Int = defaultMaxPending, logger: Logger = .init(label: "parley.history")
+        directory: String, modes: PrivateFiles.Modes = .strict, retention: Duration? = nil, now: Date = Date(),
+        maxPending: Int = defaultMaxPending, logger: Logger = .init(label: "parley.history")
     ) throws -> (HistoryStore, warnings: [String]) {
         var warnings: [String]
         do {
@@ -123,6 +125,14 @@ public final class HistoryStore: Sendable {
                 )
             }
             try migrator.migrate(database)
+            if let retention {
+                let seconds = Double(retention.components.seconds) + Double(retention.components.attoseconds) / 1e18
+                try database.write { db in
+                    try db.execute(sql: "DELETE FROM message WHERE at < ?", arguments: [now.timeIntervalSince1970 - seconds])
+                    // A peer with nothing left said is forgotten too.
+                    try db.execute(sql: "DELETE FROM peer WHERE NOT EXISTS (SELECT 1 FROM message m WHERE m.server = peer.server AND m.me = peer.me AND m.peer = peer.peer)")
+                }
+            }
         } catch {
             throw HistoryError(description: "the history: \(path): \(error)")
         }

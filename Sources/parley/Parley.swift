@@ -69,6 +69,9 @@ struct Parley: AsyncParsableCommand {
     @Flag(name: .customLong("no-history"), help: "Keep no conversation on disk: a restart starts with none.")
     var noHistory = false
 
+    @Option(name: .customLong("history-days"), help: ArgumentHelp("Forget kept messages older than this many days, at start (default: keep all).", valueName: "n"))
+    var historyDays: Int?
+
     @Option(name: .customLong("ca-file"), help: ArgumentHelp("PEM certificates to trust for wss:// (a private CA).", valueName: "path"))
     var caFile: String?
 
@@ -101,6 +104,9 @@ struct Parley: AsyncParsableCommand {
         }
         if let username, case .failure(let problem) = Username.validate(username) {
             throw ValidationError("--username: \(problem)")
+        }
+        if let historyDays, !(1...36_500).contains(historyDays) {
+            throw ValidationError("--history-days must be from 1 to 36500")
         }
         if let historyLimit, historyLimit < 1 {
             throw ValidationError("--history-limit must be at least 1")
@@ -139,7 +145,10 @@ struct Parley: AsyncParsableCommand {
         var history: HistoryStore?
         if !noHistory {
             do {
-                let (store, warnings) = try HistoryStore.open(directory: historyDirectory ?? HistoryStore.defaultDirectory(), modes: modes)
+                let (store, warnings) = try HistoryStore.open(
+                    directory: historyDirectory ?? HistoryStore.defaultDirectory(), modes: modes,
+                    retention: historyDays.map { .seconds($0 * 86_400) }
+                )
                 for warning in warnings { FileHandle.standardError.write(Data("parley: \(warning)\n".utf8)) }
                 history = store
             } catch {

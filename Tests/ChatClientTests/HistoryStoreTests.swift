@@ -33,6 +33,21 @@ import Testing
         #expect(try store.peers(server: "ws://a/", me: "u2").count == 1)
     }
 
+    /// `--history-days`: what is older is forgotten when the history is opened, and a peer
+    /// with nothing left with them too.
+    @Test func aRetentionForgetsWhatIsOlder() async throws {
+        let directory = directory()
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let (store, _) = try HistoryStore.open(directory: directory)
+        store.append(server: "s", me: "u", StoredMessage(peer: "b", fromSelf: false, content: "old", at: now - 40 * 86_400), peerName: "bob")
+        store.append(server: "s", me: "u", StoredMessage(peer: "b", fromSelf: true, content: "recent", at: now - 86_400), peerName: "bob")
+        store.append(server: "s", me: "u", StoredMessage(peer: "c", fromSelf: false, content: "ancient", at: now - 400 * 86_400), peerName: "carol")
+        await store.flush()
+        let (kept, _) = try HistoryStore.open(directory: directory, retention: .seconds(30 * 86_400), now: now)
+        #expect(try kept.lastMessages(server: "s", me: "u", peer: "b", limit: 10).map(\.content) == ["recent"])
+        #expect(try kept.peers(server: "s", me: "u").map(\.userID) == ["b"])
+    }
+
     @Test func theFileIsPrivateAndNeverOpenedThroughALink() throws {
         let directory = directory()
         let (store, _) = try HistoryStore.open(directory: directory)
