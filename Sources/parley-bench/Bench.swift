@@ -19,7 +19,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "parley-bench",
         abstract: "Parley's benchmarks. Build with -c release; figures are printed as JSON lines.",
-        subcommands: [Ingest.self, Memory.self, Render.self, ServerLoad.self, Users.self]
+        subcommands: [Ingest.self, Memory.self, Render.self, ServerLoad.self, Startup.self, Users.self]
     )
 }
 
