@@ -280,9 +280,19 @@ public final class ChatClient: Sendable {
     public func select(_ userID: String?) { apply(.select(userID: userID)) }
 
     /// Forgets the session (here and in the session file) and disconnects.
-    public func logout() async {
+    /// With `deleteHistory`, what this account said and heard on this server is deleted from
+    /// the local history too (after what is queued for it is written, so nothing comes back).
+    public func logout(deleteHistory: Bool = false) async {
+        let me = inner.withLock { $0.chat.selfID }
         await socket.disconnect()
         forgetSession(andUsername: true, reason: nil)
+        guard deleteHistory, let me, let history = inner.withLock({ $0.history }) else { return }
+        await history.flush()
+        do {
+            try history.delete(server: server.value, me: me)
+        } catch {
+            apply(.warning("the history could not be deleted: \(error)"))
+        }
     }
 
     /// Drops the session here and in the session file, with the chat state that went with it.

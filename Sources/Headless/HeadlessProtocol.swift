@@ -6,8 +6,9 @@ import JSON
 public enum HeadlessCommand: Sendable, Hashable {
     /// `{"send":{"to":"<username or userID>","content":"…"}}`
     case send(to: String, content: String)
-    /// `{"logout":true}`: forget the session.
-    case logout
+    /// `{"logout":true}`: forget the session; `{"logout":{"deleteHistory":true}}`: and this
+    /// account's local history.
+    case logout(deleteHistory: Bool)
     /// `{"quit":true}`
     case quit
 
@@ -35,7 +36,12 @@ public enum HeadlessCommand: Sendable, Hashable {
             }
             self = .send(to: to, content: content)
         case "logout" where value == .bool(true):
-            self = .logout
+            self = .logout(deleteHistory: false)
+        case "logout" where value.objectValue != nil:
+            guard let object = value.objectValue, object.count == 1, case .bool(let delete)? = value["deleteHistory"] else {
+                throw Problem(description: #""logout" takes true or {"deleteHistory":true|false}"#)
+            }
+            self = .logout(deleteHistory: delete)
         case "quit" where value == .bool(true):
             self = .quit
         default:

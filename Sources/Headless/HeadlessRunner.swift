@@ -146,9 +146,9 @@ public actor HeadlessRunner {
                 } catch {
                     write(HeadlessOutput.error("not sent: \(error)"))
                 }
-            case .logout:
+            case .logout(let deleteHistory):
                 loggedOut = true
-                await client.logout()
+                await client.logout(deleteHistory: deleteHistory)
             case .quit:
                 if client.hasQueuedMessages {
                     write(HeadlessOutput.error("quit while offline: queued messages were not sent"))

@@ -52,7 +52,8 @@ public enum Effect: Sendable, Hashable {
     case login(username: String)
     case send(text: String, to: String)
     case select(userID: String?)
-    case logout
+    /// Forget the session; with `deleteHistory`, this account's local history too.
+    case logout(deleteHistory: Bool)
     case quit
     case bell
     /// Repaint every cell (Ctrl-L, after a resize).
@@ -75,10 +76,13 @@ public struct UIModel: Sendable {
         public var serverURL: String
         public var bell: Bool
         public var mouse: Bool
-        public init(serverURL: String, bell: Bool = true, mouse: Bool = true) {
+        /// Conversations are kept on disk (`/logout` then asks whether to delete them).
+        public var history: Bool
+        public init(serverURL: String, bell: Bool = true, mouse: Bool = true, history: Bool = false) {
             self.serverURL = serverURL
             self.bell = bell
             self.mouse = mouse
+            self.history = history
         }
     }
 
@@ -110,6 +114,8 @@ public struct UIModel: Sendable {
     public internal(set) var reconnectAt: Date?
     public internal(set) var now = Date()
     public internal(set) var quitting = false
+    /// `/logout` asked whether to delete the local history too; the next key answers.
+    public internal(set) var confirmingLogout = false
     /// What `sync(with:now:)` last saw of the chat: plain values (keeping the state itself would
     /// make the client's next change copy it).
     var seen = ChatFacts()

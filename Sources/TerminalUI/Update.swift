@@ -104,6 +104,16 @@ extension UIModel {
             break
         }
         if isTooSmall { return [] }
+        if confirmingLogout {
+            confirmingLogout = false
+            switch key {
+            case .character("y"), .character("Y"): return [.logout(deleteHistory: true)]
+            case .character("n"), .character("N"), .enter: return [.logout(deleteHistory: false)]
+            default:
+                notice = "still logged in"
+                return []
+            }
+        }
         if showHelp {
             showHelp = false
             return []
@@ -230,7 +240,10 @@ extension UIModel {
                 return [.quit]
             case "/logout":
                 input.clear()
-                return [.logout]
+                guard settings.history else { return [.logout(deleteHistory: false)] }
+                confirmingLogout = true
+                notice = "Log out: also delete this account's kept conversations? y/n (Esc: stay)"
+                return []
             case "/help":
                 input.clear()
                 showHelp = true

@@ -192,7 +192,7 @@ struct Parley: AsyncParsableCommand {
         }
         let app = TerminalApp(
             client: client, inbox: inbox,
-            settings: .init(serverURL: url, bell: !noBell, mouse: !noMouse), colors: !noColor
+            settings: .init(serverURL: url, bell: !noBell, mouse: !noMouse, history: !noHistory), colors: !noColor
         )
         let code: Int32
         do {

@@ -49,7 +49,7 @@ final class TerminalApp: Sendable {
     enum Action: Sendable {
         case login(String)
         case send(String, to: String)
-        case logout
+        case logout(deleteHistory: Bool)
     }
 
     private let client: ChatClient
@@ -83,8 +83,8 @@ final class TerminalApp: Sendable {
                     } catch {
                         inbox.post(.sendFailed(text: text, reason: "\(error)"))
                     }
-                case .logout:
-                    await client.logout()
+                case .logout(let deleteHistory):
+                    await client.logout(deleteHistory: deleteHistory)
                 }
             }
         }
@@ -135,7 +135,7 @@ final class TerminalApp: Sendable {
                 case .login(let name): actions.yield(.login(name))
                 case .send(let text, let to): actions.yield(.send(text, to: to))
                 case .select(let id): client.select(id)  // at once: the next key sees it
-                case .logout: actions.yield(.logout)
+                case .logout(let deleteHistory): actions.yield(.logout(deleteHistory: deleteHistory))
                 case .bell where !rang:
                     // One bell per frame, however many messages came in it.
                     terminal.bell()

@@ -322,6 +322,9 @@ struct ChatHarness {
         h.serve(third, userID: "u1", sessionID: "s1", username: "alice")
         _ = try await againLog.next { if case .users = $0 { true } else { nil } }
         #expect(second.read { $0.user("b")?.messages.count } == 2)
+        // A logout that takes the history with it: nothing of alice's is kept any more.
+        await second.logout(deleteHistory: true)
+        #expect(try history.peers(server: second.server.value, me: "u1").isEmpty)
         await second.close()
         await h.server.stop()
     }

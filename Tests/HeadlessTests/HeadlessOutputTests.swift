@@ -47,4 +47,11 @@ import Testing
         ]).filter { $0["event"] == "message" }
         #expect(flushed.first?["id"] == 7 && flushed.first?["sent"] == true)
     }
+
+    @Test func logoutMayTakeTheHistoryWithIt() throws {
+        #expect(try HeadlessCommand(line: #"{"logout":true}"#) == .logout(deleteHistory: false))
+        #expect(try HeadlessCommand(line: #"{"logout":{"deleteHistory":true}}"#) == .logout(deleteHistory: true))
+        #expect(throws: HeadlessCommand.Problem.self) { try HeadlessCommand(line: #"{"logout":{"deleteHistory":"yes"}}"#) }
+        #expect(throws: HeadlessCommand.Problem.self) { try HeadlessCommand(line: #"{"logout":false}"#) }
+    }
 }

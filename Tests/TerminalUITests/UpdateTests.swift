@@ -58,7 +58,7 @@ import Testing
         _ = model.press(.character("x"))  // any key closes help
         #expect(!model.showHelp)
         model.type("/logout")
-        #expect(model.press(.enter) == [.logout])
+        #expect(model.press(.enter) == [.logout(deleteHistory: false)])  // no history kept: nothing to ask
         model.type("/nope")
         #expect(model.press(.enter) == [])
         #expect(model.notice?.contains("unknown command /nope") == true)
@@ -68,6 +68,27 @@ import Testing
         model.type("/quit")
         #expect(model.press(.enter) == [.quit])
         #expect(model.quitting)
+    }
+
+    /// With conversations kept on disk, /logout asks whether they go too; the next key answers
+    /// (y, n or Enter), and anything else keeps the session.
+    @Test func logoutAsksAboutTheKeptConversations() {
+        var model = chatModel()
+        model = Screen(settings: .init(serverURL: "x", history: true), chat: model.chat, hasSession: true)
+        _ = model.update(.resize(width: 100, height: 24))
+        model.type("/logout")
+        #expect(model.press(.enter) == [])
+        #expect(model.screenText.contains("also delete this account's kept conversations? y/n"))
+        #expect(model.press(.character("y")) == [.logout(deleteHistory: true)])
+        model.type("/logout")
+        _ = model.press(.enter)
+        #expect(model.press(.enter) == [.logout(deleteHistory: false)])
+        model.type("/logout")
+        _ = model.press(.enter)
+        #expect(model.press(.escape) == [])
+        #expect(model.notice == "still logged in")
+        #expect(model.press(.character("y")) == [])  // the question is over: a y is just a y
+        #expect(model.input.text == "y")
     }
 
     @Test func ctrlCCtrlQQuitAndCtrlLRedraws() {
