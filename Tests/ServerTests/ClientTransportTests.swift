@@ -19,6 +19,21 @@ extension ServerSuites {
             return try await EngineIOConnection.open(over: transport, clock: ManualClock())
         }
 
+        /// The server pings (its clock moves) and the session outlives its ping timeout: the
+        /// client answers as it reads, so its pong goes out after "read the ping" and before
+        /// "after the pong", and once that one is echoed the pong has arrived.
+        func expectThePingAnswered(
+            _ server: RunningServer, _ connection: EngineIOConnection, _ events: inout EngineIOConnection.Events.AsyncIterator
+        ) async throws {
+            server.clock.advance(by: .milliseconds(300))
+            try connection.send(.text("read the ping"))
+            #expect(await events.next() == .message(.text("read the ping")))
+            try connection.send(.text("after the pong"))
+            #expect(await events.next() == .message(.text("after the pong")))
+            server.clock.advance(by: .milliseconds(250))
+            #expect(server.engine.session(id: connection.handshake.sid) != nil, "the session timed out: the pong did not arrive")
+        }
+
         @Test func pollingCarriesTextAndBinaryBothWaysAndAnswersThePings() async throws {
             try await withServer(makeEchoEngine()) { server in
                 let connection = try await open(EngineIOTransports(.polling), server)
@@ -30,16 +45,8 @@ extension ServerSuites {
                 #expect(await events.next() == .message(.text("héllo 😀")))
                 #expect(await events.next() == .message(.binary([0, 1, 0x1E, 255])))
 
-                // The server pings in the GET it holds. The client answers it as it reads, so
-                // the pong goes out after "read the ping" and before "after the pong": once
-                // that one is echoed, the pong has arrived.
-                server.clock.advance(by: .milliseconds(300))
-                try connection.send(.text("read the ping"))
-                #expect(await events.next() == .message(.text("read the ping")))
-                try connection.send(.text("after the pong"))
-                #expect(await events.next() == .message(.text("after the pong")))
-                server.clock.advance(by: .milliseconds(250))
-                #expect(server.engine.session(id: sid) != nil, "the session timed out: the pong did not arrive")
+                // The server pings in the GET it holds; the pong comes back by post.
+                try await expectThePingAnswered(server, connection, &events)
                 #expect(server.engine.session(id: sid)?.transport == .polling)
 
                 connection.close()
@@ -79,14 +86,8 @@ extension ServerSuites {
                 }
                 for text in sent { #expect(await events.next() == .message(.text(text))) }
                 #expect(server.engine.session(id: sid)?.transport == .websocket)
-                // The heartbeat goes on over the WebSocket (the pong is in before the second echo).
-                server.clock.advance(by: .milliseconds(300))
-                try connection.send(.text("read the ping"))
-                #expect(await events.next() == .message(.text("read the ping")))
-                try connection.send(.text("after the pong"))
-                #expect(await events.next() == .message(.text("after the pong")))
-                server.clock.advance(by: .milliseconds(250))
-                #expect(server.engine.session(id: sid) != nil)
+                // The heartbeat goes on over the WebSocket.
+                try await expectThePingAnswered(server, connection, &events)
                 connection.close()
                 await connection.waitUntilClosed()
             }
