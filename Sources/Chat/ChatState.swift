@@ -119,6 +119,9 @@ public enum ChatEvent: Sendable, Hashable {
     /// A conversation that has messages already (a part III server's history came first) is
     /// left as the server has it.
     case restored(UserEntry, messages: [ChatMessage])
+    /// Older kept messages of a conversation, asked for by scrolling up: they go before what
+    /// is shown (within the history cap), and every message shown keeps its position number.
+    case restoredOlder(userID: String, messages: [ChatMessage])
 }
 
 /// The chat as the reference client keeps it (PROTOCOL.md, "client side"), plus
@@ -292,6 +295,14 @@ public struct ChatState: Sendable {
             }
             guard usersByID[entry.userID]!.messages.isEmpty else { return }
             usersByID[entry.userID]!.messages = Deque(messages.suffix(historyLimit ?? Int.max))
+        case .restoredOlder(let userID, let messages):
+            guard let user = usersByID[userID] else { return }
+            let room = (historyLimit ?? Int.max) - user.messages.count
+            let older = messages.suffix(max(room, 0))
+            guard !older.isEmpty else { return }
+            usersByID[userID]!.messages.insert(contentsOf: older, at: usersByID[userID]!.messages.startIndex)
+            // `droppedCount + index` names a message: the ones shown keep their numbers.
+            usersByID[userID]!.droppedCount -= older.count
         }
     }
 

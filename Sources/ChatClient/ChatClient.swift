@@ -93,6 +93,8 @@ public final class ChatClient: Sendable {
         let server: String
         /// The user whose kept conversations were restored (once per login, not per reconnection).
         var restoredFor: String?
+        /// Per peer: the oldest kept message in the state (its history id), nil once no older is left.
+        var oldestRestored: [String: Int64?] = [:]
         var session: StoredSession?
         /// The name to log in with when there is no session yet.
         var username: String?
@@ -115,8 +117,24 @@ public final class ChatClient: Sendable {
         /// The one way the state changes here: applied, kept, then reported in order.
         mutating func apply(_ event: ChatEvent) {
             chat.apply(event)
-            if let history { keep(event, in: history) }
+            if let history {
+                keep(event, in: history)
+                forgetOlder(after: event)
+            }
             observer?(event, chat)
+        }
+
+        /// A server's own history of a conversation (part III) took its place: nothing of
+        /// ours goes above it when scrolling up.
+        private mutating func forgetOlder(after event: ChatEvent) {
+            switch event {
+            case .users(let entries):
+                for entry in entries where entry.messages != nil { oldestRestored[entry.userID] = .some(nil) }
+            case .userConnected(let entry) where entry.messages != nil:
+                oldestRestored[entry.userID] = .some(nil)
+            default:
+                break
+            }
         }
 
         /// A message said or heard goes into the local history (queued there; nothing waits).
@@ -451,6 +469,31 @@ public final class ChatClient: Sendable {
     /// with the number of conversations, not the length of the history.
     static let restoredMessagesPerConversation = 200
 
+    private static func chatMessage(_ stored: StoredMessage) -> ChatMessage {
+        ChatMessage(content: stored.content, fromSelf: stored.fromSelf, delivery: stored.fromSelf ? .sent : .received, at: stored.at)
+    }
+
+    /// Brings the next older kept messages of a conversation into the state (scrolling up
+    /// reached the oldest shown). Returns whether there were any.
+    @discardableResult
+    public func loadOlder(of peer: String) -> Bool {
+        guard let (history, me, oldest) = inner.withLock({ state -> (HistoryStore, String, Int64)? in
+            guard let history = state.history, let me = state.chat.selfID, case .some(.some(let oldest)) = state.oldestRestored[peer] else { return nil }
+            return (history, me, oldest)
+        }) else { return false }
+        do {
+            let older = try history.lastMessages(server: server.value, me: me, peer: peer, before: oldest, limit: Self.restoredMessagesPerConversation)
+            inner.withLock { state in
+                state.oldestRestored[peer] = older.count < Self.restoredMessagesPerConversation ? .some(nil) : older.first?.id
+                if !older.isEmpty { state.apply(.restoredOlder(userID: peer, messages: older.map(Self.chatMessage))) }
+            }
+            return !older.isEmpty
+        } catch {
+            apply(.warning("the history could not be read: \(error)"))
+            return false
+        }
+    }
+
     private func restoreHistory(of me: String) {
         guard let history = inner.withLock({ state -> HistoryStore? in
             guard state.restoredFor != me else { return nil }
@@ -459,10 +502,9 @@ public final class ChatClient: Sendable {
         }) else { return }
         do {
             for peer in try history.peers(server: server.value, me: me) {
-                let messages = try history.lastMessages(
-                    server: server.value, me: me, peer: peer.userID, limit: Self.restoredMessagesPerConversation
-                ).map { ChatMessage(content: $0.content, fromSelf: $0.fromSelf, delivery: $0.fromSelf ? .sent : .received, at: $0.at) }
-                apply(.restored(UserEntry(userID: peer.userID, username: peer.username, connected: false), messages: messages))
+                let stored = try history.lastMessages(server: server.value, me: me, peer: peer.userID, limit: Self.restoredMessagesPerConversation)
+                inner.withLock { $0.oldestRestored[peer.userID] = stored.count < Self.restoredMessagesPerConversation ? .some(nil) : stored.first?.id }
+                apply(.restored(UserEntry(userID: peer.userID, username: peer.username, connected: false), messages: stored.map(Self.chatMessage)))
             }
         } catch {
             logger.error("the history could not be read: \(error)")

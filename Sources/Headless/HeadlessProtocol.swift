@@ -109,7 +109,8 @@ public enum HeadlessOutput {
             return [json(for: message, queued: queued, in: chat)]
         case .warning(let text):
             return [["event": "warning", "message": .string(text)]]
-        case .select:
+        case .select, .restoredOlder:
+            // The person's own doing in the terminal (headless mode neither selects nor scrolls).
             return []
         case .restored(let entry, let messages):
             // As a server's history is reported: the conversation, oldest first.

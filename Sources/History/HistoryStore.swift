@@ -10,12 +10,15 @@ import Glibc
 
 /// A message as the local history keeps it: one side of a conversation with `peer`.
 public struct StoredMessage: Sendable, Hashable {
+    /// Its place in the history once written (older is smaller); nil for one to append.
+    public var id: Int64?
     public var peer: String
     public var fromSelf: Bool
     public var content: String
     public var at: Date
 
-    public init(peer: String, fromSelf: Bool, content: String, at: Date) {
+    public init(id: Int64? = nil, peer: String, fromSelf: Bool, content: String, at: Date) {
+        self.id = id
         self.peer = peer
         self.fromSelf = fromSelf
         self.content = content
@@ -233,15 +236,17 @@ public final class HistoryStore: Sendable {
         }
     }
 
-    /// The newest `limit` messages of a conversation, oldest first.
-    public func lastMessages(server: String, me: String, peer: String, limit: Int) throws -> [StoredMessage] {
+    /// The newest `limit` messages of a conversation (before the one with id `before`, when
+    /// given), oldest first.
+    public func lastMessages(server: String, me: String, peer: String, before: Int64? = nil, limit: Int) throws -> [StoredMessage] {
         try database.read { db in
             try Row_.fetchAll(
                 db,
-                sql: "SELECT from_self, content, at FROM message WHERE server = ? AND me = ? AND peer = ? ORDER BY id DESC LIMIT ?",
-                arguments: [server, me, peer, limit]
+                sql: "SELECT id, from_self, content, at FROM message WHERE server = ? AND me = ? AND peer = ? AND id < ? "
+                    + "ORDER BY id DESC LIMIT ?",
+                arguments: [server, me, peer, before ?? Int64.max, limit]
             ).reversed().map { row in
-                StoredMessage(peer: peer, fromSelf: row[0], content: row[1], at: Date(timeIntervalSince1970: row[2]))
+                StoredMessage(id: row[0], peer: peer, fromSelf: row[1], content: row[2], at: Date(timeIntervalSince1970: row[3]))
             }
         }
     }

@@ -54,6 +54,8 @@ public enum Effect: Sendable, Hashable {
     case select(userID: String?)
     /// Forget the session; with `deleteHistory`, this account's local history too.
     case logout(deleteHistory: Bool)
+    /// Scrolling up reached the oldest message shown: bring older kept ones, if any.
+    case loadOlder(userID: String)
     case quit
     case bell
     /// Repaint every cell (Ctrl-L, after a resize).

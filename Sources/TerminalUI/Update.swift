@@ -164,9 +164,7 @@ extension UIModel {
         case .alt("a"), .alt("A"):
             return selectNextUnread(chat)
         case .pageUp:
-            scroll += max(conversationHeight - 1, 1)
-            clampScroll(chat)
-            return []
+            return scrollUp(by: max(conversationHeight - 1, 1), chat)
         case .pageDown:
             scroll = max(scroll - max(conversationHeight - 1, 1), 0)
             if scroll == 0 { moreBelow = false }
@@ -178,9 +176,7 @@ extension UIModel {
             input.moveEnd()
             return []
         case .wheelUp(_, let column) where settings.mouse && column > listWidth:
-            scroll += 3
-            clampScroll(chat)
-            return []
+            return scrollUp(by: 3, chat)
         case .wheelDown(_, let column) where settings.mouse && column > listWidth:
             scroll = max(scroll - 3, 0)
             if scroll == 0 { moreBelow = false }
@@ -348,6 +344,16 @@ extension UIModel {
             if index >= listOffset + rows { listOffset = index - rows + 1 }
         }
         listOffset = max(min(listOffset, chat.order.count - rows), 0)
+    }
+
+    /// Up by `lines`, no further than the first line shown; reaching it asks for older kept
+    /// messages (which go above, leaving the view where it is).
+    private mutating func scrollUp(by lines: Int, _ chat: ChatState) -> [Effect] {
+        let wanted = scroll + lines
+        scroll = wanted
+        clampScroll(chat)
+        guard scroll < wanted, settings.history, let id = chat.selectedUserID else { return [] }
+        return [.loadOlder(userID: id)]
     }
 
     /// No further up than the first line of the conversation.

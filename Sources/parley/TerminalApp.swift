@@ -50,6 +50,7 @@ final class TerminalApp: Sendable {
         case login(String)
         case send(String, to: String)
         case logout(deleteHistory: Bool)
+        case loadOlder(String)
     }
 
     private let client: ChatClient
@@ -85,6 +86,8 @@ final class TerminalApp: Sendable {
                     }
                 case .logout(let deleteHistory):
                     await client.logout(deleteHistory: deleteHistory)
+                case .loadOlder(let peer):
+                    client.loadOlder(of: peer)
                 }
             }
         }
@@ -136,6 +139,7 @@ final class TerminalApp: Sendable {
                 case .send(let text, let to): actions.yield(.send(text, to: to))
                 case .select(let id): client.select(id)  // at once: the next key sees it
                 case .logout(let deleteHistory): actions.yield(.logout(deleteHistory: deleteHistory))
+                case .loadOlder(let id): actions.yield(.loadOlder(id))
                 case .bell where !rang:
                     // One bell per frame, however many messages came in it.
                     terminal.bell()

@@ -322,10 +322,61 @@ struct ChatHarness {
         h.serve(third, userID: "u1", sessionID: "s1", username: "alice")
         _ = try await againLog.next { if case .users = $0 { true } else { nil } }
         #expect(second.read { $0.user("b")?.messages.count } == 2)
+        // Scrolling up past what was restored: none older here.
+        #expect(second.loadOlder(of: "b") == false)
         // A logout that takes the history with it: nothing of alice's is kept any more.
         await second.logout(deleteHistory: true)
         #expect(try history.peers(server: second.server.value, me: "u1").isEmpty)
         await second.close()
+        await h.server.stop()
+    }
+
+    /// A long history comes back 200 at a time: the newest after the login, older ones each
+    /// time scrolling up asks, until there are none.
+    @Test func olderKeptMessagesComeWhenAskedFor() async throws {
+        let h = try await ChatHarness.make()
+        let (history, _) = try HistoryStore.open(directory: temporaryDirectory() + "/history")
+        let server = ServerKey(try EngineIOEndpoint(url: h.server.url)).value
+        let at = Date(timeIntervalSince1970: 1_700_000_000)
+        for n in 0..<250 {
+            history.append(server: server, me: "u1", StoredMessage(peer: "b", fromSelf: false, content: "m\(n)", at: at), peerName: "bob")
+        }
+        await history.flush()
+        let log = EventLog()
+        let client = try await ChatClient(options: .init(
+            url: h.server.url, configDirectory: h.directory, observer: log.observe, history: history, socket: .init(clock: h.clock, random: { 0.5 })
+        ))
+        try await client.start(username: "alice")
+        let connection = try await h.server.nextConnection()
+        _ = try await connection.expectConnect()
+        h.serve(connection, userID: "u1", sessionID: "s1", username: "alice")
+        _ = try await log.next { if case .users = $0 { true } else { nil } }
+        #expect(client.read { $0.user("b")?.messages.first?.content } == "m50")
+        #expect(client.loadOlder(of: "b"))
+        #expect(client.read { $0.user("b")?.messages.map(\.content) } == (0..<250).map { "m\($0)" })
+        #expect(!client.loadOlder(of: "b"))
+        await client.close()
+
+        // A part III server's history of the conversation takes the place of the kept one,
+        // and scrolling up brings nothing of ours above it.
+        let partIII = EventLog()
+        let again = try await ChatClient(options: .init(
+            url: h.server.url, configDirectory: h.directory, observer: partIII.observe, history: history, socket: .init(clock: h.clock, random: { 0.5 })
+        ))
+        try await again.start()
+        let second = try await h.server.nextConnection()
+        _ = try await second.expectConnect()
+        second.accept()
+        second.emit("session", ["sessionID": "s1", "userID": "u1"])
+        second.emit("users", [
+            ["userID": "u1", "username": "alice", "connected": true],
+            ["userID": "b", "username": "bob", "connected": true, "messages": [["content": "server's", "from": "b", "to": "u1"]]],
+        ])
+        _ = try await partIII.next { if case .users = $0 { true } else { nil } }
+        #expect(again.read { $0.user("b")?.messages.map(\.content) } == ["server's"])
+        #expect(!again.loadOlder(of: "b"))
+        #expect(again.read { $0.user("b")?.messages.count } == 1)
+        await again.close()
         await h.server.stop()
     }
 

@@ -27,6 +27,10 @@ import Testing
         #expect(last.map(\.fromSelf) == [false, true, false])
         #expect(last.first?.at == t0 + 3)
         #expect(try store.lastMessages(server: "ws://other/", me: "u1", peer: "b", limit: 10).map(\.content) == ["another server"])
+        // Paging back: before the oldest one had.
+        let older = try store.lastMessages(server: "ws://a/", me: "u1", peer: "b", before: last.first?.id, limit: 2)
+        #expect(older.map(\.content) == ["m1", "m2"])
+        #expect(try store.lastMessages(server: "ws://a/", me: "u1", peer: "b", before: older.first?.id, limit: 2).map(\.content) == ["m0"])
 
         try store.delete(server: "ws://a/", me: "u1")
         #expect(try store.peers(server: "ws://a/", me: "u1").isEmpty)

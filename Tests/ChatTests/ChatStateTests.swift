@@ -305,3 +305,28 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
         #expect(state.hasLookalike("f") == false && state.user(named: "fish")?.id == "f")  // NFKC: the ligature is "fi"
     }
 }
+
+@Suite struct RestoredHistoryTests {
+    @Test func olderMessagesGoBeforeAndEveryMessageKeepsItsNumber() {
+        var state = ChatState(historyLimit: 5)
+        state.apply(.session(userID: "a", username: "alice"))
+        let at = Date(timeIntervalSince1970: 1_700_000_000)
+        func message(_ text: String) -> ChatMessage { ChatMessage(content: text, fromSelf: false, delivery: .received, at: at) }
+        state.apply(.restored(UserEntry(userID: "b", username: "bob", connected: false), messages: [message("m3"), message("m4")]))
+        #expect(state.user("b")?.isConnected == false)
+        let before = state.user("b")!
+        let numberOfM4 = before.droppedCount + 1
+        state.apply(.restoredOlder(userID: "b", messages: [message("m0"), message("m1"), message("m2")]))
+        let after = state.user("b")!
+        #expect(after.messages.map(\.content) == ["m0", "m1", "m2", "m3", "m4"])
+        #expect(after.messages[numberOfM4 - after.droppedCount].content == "m4")
+        // The cap: no more than five, the newest of the older ones kept.
+        state.apply(.restoredOlder(userID: "b", messages: [message("x")]))
+        #expect(state.user("b")!.messages.count == 5)
+        // A conversation the server sent first is the server's.
+        state.apply(.users([UserEntry(userID: "c", username: "carol", connected: true, messages: [PrivateMessage(content: "server's", from: "c", to: "a")])]))
+        state.apply(.restored(UserEntry(userID: "c", username: "carol", connected: false), messages: [message("ours")]))
+        #expect(state.user("c")!.messages.map(\.content) == ["server's"])
+        #expect(state.user("c")!.isConnected)
+    }
+}

@@ -91,6 +91,17 @@ import Testing
         #expect(model.input.text == "y")
     }
 
+    /// Scrolling up to the first message shown asks for older kept ones, when there is a history.
+    @Test func scrollingToTheTopAsksForOlderKeptMessages() {
+        let plain = chatModel(height: 12, messages: (1...30).map { ("b", "m\($0)") })
+        var model = plain
+        #expect(model.press(.pageUp, .pageUp, .pageUp) == [])  // no history kept: nothing to ask
+        model = Screen(settings: .init(serverURL: "x", history: true), chat: plain.chat, hasSession: true)
+        _ = model.update(.resize(width: 80, height: 12))
+        #expect(model.press(.pageUp) == [])  // not at the top yet
+        #expect(model.press(.pageUp, .pageUp, .pageUp, .pageUp).contains(.loadOlder(userID: "b")))
+    }
+
     @Test func ctrlCCtrlQQuitAndCtrlLRedraws() {
         var model = chatModel()
         #expect(model.press(.control("l")) == [.redraw])
