@@ -142,6 +142,9 @@ public struct ChatState: Sendable {
     public private(set) var order = UserOrder()
     /// Users shown online, kept as they change (the list's header counts them every frame).
     public private(set) var onlineCount = 0
+    /// Whether the peers' presence is the server's word: not while we are not connected, and
+    /// after a reconnection not until the server's `users` list says it again.
+    public private(set) var presenceKnown = false
     /// The users of each name skeleton (`Username.skeleton`): more than one is a lookalike.
     /// Kept as the one user of a skeleton (no allocation per user), or the set of them when
     /// there are several: every change is O(1), however many lookalikes a server makes.
@@ -214,12 +217,15 @@ public struct ChatState: Sendable {
         case .reconnecting(let attempt, let delay):
             connection = .reconnecting(attempt: attempt, delay: delay)
             setSelfConnected(false)
+            presenceKnown = false
         case .refused(let reason, let attempt, let retryIn):
             connection = .refused(reason: reason, attempt: attempt, retryIn: retryIn)
             setSelfConnected(false)
+            presenceKnown = false
         case .offline(let reason):
             connection = .offline(reason: reason)
             setSelfConnected(false)
+            presenceKnown = false
         case .session(let userID, let username):
             if let old = selfID, old != userID { replaceSelf(old, with: userID) }
             // Only the old self and the new one change places.
@@ -230,6 +236,7 @@ public struct ChatState: Sendable {
             selfUsername = username
             upsert(UserEntry(userID: userID, username: username, connected: connection == .connected))
         case .users(let entries):
+            presenceKnown = true
             // The users not known yet go into the order together (one sort for a big list).
             var newcomers: [UserOrder.Key] = []
             var pending: [String: Int] = [:]

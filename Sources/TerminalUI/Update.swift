@@ -286,14 +286,15 @@ extension UIModel {
 
     private mutating func selectRelative(_ step: Int, _ chat: ChatState) -> [Effect] {
         guard !chat.order.isEmpty else { return [] }
-        let current = chat.selectedUserID.flatMap { chat.position(of: $0) }
-        let next: Int
-        if let current {
-            next = (current + step + chat.order.count) % chat.order.count
-        } else {
-            next = step > 0 ? 0 : chat.order.count - 1
+        guard let current = chat.selectedUserID.flatMap({ chat.position(of: $0) }) else {
+            // From no selection, a first Tab opens someone to talk to, not yourself: the first
+            // with unread messages, else the first other user.
+            guard step > 0 else { return select(chat.order[chat.order.count - 1], chat) }
+            let ids = Array(chat.order)
+            let first = ids.first { chat.user($0).map { $0.unreadCount > 0 } == true } ?? ids.first { $0 != chat.selfID } ?? ids[0]
+            return select(first, chat)
         }
-        return select(chat.order[next], chat)
+        return select(chat.order[(current + step + chat.order.count) % chat.order.count], chat)
     }
 
     private mutating func selectNextUnread(_ chat: ChatState) -> [Effect] {

@@ -182,7 +182,9 @@ public enum View {
     static func userList(_ model: UIModel, _ chat: ChatState, _ grid: inout CellGrid) {
         let width = model.listWidth
         // Only what is on screen is looked at: the counts are kept by the chat state.
-        grid.write(DisplayText.truncated(" Users \(chat.onlineCount)/\(chat.order.count)", toWidth: width), row: 0, column: 0, style: .bold)
+        // Who is online is the server's word: unknown while we are not connected to it.
+        let online = chat.presenceKnown ? String(chat.onlineCount) : "?"
+        grid.write(DisplayText.truncated(" Users \(online)/\(chat.order.count)", toWidth: width), row: 0, column: 0, style: .bold)
         let rows = model.listRows
         for n in 0..<rows {
             let index = model.listOffset + n
@@ -192,7 +194,8 @@ public enum View {
             let base: Style = selected ? .reverse : .normal
             if selected { grid.fill(row: row, column: 0, width: width, height: 1, style: .reverse) }
             // Glyph and colour, so it reads without colour too.
-            grid.write(user.isConnected ? "●" : "○", row: row, column: 0, style: selected ? .reverse : (user.isConnected ? .online : .offline))
+            let known = chat.presenceKnown || user.isSelf
+            grid.write(known ? (user.isConnected ? "●" : "○") : "◌", row: row, column: 0, style: selected ? .reverse : (known && user.isConnected ? .online : .offline))
             let unread = user.unreadCount > 0 ? " \(user.unreadCount > 999 ? "999+" : String(user.unreadCount))" : ""
             let tag = tag(model, chat, userID: user.id)
             let name = DisplayText.inert(user.username) + tag
@@ -231,9 +234,10 @@ public enum View {
         }
         // Header: status and name.
         var col = left
-        col += grid.write(user.isConnected ? "● " : "○ ", row: 0, column: col, style: user.isConnected ? .online : .offline)
+        let known = chat.presenceKnown || user.isSelf
+        col += grid.write(known ? (user.isConnected ? "● " : "○ ") : "◌ ", row: 0, column: col, style: known && user.isConnected ? .online : .offline)
         let tag = tag(model, chat, userID: user.id) + (user.isSelf ? " (yourself)" : "")
-        let state = user.isConnected ? "  online" : "  offline"
+        let state = known ? (user.isConnected ? "  online" : "  offline") : "  unknown"
         let room = max(width - 2 - state.count, 1)
         let name = DisplayText.truncated(DisplayText.inert(user.username), toWidth: max(room - DisplayText.width(of: tag), 1)) + tag
         col += grid.write(DisplayText.truncated(name, toWidth: room), row: 0, column: col, style: .bold)

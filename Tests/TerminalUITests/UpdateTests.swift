@@ -7,13 +7,26 @@ import Testing
 @Suite struct UpdateTests {
     @Test func tabAndCtrlNCycleForwardShiftTabAndCtrlPBackward() {
         var model = chatModel(select: nil)
-        #expect(model.press(.tab) == [.select(userID: "a")])
+        // The first Tab opens the first other user, not yourself (alice, "a").
         #expect(model.press(.tab) == [.select(userID: "b")])
         #expect(model.press(.control("n")) == [.select(userID: "c")])
         #expect(model.press(.tab) == [.select(userID: "a")])  // wraps
         #expect(model.press(.backTab) == [.select(userID: "c")])
         #expect(model.press(.control("p")) == [.select(userID: "b")])
         #expect(model.chat.selectedUserID == "b")
+    }
+
+    /// From no selection, the first Tab goes where there is something to read.
+    @Test func theFirstTabOpensTheFirstConversationWithUnreadMessages() {
+        var model = chatModel(select: nil, messages: [("c", "psst")])
+        #expect(model.press(.tab) == [.select(userID: "c")])
+        var alone = Screen(settings: .init(serverURL: "x"), chat: {
+            var chat = ChatState()
+            chat.apply(.session(userID: "a", username: "alice"))
+            return chat
+        }(), hasSession: true)
+        _ = alone.update(.resize(width: 80, height: 24))
+        #expect(alone.press(.tab) == [.select(userID: "a")])  // nobody else: yourself
     }
 
     @Test func altDigitsJumpAndAltAFindsTheNextUnread() {

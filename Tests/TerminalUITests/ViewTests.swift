@@ -133,6 +133,29 @@ import Testing
         #expect(status(model).contains("connecting…"))
     }
 
+    /// While we are not connected, nobody's presence is known: dimmed circles, "?" online,
+    /// until the server's list says it again.
+    @Test func whileOfflinePresenceIsUnknownUntilTheServersList() {
+        var model = chatModel(width: 100)
+        model.apply(.reconnecting(attempt: 1, delay: .seconds(1)))
+        var lines = model.render().lines
+        #expect(lines[0].hasPrefix(" Users ?/3"))
+        #expect(lines.contains { $0.hasPrefix("◌ bob") } && lines.contains { $0.hasPrefix("◌ carol") })
+        #expect(lines.contains { $0.hasPrefix("○ alice") })  // yourself: offline, and known
+        #expect(lines[0].contains("◌ bob  unknown"))
+        model.apply(.connected(flushed: []))
+        #expect(model.render().lines[0].hasPrefix(" Users ?/3"))  // connected, not yet told
+        model.apply(.users([
+            UserEntry(userID: "a", username: "alice", connected: true),
+            UserEntry(userID: "b", username: "bob", connected: false),
+            UserEntry(userID: "c", username: "carol", connected: true),
+        ]))
+        lines = model.render().lines
+        #expect(lines[0].hasPrefix(" Users 2/3"))
+        #expect(lines.contains { $0.hasPrefix("○ bob") } && lines.contains { $0.hasPrefix("● carol") })
+        #expect(lines[0].contains("○ bob  offline"))
+    }
+
     @Test func theHelpOverlayListsTheKeys() {
         var model = chatModel()
         _ = model.press(.function(1))
