@@ -194,8 +194,8 @@ public enum View {
             let base: Style = selected ? .reverse : .normal
             if selected { grid.fill(row: row, column: 0, width: width, height: 1, style: .reverse) }
             // Glyph and colour, so it reads without colour too.
-            let known = chat.presenceKnown || user.isSelf
-            grid.write(known ? (user.isConnected ? "●" : "○") : "◌", row: row, column: 0, style: selected ? .reverse : (known && user.isConnected ? .online : .offline))
+            let presence = presence(of: user, chat)
+            grid.write(presence.glyph, row: row, column: 0, style: selected ? .reverse : presence.style)
             let unread = user.unreadCount > 0 ? " \(user.unreadCount > 999 ? "999+" : String(user.unreadCount))" : ""
             let tag = tag(model, chat, userID: user.id)
             let name = DisplayText.inert(user.username) + tag
@@ -234,10 +234,10 @@ public enum View {
         }
         // Header: status and name.
         var col = left
-        let known = chat.presenceKnown || user.isSelf
-        col += grid.write(known ? (user.isConnected ? "● " : "○ ") : "◌ ", row: 0, column: col, style: known && user.isConnected ? .online : .offline)
+        let presence = presence(of: user, chat)
+        col += grid.write(presence.glyph + " ", row: 0, column: col, style: presence.style)
         let tag = tag(model, chat, userID: user.id) + (user.isSelf ? " (yourself)" : "")
-        let state = known ? (user.isConnected ? "  online" : "  offline") : "  unknown"
+        let state = "  " + presence.word
         let room = max(width - 2 - state.count, 1)
         let name = DisplayText.truncated(DisplayText.inert(user.username), toWidth: max(room - DisplayText.width(of: tag), 1)) + tag
         col += grid.write(DisplayText.truncated(name, toWidth: room), row: 0, column: col, style: .bold)
@@ -345,6 +345,13 @@ public enum View {
         guard chat.hasLookalike(userID) else { return "" }
         // Six characters of the ID: an impostor would need millions of logins to match them.
         return " #" + DisplayText.inert(String(userID.prefix(6)))
+    }
+
+    /// How a user's presence is shown: `●` online, `○` offline, and a dimmed `◌` for a peer
+    /// while it is not the server's word (`ChatState.presenceKnown`); yourself is always known.
+    static func presence(of user: ChatUser, _ chat: ChatState) -> (glyph: String, word: String, style: Style) {
+        guard chat.presenceKnown || user.isSelf else { return ("◌", "unknown", .offline) }
+        return user.isConnected ? ("●", "online", .online) : ("○", "offline", .offline)
     }
 
     static func connectionText(_ model: UIModel, _ chat: ChatState) -> String {
