@@ -126,6 +126,12 @@ public final class ChatClient: Sendable {
 
         /// A server's own history of a conversation (part III) took its place: nothing of
         /// ours goes above it when scrolling up.
+        /// A page of kept messages of `peer` is in the state: paging back resumes before its
+        /// oldest, or is over when the page was not full.
+        mutating func restored(_ page: [StoredMessage], of peer: String) {
+            oldestRestored[peer] = page.count < ChatClient.restoredMessagesPerConversation ? .some(nil) : page.first?.id
+        }
+
         private mutating func forgetOlder(after event: ChatEvent) {
             switch event {
             case .users(let entries):
@@ -484,7 +490,7 @@ public final class ChatClient: Sendable {
         do {
             let older = try history.lastMessages(server: server.value, me: me, peer: peer, before: oldest, limit: Self.restoredMessagesPerConversation)
             inner.withLock { state in
-                state.oldestRestored[peer] = older.count < Self.restoredMessagesPerConversation ? .some(nil) : older.first?.id
+                state.restored(older, of: peer)
                 if !older.isEmpty { state.apply(.restoredOlder(userID: peer, messages: older.map(Self.chatMessage))) }
             }
             return !older.isEmpty
@@ -503,7 +509,7 @@ public final class ChatClient: Sendable {
         do {
             for peer in try history.peers(server: server.value, me: me) {
                 let stored = try history.lastMessages(server: server.value, me: me, peer: peer.userID, limit: Self.restoredMessagesPerConversation)
-                inner.withLock { $0.oldestRestored[peer.userID] = stored.count < Self.restoredMessagesPerConversation ? .some(nil) : stored.first?.id }
+                inner.withLock { $0.restored(stored, of: peer.userID) }
                 apply(.restored(UserEntry(userID: peer.userID, username: peer.username, connected: false), messages: stored.map(Self.chatMessage)))
             }
         } catch {
