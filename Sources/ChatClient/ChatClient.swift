@@ -327,6 +327,9 @@ public final class ChatClient: Sendable {
             if andUsername { $0.username = nil }
             $0.queued = []
             $0.cancelRetry()
+            // The state forgets the conversations: the next login restores them again.
+            $0.restoredFor = nil
+            $0.oldestRestored = [:]
         }
         do {
             try store.remove(server)

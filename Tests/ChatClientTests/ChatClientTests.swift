@@ -380,6 +380,31 @@ struct ChatHarness {
         await h.server.stop()
     }
 
+    /// A logout empties the state; logging in again (here as the same user) brings the kept
+    /// conversations back, as after a restart.
+    @Test func aLoginAfterALogoutRestoresAgain() async throws {
+        let h = try await ChatHarness.make()
+        let (history, _) = try HistoryStore.open(directory: temporaryDirectory() + "/history")
+        let server = ServerKey(try EngineIOEndpoint(url: h.server.url)).value
+        history.append(server: server, me: "u1", StoredMessage(peer: "b", fromSelf: false, content: "kept", at: Date()), peerName: "bob")
+        await history.flush()
+        let log = EventLog()
+        let client = try await ChatClient(options: .init(
+            url: h.server.url, configDirectory: h.directory, observer: log.observe, history: history, socket: .init(clock: h.clock, random: { 0.5 })
+        ))
+        for round in 1...2 {
+            if round == 1 { try await client.start(username: "alice") } else { try await client.login(username: "alice") }
+            let connection = try await h.server.nextConnection()
+            _ = try await connection.expectConnect()
+            h.serve(connection, userID: "u1", sessionID: "s\(round)", username: "alice")
+            _ = try await log.next { if case .restored = $0 { true } else { nil } }
+            #expect(client.read { $0.user("b")?.messages.map(\.content) } == ["kept"], "round \(round)")
+            if round == 1 { await client.logout() }
+        }
+        await client.close()
+        await h.server.stop()
+    }
+
     @Test func malformedPayloadsAreSkippedNotFatal() async throws {
         let h = try await ChatHarness.make()
         let (client, log) = try await h.client()
