@@ -142,6 +142,9 @@ public struct ChatState: Sendable {
     public private(set) var order = UserOrder()
     /// Users shown online, kept as they change (the list's header counts them every frame).
     public private(set) var onlineCount = 0
+    /// Unread messages in every conversation, kept as they change (the terminal's title shows
+    /// it every frame).
+    public private(set) var totalUnread = 0
     /// Whether the peers' presence is the server's word: not while we are not connected, and
     /// after a reconnection not until the server's `users` list says it again.
     public private(set) var presenceKnown = false
@@ -202,7 +205,6 @@ public struct ChatState: Sendable {
         return matches.count == 1 ? matches[0] : nil
     }
 
-    public var totalUnread: Int { usersByID.values.reduce(0) { $0 + $1.unreadCount } }
 
     // MARK: The reducer
 
@@ -288,6 +290,7 @@ public struct ChatState: Sendable {
                 return
             }
             selectedUserID = userID
+            totalUnread -= usersByID[userID]!.unreadCount
             usersByID[userID]!.unreadCount = 0
         case .loggedOut:
             // Who we were is gone; whether we are connected is not.
@@ -321,6 +324,7 @@ public struct ChatState: Sendable {
         guard let previous = usersByID.removeValue(forKey: old) else { return }
         order.remove(Self.key(previous))
         if previous.isConnected { onlineCount -= 1 }
+        totalUnread -= previous.unreadCount
         forgetName(of: old)
         if usersByID[new] != nil {
             change(new) { current in
@@ -372,7 +376,10 @@ public struct ChatState: Sendable {
         let peer = fromSelf ? message.to : message.from
         let slot = self.slot(for: peer)
         append(ChatMessage(content: message.content, fromSelf: fromSelf, delivery: fromSelf ? .sent : .received, at: at), at: slot)
-        if peer != selectedUserID { usersByID.values[slot].unreadCount += 1 }
+        if peer != selectedUserID {
+            usersByID.values[slot].unreadCount += 1
+            totalUnread += 1
+        }
     }
 
     /// Where a user's entry is. A message from (or to) a user not in the list creates

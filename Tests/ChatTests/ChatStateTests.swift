@@ -329,4 +329,27 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
         #expect(state.user("c")!.messages.map(\.content) == ["server's"])
         #expect(state.user("c")!.isConnected)
     }
+
+    /// The unread total is kept as events come, not summed: after any mix of messages,
+    /// selections and a new self (a server that forgot us, with notes to self unread), it is
+    /// still the sum of the conversations' counts.
+    @Test func theUnreadTotalIsAlwaysTheSumOfTheConversations() {
+        var state = loggedIn()
+        var random = SystemRandomNumberGenerator()
+        let peers = ["a", "b", "c", "d"]
+        for step in 0..<2_000 {
+            switch Int.random(in: 0..<10, using: &random) {
+            case 0..<6:
+                let from = peers.randomElement(using: &random)!
+                state.apply(.messageReceived(PrivateMessage(content: "m\(step)", from: from, to: state.selfID!), at: t0))
+            case 6..<9:
+                state.apply(.select(userID: Bool.random(using: &random) ? peers.randomElement(using: &random)! : nil))
+            default:
+                state.apply(.session(userID: "self\(step)", username: "alice"))
+            }
+            let sum = state.users.reduce(0) { $0 + $1.unreadCount }
+            #expect(state.totalUnread == sum, "after step \(step)")
+            if state.totalUnread != sum { break }
+        }
+    }
 }
