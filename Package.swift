@@ -111,15 +111,18 @@ let package = Package(
             dependencies: ["Chat", "CNcursesw", "InertText", .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strict
         ),
-        // The ncursesw backend: raw keys in, cell grids out, the poll() loop, terminal restore.
-        .target(name: "Terminal", dependencies: ["TerminalUI", "CNcursesw"], swiftSettings: strict),
+        // The runtime: the program's loop over a backend (a protocol), and the key decoder
+        // (bytes in, keys out). Pure enough to test without a terminal.
+        .target(name: "TerminalRuntime", dependencies: ["TerminalUI", "Chat"], swiftSettings: strict),
+        // The ncursesw backend: bytes in, cell grids out, the poll() wait, terminal restore.
+        .target(name: "Terminal", dependencies: ["TerminalRuntime", "TerminalUI", "CNcursesw"], swiftSettings: strict),
         // Headless mode: JSON lines in and out.
         .target(name: "Headless", dependencies: ["ChatClient", "Chat", "JSON"], swiftSettings: strict),
         // The program.
         .executableTarget(
             name: "parley",
             dependencies: [
-                "Headless", "ChatClient", "Chat", "SocketIO", "EngineIO", "TerminalUI", "Terminal", "InertLog", "PrivateFiles",
+                "Headless", "ChatClient", "Chat", "SocketIO", "EngineIO", "TerminalUI", "TerminalRuntime", "Terminal", "InertLog", "PrivateFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -227,6 +230,7 @@ let package = Package(
         .testTarget(name: "ChatTests", dependencies: ["Chat"], swiftSettings: strict),
         .testTarget(name: "ChatClientTests", dependencies: ["ChatClient", "PrivateFiles", "History", "SocketIOTesting"], swiftSettings: strict),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "Chat"], swiftSettings: strict),
+        .testTarget(name: "TerminalRuntimeTests", dependencies: ["TerminalRuntime", "TerminalUI", "Chat"], swiftSettings: strict),
         .testTarget(name: "HeadlessTests", dependencies: ["Headless", "Chat", "JSON"], swiftSettings: strict),
         .testTarget(
             name: "ServerTests",

@@ -1,5 +1,3 @@
-import TerminalUI
-
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,8 +11,10 @@ enum TerminalRestore {
     nonisolated(unsafe) static var active = false
     nonisolated(unsafe) static var previous: [Int32: sigaction] = [:]
 
-    /// Leave bracketed paste, mouse reporting and the alternate screen; show the cursor; reset colours.
-    static let reset: StaticString = "\u{1B}[?2004l\u{1B}[?1000l\u{1B}[?1002l\u{1B}[?1006l\u{1B}[0m\u{1B}[?25h\u{1B}[?1049l"
+    /// Leave bracketed paste, mouse and focus reporting and the alternate screen; show the
+    /// cursor; reset colours; give the window its old title back (the title stack).
+    static let reset: StaticString =
+        "\u{1B}[?2004l\u{1B}[?1004l\u{1B}[?1006l\u{1B}[?1002l\u{1B}[?1000l\u{1B}[0m\u{1B}[?25h\u{1B}[?1049l\u{1B}[23;0t"
 
     static let crashSignals: [Int32] = [SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGABRT, SIGFPE, SIGQUIT]
 
@@ -133,72 +133,5 @@ enum SignalPipe {
     static func uninstall(signals: [Int32]) {
         for signal in signals { Glibc.signal(signal, SIG_DFL) }
         writeEnd = -1
-    }
-}
-
-/// Blocks in `poll()` on the terminal, the wake pipe and the signal pipe; no
-/// timer unless the caller asks for one (a countdown on screen). An idle
-/// client makes no system calls at all.
-public final class EventLoop {
-    public enum Wake {
-        case terminal([TerminalEvent])
-        /// The network side has news.
-        case network
-        /// SIGINT, SIGTERM or SIGHUP: time to restore the terminal and go.
-        case terminate(signal: Int32)
-        /// The timeout the caller asked for passed.
-        case timer
-    }
-
-    private let terminal: Terminal
-    private let network: WakePipe
-    private let signals = WakePipe()
-    static let handled: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGWINCH]
-
-    public init(terminal: Terminal, network: WakePipe) {
-        self.terminal = terminal
-        self.network = network
-        SignalPipe.install(signals, signals: Self.handled)
-    }
-
-    deinit { SignalPipe.uninstall(signals: Self.handled) }
-
-    /// Waits for the next thing to happen. `timeout` in milliseconds, nil for none.
-    public func next(timeout: Int32?) -> [Wake] {
-        var fds = [
-            pollfd(fd: 0, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: network.readEnd, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: signals.readEnd, events: Int16(POLLIN), revents: 0),
-        ]
-        let ready = poll(&fds, nfds_t(fds.count), timeout ?? -1)
-        if ready < 0 {
-            // EINTR: a signal, whose byte is in its pipe. Anything else would repeat at once: leave.
-            return errno == EINTR ? [] : [.terminate(signal: SIGHUP)]
-        }
-        if ready == 0 { return [.timer] }
-        var wakes: [Wake] = []
-        if fds[2].revents != 0 {
-            for byte in signals.drain() {
-                let signal = Int32(byte)
-                if signal == SIGWINCH {
-                    wakes.append(.terminal([terminal.resized()]))
-                } else {
-                    wakes.append(.terminate(signal: signal))
-                }
-            }
-        }
-        if fds[0].revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 {
-            // The terminal is gone (the window closed), whether or not a SIGHUP comes: leave.
-            // (A hung-up terminal also reports POLLIN, so this is checked first; reading
-            // would return nothing, and polling again would spin.)
-            wakes.append(.terminate(signal: SIGHUP))
-        } else if fds[0].revents & Int16(POLLIN) != 0 {
-            wakes.append(.terminal(terminal.readEvents()))
-        }
-        if fds[1].revents != 0 {
-            _ = network.drain()
-            wakes.append(.network)
-        }
-        return wakes
     }
 }

@@ -1,30 +1,42 @@
 import CNcursesw
+import Foundation
+public import TerminalRuntime
 public import TerminalUI
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// What the terminal has to say to the program.
-public enum TerminalEvent: Sendable {
-    case key(Key)
-    case paste(String)
-    case resize(width: Int, height: Int)
-}
-
-/// The ncursesw backend. Owns the terminal between `init` and `restore()`:
-/// decodes keys (bracketed paste and mouse included) and copies the cells of
-/// a `CellGrid` that changed to the screen, with one `doupdate` per frame.
+/// The ncursesw backend. Owns the terminal between `init` and `restore()`: copies the cells
+/// of a `CellGrid` that changed to the screen, with one `doupdate` per frame, and waits in
+/// `poll()` on the terminal, the chat side's wake pipe and the signals. Input is handed over
+/// as bytes (the program's `KeyDecoder` reads them): ncurses draws, and decodes nothing.
 ///
-/// All of it runs on one thread: the one that runs `EventLoop`.
-public final class Terminal {
+/// All of it runs on one thread: the one that runs the `Program`.
+public final class Terminal: Backend {
+    /// How a desktop notification is written: OSC 777 (foot, WezTerm, VTE, Ghostty, kitty) or
+    /// OSC 9 (iTerm2, WezTerm, Ghostty, Windows Terminal).
+    public enum NotificationStyle: String, Sendable, CaseIterable {
+        case osc777, osc9
+
+        /// iTerm2 speaks OSC 9 only; the others that notify take OSC 777.
+        public static func forTerminal(_ environment: [String: String]) -> NotificationStyle {
+            environment["TERM_PROGRAM"] == "iTerm.app" ? .osc9 : .osc777
+        }
+    }
+
     public struct Options: Sendable {
         public var mouse: Bool
         /// False to draw without colour (also when `NO_COLOR` is set or the terminal has none).
         public var colors: Bool
-        public init(mouse: Bool = true, colors: Bool = true) {
+        public var notifications: NotificationStyle
+        /// Inside tmux: escape sequences for the outer terminal go through tmux's passthrough.
+        public var tmux: Bool
+        public init(mouse: Bool = true, colors: Bool = true, notifications: NotificationStyle = .osc777, tmux: Bool = false) {
             self.mouse = mouse
             self.colors = colors
+            self.notifications = notifications
+            self.tmux = tmux
         }
     }
 
@@ -39,22 +51,22 @@ public final class Terminal {
         }
     }
 
+    private let options: Options
     private var previous: CellGrid?
     private var attributes: [Style: (attr: attr_t, pair: Int16)] = [:]
-    private var pasting: String?
     private var restored = false
+    private let wake: WakePipe
+    private let signals = WakePipe()
+    static let handledSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGWINCH]
     public private(set) var width: Int
     public private(set) var height: Int
 
-    // Codes ncurses returns for the bracketed-paste markers, which it learns with define_key.
-    private static let pasteStart: Int32 = 0x7F0
-    private static let pasteEnd: Int32 = 0x7F1
-    /// A paste larger than this is handed over in parts rather than held without end.
-    static let pasteLimit = 16 << 20
-
-    public init(options: Options) throws(StartError) {
+    /// Takes the terminal over. `wake` is the pipe the chat side writes to when it has news.
+    public init(options: Options, wake: WakePipe) throws(StartError) {
         guard isatty(0) == 1, isatty(1) == 1 else { throw .notATerminal }
-        // Widths and input decoding follow the person's locale (UTF-8 expected).
+        self.options = options
+        self.wake = wake
+        // Widths follow the person's locale (UTF-8 expected).
         setlocale(LC_ALL, "")
         // Chat text is UTF-8 whatever the environment says: without a UTF-8 locale (LANG unset,
         // as in many containers) wide characters would be measured and drawn wrong.
@@ -62,7 +74,6 @@ public final class Terminal {
             _ = setlocale(LC_CTYPE, "C.UTF-8") ?? setlocale(LC_CTYPE, "en_US.UTF-8")
         }
         TerminalRestore.install()
-        if getenv("ESCDELAY") == nil { set_escdelay(25) }  // Alt-keys arrive as ESC + key
         // newterm rather than initscr: a bad $TERM is an error to report, not an exit.
         guard newterm(nil, fdopen(1, "w"), fdopen(0, "r")) != nil else {
             TerminalRestore.forget()
@@ -71,31 +82,30 @@ public final class Terminal {
         raw()  // Ctrl-C, Ctrl-Q and Ctrl-S reach us as keys
         noecho()
         nonl()
-        keypad(parley_stdscr(), true)
-        nodelay(parley_stdscr(), true)  // reads never block: poll() does the waiting
-        define_key("\u{1B}[200~", Self.pasteStart)
-        define_key("\u{1B}[201~", Self.pasteEnd)
-        if options.mouse {
-            let mask = parley_button1_pressed() | parley_button1_clicked() | parley_button4_pressed() | parley_button5_pressed()
-            mousemask(mask, nil)
-            mouseinterval(0)
-        }
+        // ncurses would cut a frame short on pending input, and finish it only at the next
+        // refresh: a frame here is drawn whole (the program draws again only when it changes).
+        typeahead(-1)
         let colors = options.colors && getenv("NO_COLOR").map { String(cString: $0).isEmpty } ?? true && has_colors()
         width = Int(parley_cols())
         height = Int(parley_lines())
         setUpStyles(colors: colors)
-        TerminalRestore.write("\u{1B}[?2004h")  // bracketed paste on
+        // The old title goes on the terminal's title stack; bracketed paste and focus reports
+        // on; the mouse as SGR reports (X10 where a terminal lacks them: the decoder reads both).
+        var modes = "\u{1B}[22;0t\u{1B}[?2004h\u{1B}[?1004h"
+        if options.mouse { modes += "\u{1B}[?1000h\u{1B}[?1006h" }
+        TerminalRestore.write(modes)
+        SignalPipe.install(signals, signals: Self.handledSignals)
     }
 
     deinit { restore() }
 
-    /// Gives the terminal back as it was. Safe to call more than once.
+    /// Gives the terminal back as it was (its modes, its title). Safe to call more than once.
     public func restore() {
         guard !restored else { return }
         restored = true
-        mousemask(0, nil)
+        SignalPipe.uninstall(signals: Self.handledSignals)
         endwin()
-        TerminalRestore.write("\u{1B}[?2004l")
+        TerminalRestore.write("\u{1B}[?2004l\u{1B}[?1004l\u{1B}[?1006l\u{1B}[?1000l\u{1B}[23;0t")
         TerminalRestore.forget()
     }
 
@@ -180,152 +190,79 @@ public final class Terminal {
 
     public func bell() { beep() }
 
+    /// OSC 2. The text is inert already; it cannot end the sequence early.
+    public func setTitle(_ title: String) {
+        TerminalRestore.write("\u{1B}]2;\(title)\u{1B}\\")
+    }
+
+    /// OSC 777 ("notify", a title and a body, separated by ";": none inside the title) or
+    /// OSC 9 (one text, which must not start with a digit: "4;" is a progress report to some).
+    public func notify(title: String, body: String) {
+        let sequence: String
+        switch options.notifications {
+        case .osc777: sequence = "\u{1B}]777;notify;\(title.replacingOccurrences(of: ";", with: ","));\(body)\u{1B}\\"
+        case .osc9: sequence = "\u{1B}]9;\(title): \(body)\u{1B}\\"
+        }
+        // tmux keeps what it does not know to itself unless it is passed through (and then
+        // only with `allow-passthrough on`): every ESC doubled, inside DCS tmux; … ST.
+        TerminalRestore.write(options.tmux ? "\u{1B}Ptmux;" + sequence.replacingOccurrences(of: "\u{1B}", with: "\u{1B}\u{1B}") + "\u{1B}\\" : sequence)
+    }
+
     // MARK: Input
 
-    /// The terminal's new size, after SIGWINCH.
-    public func resized() -> TerminalEvent {
-        var size = winsize()
-        if ioctl(1, UInt(TIOCGWINSZ), &size) == 0, size.ws_row > 0, size.ws_col > 0 {
-            resizeterm(Int32(size.ws_row), Int32(size.ws_col))
+    /// Blocks in `poll()` on the terminal, the wake pipe and the signals, for at most
+    /// `timeout`; an idle client makes no system calls at all.
+    public func wait(timeout: Duration?) -> [BackendEvent] {
+        var fds = [
+            pollfd(fd: 0, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: wake.readEnd, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: signals.readEnd, events: Int16(POLLIN), revents: 0),
+        ]
+        let milliseconds = timeout.map { Int32(clamping: ($0.components.seconds * 1000) + ($0.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000) }
+        let ready = poll(&fds, nfds_t(fds.count), milliseconds ?? -1)
+        if ready < 0 {
+            // EINTR: a signal, whose byte is in its pipe. Anything else would repeat at once: leave.
+            return errno == EINTR ? [] : [.terminate(signal: SIGHUP)]
         }
-        return currentSize()
-    }
-
-    /// The size ncurses works with now, as a resize event; the next frame is a full repaint.
-    private func currentSize() -> TerminalEvent {
-        width = Int(parley_cols())
-        height = Int(parley_lines())
-        previous = nil
-        return .resize(width: width, height: height)
-    }
-
-    /// Everything the terminal has sent so far (never blocks).
-    public func readEvents() -> [TerminalEvent] {
-        var events: [TerminalEvent] = []
-        var wch: wint_t = 0
-        while true {
-            let result = wget_wch(parley_stdscr(), &wch)
-            if result == ERR { break }
-            let code = Int32(bitPattern: wch)
-            if result == KEY_CODE_YES {
-                if code == Self.pasteStart {
-                    pasting = ""
-                } else if code == Self.pasteEnd {
-                    if let text = pasting { events.append(.paste(text)) }
-                    pasting = nil
-                } else if code == parley_key_resize() {
-                    // ncurses has resized itself already (its own SIGWINCH handling, or our
-                    // resizeterm queued this). Calling resizeterm again here would queue
-                    // another KEY_RESIZE whenever ncurses' idea of the size lags the tty's:
-                    // the loop never ends (seen in a tmux pane split right after start).
-                    events.append(currentSize())
-                } else if code == parley_key_mouse() {
-                    if let key = mouse() { events.append(.key(key)) }
-                } else if let key = Self.functionKey(code) {
-                    if pasting != nil {
-                        if key == .enter { pasting! += "\n" }
-                    } else {
-                        events.append(.key(key))
-                    }
-                }
-                continue
+        if ready == 0 { return [] }
+        var events: [BackendEvent] = []
+        if fds[2].revents != 0 {
+            for byte in signals.drain() {
+                let signal = Int32(byte)
+                events.append(signal == SIGWINCH ? resized() : .terminate(signal: signal))
             }
-            guard let scalar = Unicode.Scalar(UInt32(wch)) else { continue }
-            if pasting != nil {
-                pasting!.unicodeScalars.append(scalar == "\r" ? "\n" : scalar)
-                // The end marker may arrive split (a slow link): then ncurses hands it over as
-                // plain characters. Never stay in paste mode (where Ctrl-Q is text) past it.
-                if scalar == "~", pasting!.hasSuffix("\u{1B}[201~") {
-                    events.append(.paste(String(pasting!.dropLast(6))))
-                    pasting = nil
-                } else if pasting!.utf8.count > Self.pasteLimit {
-                    events.append(.paste(pasting!))
-                    pasting = nil
-                }
-                continue
+        }
+        if fds[0].revents & Int16(POLLIN) != 0 {
+            // One read: poll said it will not block (the descriptor stays blocking, as the
+            // shell that shares it expects). More waiting is the next poll's.
+            var buffer = [UInt8](repeating: 0, count: 65_536)
+            let n = read(0, &buffer, buffer.count)
+            if n > 0 {
+                events.append(.input(Array(buffer[0..<n])))
+            } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
+                events.append(.terminate(signal: SIGHUP))  // the terminal is gone
             }
-            if scalar == "\u{1B}" {
-                // ESC then a printable character at once: Alt plus it. Anything else after ESC
-                // goes back to be read as itself; ESC alone is Escape.
-                var next: wint_t = 0
-                let result = wget_wch(parley_stdscr(), &next)
-                if result == OK, next == 0x5B {  // "["
-                    // A sequence ncurses did not recognise (or one split by a slow link):
-                    // read it whole; a paste marker starts paste mode, anything else is dropped
-                    // rather than typed as "[1;5D".
-                    if readSequence() == "200~" { pasting = "" }
-                    continue
-                }
-                if result == OK, let following = Unicode.Scalar(UInt32(next)), following.value >= 0x20, following.value != 0x7F {
-                    events.append(.key(.alt(Character(following))))
-                    continue
-                }
-                if result == KEY_CODE_YES {
-                    ungetch(Int32(bitPattern: next))
-                } else if result == OK {
-                    unget_wch(wchar_t(bitPattern: next))
-                }
-                events.append(.key(.escape))
-                continue
-            }
-            if let key = Self.key(for: scalar) { events.append(.key(key)) }
+        } else if fds[0].revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 {
+            // The terminal is gone (the window closed), whether or not a SIGHUP comes: leave
+            // rather than poll a dead descriptor again and again.
+            events.append(.terminate(signal: SIGHUP))
+        }
+        if fds[1].revents != 0 {
+            _ = wake.drain()
+            events.append(.wake)
         }
         return events
     }
 
-    /// The rest of a control sequence after "ESC [": parameters up to the final byte.
-    private func readSequence() -> String {
-        var sequence = ""
-        var wch: wint_t = 0
-        while sequence.utf8.count < 32, wget_wch(parley_stdscr(), &wch) == OK, let scalar = Unicode.Scalar(UInt32(wch)) {
-            sequence.unicodeScalars.append(scalar)
-            if (0x40...0x7E).contains(scalar.value) { break }
+    /// The terminal's new size, after SIGWINCH; the next frame is a full repaint.
+    private func resized() -> BackendEvent {
+        var size = winsize()
+        if ioctl(1, UInt(TIOCGWINSZ), &size) == 0, size.ws_row > 0, size.ws_col > 0 {
+            resizeterm(Int32(size.ws_row), Int32(size.ws_col))
         }
-        return sequence
-    }
-
-    /// Nil for the control characters no binding uses (Ctrl-@, Ctrl-\ ] ^ _): they are not text.
-    static func key(for scalar: Unicode.Scalar) -> Key? {
-        switch scalar.value {
-        case 0x09: return .tab
-        case 0x0D, 0x0A: return .enter
-        case 0x7F, 0x08: return .backspace
-        case 0x01...0x1A: return .control(Character(Unicode.Scalar(scalar.value + 0x60)!))
-        case 0x00...0x1F, 0x80...0x9F: return nil
-        default: return .character(Character(scalar))
-        }
-    }
-
-    static func functionKey(_ code: Int32) -> Key? {
-        switch code {
-        case KEY_UP: return .up
-        case KEY_DOWN: return .down
-        case KEY_LEFT: return .left
-        case KEY_RIGHT: return .right
-        case KEY_HOME: return .home
-        case KEY_END: return .end
-        case KEY_PPAGE: return .pageUp
-        case KEY_NPAGE: return .pageDown
-        case KEY_BACKSPACE: return .backspace
-        case KEY_DC: return .delete
-        case KEY_BTAB: return .backTab
-        case KEY_ENTER: return .enter
-        default:
-            for n in 1...12 where code == parley_key_f(Int32(n)) { return .function(n) }
-            return nil
-        }
-    }
-
-    private func mouse() -> Key? {
-        var event = MEVENT()
-        guard getmouse(&event) == OK else { return nil }
-        let row = Int(event.y)
-        let column = Int(event.x)
-        if event.bstate & parley_button4_pressed() != 0 { return .wheelUp(row: row, column: column) }
-        if event.bstate & parley_button5_pressed() != 0 { return .wheelDown(row: row, column: column) }
-        if event.bstate & (parley_button1_pressed() | parley_button1_clicked()) != 0 {
-            return .mouseClick(row: row, column: column)
-        }
-        return nil
+        width = Int(parley_cols())
+        height = Int(parley_lines())
+        previous = nil
+        return .resize(width: width, height: height)
     }
 }

@@ -25,8 +25,10 @@ public enum UIMessage: Sendable {
     case resize(width: Int, height: Int)
     /// No usable session: ask for a username (with the server's reason after a refusal).
     case needsUsername(reason: String?)
-    /// A peer's message arrived (for the bell).
-    case arrived(from: String)
+    /// A peer's message arrived (for the bell and the desktop notification).
+    case arrived(from: String, content: String)
+    /// The terminal window gained or lost focus: a conversation is on screen only while it has it.
+    case focus(Bool)
     /// Something the person should read (a warning).
     case notice(String)
     /// A message was refused (too long for the server, say): say why, and give the text back.
@@ -39,7 +41,8 @@ extension UIMessage {
     public static func news(of event: ChatEvent, in chat: ChatState) -> UIMessage? {
         switch event {
         case .loggedOut(let reason): return .needsUsername(reason: reason)
-        case .messageReceived(let message, _) where message.from != chat.selfID: return .arrived(from: message.from)
+        case .messageReceived(let message, _) where message.from != chat.selfID:
+            return .arrived(from: message.from, content: message.content)
         case .warning(let text): return .notice(text)
         default: return nil
         }
@@ -58,6 +61,8 @@ public enum Effect: Sendable, Hashable {
     case loadOlder(userID: String)
     case quit
     case bell
+    /// A desktop notification; both strings are inert.
+    case notify(title: String, body: String)
     /// Repaint every cell (Ctrl-L, after a resize).
     case redraw
 }
@@ -80,11 +85,23 @@ public struct UIModel: Sendable {
         public var mouse: Bool
         /// Conversations are kept on disk (`/logout` then asks whether to delete them).
         public var history: Bool
-        public init(serverURL: String, bell: Bool = true, mouse: Bool = true, history: Bool = false) {
+        /// The unread count in the terminal's title.
+        public var title: Bool
+        /// Desktop notifications for messages to a conversation not on screen (opt-in).
+        public var notifications: Bool
+        /// Where the message times are told (the person's own zone in the program).
+        public var timeZone: TimeZone
+        public init(
+            serverURL: String, bell: Bool = true, mouse: Bool = true, history: Bool = false, title: Bool = true,
+            notifications: Bool = false, timeZone: TimeZone = .current
+        ) {
             self.serverURL = serverURL
             self.bell = bell
             self.mouse = mouse
             self.history = history
+            self.title = title
+            self.notifications = notifications
+            self.timeZone = timeZone
         }
     }
 
@@ -118,6 +135,10 @@ public struct UIModel: Sendable {
     public internal(set) var quitting = false
     /// `/logout` asked whether to delete the local history too; the next key answers.
     public internal(set) var confirmingLogout = false
+    /// Whether the terminal window has focus (as far as it reports: true until it says not).
+    public internal(set) var focused = true
+    /// When desktop notifications last went out, in all and per conversation (the rate limit).
+    var notified = NotificationLimiter()
     /// What `sync(with:now:)` last saw of the chat: plain values (keeping the state itself would
     /// make the client's next change copy it).
     var seen = ChatFacts()
@@ -140,10 +161,41 @@ public struct UIModel: Sendable {
     /// Columns the conversation's text wraps at.
     public var conversationWidth: Int { max(width - listWidth - 1 - 2, 10) }
 
+    /// How long until the countdown shows another number (nil without a countdown): the one
+    /// timer an idle screen needs.
+    public var untilCountdownChanges: Duration? {
+        guard let reconnectAt else { return nil }
+        let left = reconnectAt.timeIntervalSince(now)
+        guard left > 0 else { return nil }
+        let fraction = left - left.rounded(.down)
+        return .milliseconds(Int(((fraction == 0 ? 1 : fraction) * 1000).rounded(.up)) + 1)
+    }
+
     /// Seconds left before the next reconnection attempt, when one is pending.
     public var reconnectCountdown: Int? {
         guard let reconnectAt else { return nil }  // set by `sync(with:now:)` while an attempt is pending
         return max(Int((reconnectAt.timeIntervalSince(now)).rounded(.up)), 0)
+    }
+}
+
+/// At most one desktop notification every `gap`, and one per conversation every
+/// `conversationGap`: a busy or hostile peer cannot flood the desktop. Only the conversations
+/// notified within the last `conversationGap` are remembered, so what it keeps is bounded by
+/// the rate itself.
+struct NotificationLimiter: Sendable {
+    static let gap: TimeInterval = 3
+    static let conversationGap: TimeInterval = 20
+    private(set) var last: Date?
+    private(set) var lastBy: [String: Date] = [:]
+
+    /// Whether a message from `userID` may be notified now; if so, it counts as notified.
+    mutating func allow(_ userID: String, now: Date) -> Bool {
+        if let last, now.timeIntervalSince(last) < Self.gap, now >= last { return false }
+        if let previous = lastBy[userID], now.timeIntervalSince(previous) < Self.conversationGap, now >= previous { return false }
+        lastBy = lastBy.filter { now.timeIntervalSince($0.value) < Self.conversationGap && now >= $0.value }
+        last = now
+        lastBy[userID] = now
+        return true
     }
 }
 

@@ -19,9 +19,19 @@ extension UIModel {
             promptProblem = reason
             showHelp = false
             return []
-        case .arrived(let from):
-            guard from != chat.selectedUserID, settings.bell else { return [] }
-            return [.bell]
+        case .arrived(let from, let content):
+            // On screen: the open conversation, in a window that has focus.
+            guard from != chat.selectedUserID || !focused else { return [] }
+            var effects: [Effect] = settings.bell ? [.bell] : []
+            if settings.notifications, notified.allow(from, now: now) {
+                let name = chat.user(from).map { DisplayText.inert($0.username) } ?? "?"
+                let text = DisplayText.truncated(DisplayText.inert(content), toWidth: 100)
+                effects.append(.notify(title: "Parley: \(name)", body: text))
+            }
+            return effects
+        case .focus(let focused):
+            self.focused = focused
+            return []
         case .notice(let text):
             notice = DisplayText.inert(text)
             return []

@@ -1,10 +1,6 @@
 public import Chat
 import Foundation
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The lines of a conversation, computed from the newest message backwards and
 /// only as far as the screen needs: drawing costs what is visible, not what is
 /// stored.
@@ -20,6 +16,7 @@ struct ConversationLayout {
     let textWidth: Int
     let unreadMarker: Int?
     let peerName: String
+    let timeZone: TimeZone
 
     static let timeColumn = 6  // "12:34 "
 
@@ -29,6 +26,7 @@ struct ConversationLayout {
         let dropped = chat.selectedUser?.droppedCount ?? 0
         unreadMarker = model.unreadMarker.flatMap { $0 >= dropped ? $0 - dropped : nil }
         peerName = DisplayText.inert(chat.selectedUser?.username ?? "")
+        timeZone = model.settings.timeZone
     }
 
     private func startsGroup(_ messages: ChatUser.MessageList, _ i: Int) -> Bool {
@@ -64,7 +62,7 @@ struct ConversationLayout {
         }
         let wrapped = DisplayText.wrapped(DisplayText.inert(message.content, multiline: true), toWidth: textWidth)
         for (n, part) in wrapped.enumerated() {
-            lines.append(.text(time: n == 0 ? Self.clock(message.at) : nil, part, fromSelf: message.fromSelf))
+            lines.append(.text(time: n == 0 ? Self.clock(message.at, in: timeZone) : nil, part, fromSelf: message.fromSelf))
         }
         if message.delivery == .queued { lines.append(.queued) }
         return lines
@@ -83,13 +81,12 @@ struct ConversationLayout {
         return window.reversed()
     }
 
-    /// Local time as HH:MM.
-    static func clock(_ date: Date) -> String {
-        var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
-        var parts = tm()
-        localtime_r(&seconds, &parts)
-        let h = Int(parts.tm_hour)
-        let m = Int(parts.tm_min)
+    /// The time of day in `timeZone`, as HH:MM.
+    static func clock(_ date: Date, in timeZone: TimeZone) -> String {
+        let local = date.timeIntervalSince1970 + Double(timeZone.secondsFromGMT(for: date))
+        let minutes = (Int((local / 60).rounded(.down)) % 1440 + 1440) % 1440
+        let h = minutes / 60
+        let m = minutes % 60
         return (h < 10 ? "0" : "") + String(h) + ":" + (m < 10 ? "0" : "") + String(m)
     }
 }
@@ -352,6 +349,15 @@ public enum View {
     static func presence(of user: ChatUser, _ chat: ChatState) -> (glyph: String, word: String, style: Style) {
         guard chat.presenceKnown || user.isSelf else { return ("◌", "unknown", .offline) }
         return user.isConnected ? ("●", "online", .online) : ("○", "offline", .offline)
+    }
+
+    /// The window's title: the unread count first (what a taskbar or a tab shows), then the
+    /// program and who is logged in. Nil when the title is turned off.
+    public static func title(_ model: UIModel, _ chat: ChatState) -> String? {
+        guard model.settings.title else { return nil }
+        let unread = chat.totalUnread > 0 ? "(\(chat.totalUnread > 999 ? "999+" : String(chat.totalUnread))) " : ""
+        let name = chat.selfUsername.map { " — " + DisplayText.truncated(DisplayText.inert($0), toWidth: 32) } ?? ""
+        return unread + "Parley" + name
     }
 
     static func connectionText(_ model: UIModel, _ chat: ChatState) -> String {

@@ -9,6 +9,7 @@ import Headless
 import History
 import Logging
 import SocketIO
+import Terminal
 import Synchronization
 
 #if canImport(Glibc)
@@ -81,6 +82,21 @@ struct Parley: AsyncParsableCommand {
     @Flag(name: .customLong("no-bell"), help: "No bell when a message arrives in a conversation that is not open.")
     var noBell = false
 
+    @Flag(name: .customLong("no-title"), help: "Leave the terminal's title alone (it shows the unread count).")
+    var noTitle = false
+
+    @Flag(
+        name: .customLong("notify"),
+        help: "Desktop notifications (OSC 777 or OSC 9) for messages to a conversation not on screen; at most one every 3 s."
+    )
+    var notify = false
+
+    @Option(
+        name: .customLong("notify-style"),
+        help: ArgumentHelp("osc777 (foot, WezTerm, VTE, kitty) or osc9 (iTerm2); default: osc9 in iTerm2, else osc777.", valueName: "style")
+    )
+    var notifyStyle: String?
+
     @Flag(name: .customLong("no-mouse"), help: "Leave the mouse to the terminal (no clicking names, no wheel scrolling).")
     var noMouse = false
 
@@ -110,6 +126,9 @@ struct Parley: AsyncParsableCommand {
         }
         if let historyLimit, historyLimit < 1 {
             throw ValidationError("--history-limit must be at least 1")
+        }
+        if let notifyStyle, Terminal.NotificationStyle(rawValue: notifyStyle) == nil {
+            throw ValidationError("--notify-style must be osc777 or osc9")
         }
         if Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
@@ -190,9 +209,15 @@ struct Parley: AsyncParsableCommand {
         } catch {
             inbox.post(.needsUsername(reason: error.description))
         }
+        let environment = ProcessInfo.processInfo.environment
         let app = TerminalApp(
             client: client, inbox: inbox,
-            settings: .init(serverURL: url, bell: !noBell, mouse: !noMouse, history: !noHistory), colors: !noColor
+            settings: .init(serverURL: url, bell: !noBell, mouse: !noMouse, history: !noHistory, title: !noTitle, notifications: notify),
+            options: .init(
+                mouse: !noMouse, colors: !noColor,
+                notifications: notifyStyle.flatMap(Terminal.NotificationStyle.init(rawValue:)) ?? .forTerminal(environment),
+                tmux: environment["TMUX"] != nil
+            )
         )
         let code: Int32
         do {

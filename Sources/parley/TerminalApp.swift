@@ -3,6 +3,7 @@ import ChatClient
 import Foundation
 import Synchronization
 import Terminal
+import TerminalRuntime
 import TerminalUI
 
 /// Carries news from the chat client (its observer, called under its lock) to the terminal
@@ -42,9 +43,9 @@ final class UIInbox: Sendable {
     }
 }
 
-/// The terminal front end: Model → Update → View on one thread, blocking in
-/// poll() between events; the chat client's work runs on its own executor,
-/// and what the model asks for is done in order by one task.
+/// The terminal front end: a `Program` over the ncursesw backend, on a thread of its own
+/// (poll() blocks, and ncurses wants one thread), reading the chat client's state in place.
+/// What the model asks of the network is done in order by one task.
 final class TerminalApp: Sendable {
     enum Action: Sendable {
         case login(String)
@@ -56,15 +57,15 @@ final class TerminalApp: Sendable {
     private let client: ChatClient
     private let inbox: UIInbox
     private let settings: UIModel.Settings
-    private let colors: Bool
+    private let options: Terminal.Options
     private let actions: AsyncStream<Action>.Continuation
     private let worker: Task<Void, Never>
 
-    init(client: ChatClient, inbox: UIInbox, settings: UIModel.Settings, colors: Bool) {
+    init(client: ChatClient, inbox: UIInbox, settings: UIModel.Settings, options: Terminal.Options) {
         self.client = client
         self.inbox = inbox
         self.settings = settings
-        self.colors = colors
+        self.options = options
         let (stream, continuation) = AsyncStream.makeStream(of: Action.self)
         actions = continuation
         worker = Task { [client, inbox] in
@@ -96,10 +97,12 @@ final class TerminalApp: Sendable {
     /// Runs until the person quits or a signal ends it; the terminal is restored before it returns.
     func run() async throws -> Int32 {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
-            // A thread of its own: poll() blocks, and ncurses wants one thread.
             let thread = Thread { [self] in
                 do {
-                    continuation.resume(returning: try loop())
+                    let terminal = try Terminal(options: options, wake: inbox.pipe)
+                    defer { terminal.restore() }
+                    let program = Program(backend: terminal, host: Host(app: self), settings: settings)
+                    continuation.resume(returning: program.run())
                 } catch {
                     continuation.resume(throwing: error)
                 }
@@ -109,112 +112,30 @@ final class TerminalApp: Sendable {
         }
     }
 
-    static let frameInterval = Duration.milliseconds(16)
+    /// The chat side, as the program sees it.
+    private final class Host: ProgramHost {
+        let app: TerminalApp
+        init(app: TerminalApp) { self.app = app }
 
-    private func loop() throws -> Int32 {
-        let terminal = try Terminal(options: .init(mouse: settings.mouse, colors: colors))
-        defer { terminal.restore() }
-        let events = EventLoop(terminal: terminal, network: inbox.pipe)
-        let pending = inbox.take()
-        let needsName = pending.contains { if case .needsUsername = $0 { true } else { false } }
-        var model = UIModel(settings: settings, hasSession: !needsName)
-        var grid = CellGrid(width: 0, height: 0)
-        var full = true
-        var exitCode: Int32 = 0
-        var pendingFrame = true
-        var urgent = true
-        var lastFrame = ContinuousClock.now
-        var rang = false
+        func read<T>(_ body: (ChatState) throws -> T) rethrows -> T { try app.client.read(body) }
 
-        // Every message meets the chat state as it is now, read in place under the client's
-        // lock, after the model caught up with it and with the clock.
-        func handle(_ message: UIMessage) {
-            let effects = client.read { chat in
-                model.sync(with: chat, now: Date())
-                return model.update(message, chat: chat)
-            }
-            for effect in effects {
-                switch effect {
-                case .login(let name): actions.yield(.login(name))
-                case .send(let text, let to): actions.yield(.send(text, to: to))
-                case .select(let id): client.select(id)  // at once: the next key sees it
-                case .logout(let deleteHistory): actions.yield(.logout(deleteHistory: deleteHistory))
-                case .loadOlder(let id): actions.yield(.loadOlder(id))
-                case .bell where !rang:
-                    // One bell per frame, however many messages came in it.
-                    terminal.bell()
-                    rang = true
-                case .bell: break
-                case .redraw: full = true
-                case .quit: break
-                }
+        func take() -> [UIMessage] { app.inbox.take() }
+
+        func perform(_ effect: Effect) {
+            switch effect {
+            case .login(let name): app.actions.yield(.login(name))
+            case .send(let text, let to): app.actions.yield(.send(text, to: to))
+            case .select(let id): app.client.select(id)  // at once: the next key sees it
+            case .logout(let deleteHistory): app.actions.yield(.logout(deleteHistory: deleteHistory))
+            case .loadOlder(let id): app.actions.yield(.loadOlder(id))
+            case .quit, .bell, .redraw, .notify: break  // the program's own
             }
         }
-
-        handle(.resize(width: terminal.width, height: terminal.height))
-        for message in pending { handle(message) }
-        while !model.quitting {
-            // Draw now after a key or a resize (typing must feel immediate), but at most one frame
-            // per frameInterval for network news: a busy conversation is shown at 60 frames a
-            // second, not redrawn for every one of thousands of messages.
-            let now = ContinuousClock.now
-            if pendingFrame, urgent || full || now - lastFrame >= Self.frameInterval {
-                // Only what changed reaches the terminal, and nothing at all when the frame is the same.
-                let previous = grid
-                client.read { chat in
-                    model.sync(with: chat, now: Date())
-                    View.render(model, chat, into: &grid)
-                }
-                if full || grid != previous { terminal.draw(grid, full: full) }
-                full = false
-                pendingFrame = false
-                lastFrame = now
-                rang = false
-            }
-            urgent = false
-
-            // Timers only when needed: the rest of a frame interval while news waits to be drawn,
-            // and the next whole second while a countdown is on screen.
-            var timeout: Int32?
-            if pendingFrame {
-                let left = Self.frameInterval - (ContinuousClock.now - lastFrame)
-                timeout = max(Int32(left.components.attoseconds / 1_000_000_000_000_000) + 1, 1)
-            }
-            if model.reconnectCountdown != nil {
-                let fraction = Date().timeIntervalSince1970.truncatingRemainder(dividingBy: 1)
-                let second = Int32(((1 - fraction) * 1000).rounded(.up)) + 5
-                timeout = min(timeout ?? second, second)
-            }
-            for wake in events.next(timeout: timeout) {
-                switch wake {
-                case .terminal(let terminalEvents):
-                    urgent = true
-                    pendingFrame = true
-                    for event in terminalEvents {
-                        switch event {
-                        case .key(let key): handle(.key(key))
-                        case .paste(let text): handle(.paste(text))
-                        case .resize(let width, let height): handle(.resize(width: width, height: height))
-                        }
-                    }
-                case .network:
-                    // The state changed (the frame catches up with it), and maybe more to hear.
-                    pendingFrame = true
-                    for message in inbox.take() { handle(message) }
-                case .timer:
-                    pendingFrame = true  // the frame's catching up moves the countdown
-                case .terminate(let signal):
-                    exitCode = 128 + signal
-                    model.quitNow()
-                }
-            }
-        }
-        actions.finish()
-        return exitCode
     }
 
     /// Waits until what the person sent has been handed over (or the connection is gone).
     func finish() async {
+        actions.finish()
         await worker.value
     }
 }

@@ -224,7 +224,7 @@ import Testing
         // Our own message from another client of ours: no bell.
         #expect(model.apply(.messageReceived(PrivateMessage(content: "me", from: "a", to: "c"), at: Date())) == [])
         var quiet = Screen(settings: .init(serverURL: "x", bell: false), chat: model.chat, hasSession: true)
-        #expect(quiet.update(.arrived(from: "c")) == [])
+        #expect(quiet.update(.arrived(from: "c", content: "psst")) == [])
     }
 
     @Test func thePromptValidatesThenLogsInAndTheSessionOpensTheChat() {
@@ -296,7 +296,7 @@ import Testing
         chat.apply(.session(userID: "a", username: "alice"))
         let fromPeer = ChatEvent.messageReceived(PrivateMessage(content: "x", from: "b", to: "a"), at: Date())
         let fromUs = ChatEvent.messageReceived(PrivateMessage(content: "x", from: "a", to: "b"), at: Date())
-        #expect(UIMessage.news(of: fromPeer, in: chat).map { if case .arrived(from: "b") = $0 { true } else { false } } == true)
+        #expect(UIMessage.news(of: fromPeer, in: chat).map { if case .arrived(from: "b", content: "x") = $0 { true } else { false } } == true)
         #expect(UIMessage.news(of: fromUs, in: chat) == nil)
         #expect(UIMessage.news(of: .warning("w"), in: chat).map { if case .notice("w") = $0 { true } else { false } } == true)
         #expect(UIMessage.news(of: .loggedOut(reason: "r"), in: chat).map { if case .needsUsername("r") = $0 { true } else { false } } == true)
