@@ -503,6 +503,43 @@ public final class ChatClient: Sendable {
         }
     }
 
+    /// Loads older kept messages of a conversation until the one with history id `id` is in
+    /// the state (a search hit being opened), at most `maximumPages` pages.
+    public func loadOlder(of peer: String, through id: Int64, maximumPages: Int = 50) {
+        for _ in 0..<maximumPages {
+            let more = inner.withLock { state -> Bool in
+                guard case .some(.some(let oldest)) = state.oldestRestored[peer] else { return false }
+                return oldest > id
+            }
+            guard more, loadOlder(of: peer) else { return }
+        }
+    }
+
+    /// Every message that matches `query` (`MessageSearch`), newest first, at most
+    /// `MessageSearch.maximumHits`: the local history (after what waits to be written is
+    /// written), or without one what is in memory.
+    public func search(_ query: String) async -> [SearchHit] {
+        let query = MessageSearch.normalized(query)
+        let (history, me) = inner.withLock { ($0.history, $0.chat.selfID) }
+        guard let history, let me else { return read { $0.search(query) } }
+        await history.flush()
+        do {
+            let found = try history.search(server: server.value, me: me, limit: MessageSearch.maximumHits) { MessageSearch.matches($0, query) }
+            // Names as the server says them now, else as the history last saw them.
+            return read { chat in
+                found.map { hit in
+                    SearchHit(
+                        userID: hit.message.peer, username: chat.user(hit.message.peer)?.username ?? hit.username,
+                        message: Self.chatMessage(hit.message), historyID: hit.message.id
+                    )
+                }
+            }
+        } catch {
+            apply(.warning("the history could not be searched: \(error)"))
+            return read { $0.search(query) }
+        }
+    }
+
     private func restoreHistory(of me: String) {
         guard let history = inner.withLock({ state -> HistoryStore? in
             guard state.restoredFor != me else { return nil }

@@ -251,6 +251,28 @@ public final class HistoryStore: Sendable {
         }
     }
 
+    /// What `me` said and heard on `server` whose content `matches`, newest first, at most
+    /// `limit`, each with its peer's name as last seen. The whole history is read (one pass, in
+    /// the database's own thread of work), never held: only the hits are.
+    public func search(server: String, me: String, limit: Int, matching: @escaping @Sendable (String) -> Bool) throws -> [(message: StoredMessage, username: String)] {
+        try database.read { db in
+            let function = DatabaseFunction("parley_matches", argumentCount: 1, pure: true) { values in
+                String.fromDatabaseValue(values[0]).map(matching) ?? false
+            }
+            db.add(function: function)
+            defer { db.remove(function: function) }
+            return try Row_.fetchAll(
+                db,
+                sql: "SELECT m.id, m.peer, m.from_self, m.content, m.at, COALESCE(p.username, m.peer) FROM message m "
+                    + "LEFT JOIN peer p ON p.server = m.server AND p.me = m.me AND p.peer = m.peer "
+                    + "WHERE m.server = ? AND m.me = ? AND parley_matches(m.content) ORDER BY m.id DESC LIMIT ?",
+                arguments: [server, me, limit]
+            ).map { row in
+                (StoredMessage(id: row[0], peer: row[1], fromSelf: row[2], content: row[3], at: Date(timeIntervalSince1970: row[4])), row[5])
+            }
+        }
+    }
+
     /// Forgets what `me` said and heard on `server`.
     public func delete(server: String, me: String) throws {
         try database.write { db in

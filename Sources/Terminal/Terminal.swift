@@ -127,13 +127,14 @@ public final class Terminal: Backend {
             attributes = [
                 .normal: (0, 0), .bold: (bold, 0), .dim: (dim, 0), .reverse: (reverse, 0),
                 .online: (bold, 1), .offline: (dim, 2), .accent: (bold, 3), .error: (bold, 4), .highlight: (bold, 5),
+                .match: (reverse, 5), .currentMatch: (reverse | bold, 3),
             ]
         } else {
             // Monochrome: every style still differs from its neighbours by attribute.
             attributes = [
                 .normal: (0, 0), .bold: (bold, 0), .dim: (dim, 0), .reverse: (reverse, 0),
                 .online: (bold, 0), .offline: (dim, 0), .accent: (bold, 0), .error: (bold | underline, 0),
-                .highlight: (bold | underline, 0),
+                .highlight: (bold | underline, 0), .match: (underline, 0), .currentMatch: (reverse | underline, 0),
             ]
         }
     }

@@ -14,6 +14,10 @@ public enum Style: UInt8, Sendable, Hashable, CaseIterable {
     case error
     /// Unread counts, the "new messages" line, "more below".
     case highlight
+    /// Where a search's text occurs.
+    case match
+    /// The occurrence a search shows now.
+    case currentMatch
 }
 
 /// One column of the screen: the text drawn there (a scalar, plus any

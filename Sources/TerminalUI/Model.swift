@@ -31,6 +31,10 @@ public enum UIMessage: Sendable {
     case focus(Bool)
     /// Something the person should read (a warning).
     case notice(String)
+    /// The hits of a search across every conversation.
+    case searchResults(query: String, hits: [SearchHit])
+    /// A hit's conversation is open and loaded back to it.
+    case reveal(SearchHit, query: String)
     /// A message was refused (too long for the server, say): say why, and give the text back.
     case sendFailed(text: String, reason: String)
 }
@@ -59,6 +63,10 @@ public enum Effect: Sendable, Hashable {
     case logout(deleteHistory: Bool)
     /// Scrolling up reached the oldest message shown: bring older kept ones, if any.
     case loadOlder(userID: String)
+    /// Search every conversation, the local history included; the hits come back as `.searchResults`.
+    case searchAll(query: String)
+    /// Open a hit: load its conversation back to it, then say `.reveal`.
+    case reveal(SearchHit, query: String)
     case quit
     case bell
     /// A desktop notification; both strings are inert.
@@ -135,6 +143,10 @@ public struct UIModel: Sendable {
     public internal(set) var quitting = false
     /// `/logout` asked whether to delete the local history too; the next key answers.
     public internal(set) var confirmingLogout = false
+    /// Searching the open conversation (Ctrl-R, `/search`).
+    public internal(set) var search: ConversationSearch?
+    /// The list of hits of a search across every conversation (`/search -a`).
+    public internal(set) var results: SearchResults?
     /// Whether the terminal window has focus (as far as it reports: true until it says not).
     public internal(set) var focused = true
     /// When desktop notifications last went out, in all and per conversation (the rate limit).

@@ -18,6 +18,14 @@ extension UIModel {
             screen = .prompt(waiting: false)
             promptProblem = reason
             showHelp = false
+            search = nil
+            results = nil
+            return []
+        case .searchResults(let query, let hits):
+            received(hits, for: query)
+            return []
+        case .reveal(let hit, let query):
+            reveal(hit, query: query, chat)
             return []
         case .arrived(let from, let content):
             // On screen: the open conversation, in a window that has focus.
@@ -48,7 +56,11 @@ extension UIModel {
             return []
         case .paste(let text):
             let normalized = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
-            if case .prompt = screen {
+            if var current = search, results == nil {
+                current.query.insert(normalized.replacingOccurrences(of: "\n", with: " "))
+                search = current
+                findMatches(chat, showing: nil)
+            } else if case .prompt = screen {
                 input.insert(normalized.replacingOccurrences(of: "\n", with: " "))
             } else {
                 input.insert(normalized)
@@ -98,6 +110,7 @@ extension UIModel {
             moreBelow = true
             clampScroll(chat)  // with a history cap, the oldest lines went as the new ones came
         }
+        followSearch(chat, previousTotal: before.selected == seen.selected ? before.selectedTotal : nil)
         keepSelectionVisible(chat)
     }
 
@@ -128,6 +141,8 @@ extension UIModel {
             showHelp = false
             return []
         }
+        if results != nil, case .chat = screen { return pressInResults(key, chat) }
+        if search != nil, case .chat = screen { return pressWhileSearching(key, chat) }
         if key == .function(1) {
             showHelp = true
             return []
@@ -161,8 +176,11 @@ extension UIModel {
         return []
     }
 
-    private mutating func pressOnChat(_ key: Key, _ chat: ChatState) -> [Effect] {
+    mutating func pressOnChat(_ key: Key, _ chat: ChatState) -> [Effect] {
         switch key {
+        case .control("r"):
+            startSearch("", chat)
+            return []
         case .tab, .control("n"):
             return selectRelative(+1, chat)
         case .backTab, .control("p"):
@@ -219,20 +237,27 @@ extension UIModel {
 
     /// Keys that edit the input line, on either screen.
     private mutating func edit(_ key: Key) {
-        switch key {
-        case .character(let c): input.insert(String(c))
-        case .left, .control("b"): input.moveLeft()
-        case .right, .control("f"): input.moveRight()
-        case .home, .control("a"): input.moveHome()
-        case .end, .control("e"): input.moveEnd()
-        case .backspace, .control("h"): input.deleteBackward()
-        case .delete, .control("d"): input.deleteForward()
-        case .control("w"): input.deleteWordBackward()
-        case .control("u"): input.deleteToStart()
-        case .control("k"): input.deleteToEnd()
-        default: break
-        }
+        Self.edit(&input, key)
         historyPosition = nil
+    }
+
+    /// Keys that edit a line (the input, a search query); false for any other key.
+    @discardableResult
+    static func edit(_ line: inout InputLine, _ key: Key) -> Bool {
+        switch key {
+        case .character(let c): line.insert(String(c))
+        case .left, .control("b"): line.moveLeft()
+        case .right, .control("f"): line.moveRight()
+        case .home, .control("a"): line.moveHome()
+        case .end, .control("e"): line.moveEnd()
+        case .backspace, .control("h"): line.deleteBackward()
+        case .delete, .control("d"): line.deleteForward()
+        case .control("w"): line.deleteWordBackward()
+        case .control("u"): line.deleteToStart()
+        case .control("k"): line.deleteToEnd()
+        default: return false
+        }
+        return true
     }
 
     private mutating func submit(_ chat: ChatState) -> [Effect] {
@@ -253,6 +278,12 @@ extension UIModel {
             case "/help":
                 input.clear()
                 showHelp = true
+                return []
+            case "/search":
+                input.clear()
+                let rest = text.dropFirst(command.count).drop { $0 == " " }
+                if rest == "-a" || rest.hasPrefix("-a ") { return startSearchAll(String(rest.dropFirst(2))) }
+                startSearch(MessageSearch.normalized(String(rest)), chat)
                 return []
             default:
                 notice = "unknown command \(DisplayText.inert(command)) (/help lists them; // sends a leading /)"
@@ -368,7 +399,7 @@ extension UIModel {
     }
 
     /// No further up than the first line of the conversation.
-    private mutating func clampScroll(_ chat: ChatState) {
+    mutating func clampScroll(_ chat: ChatState) {
         guard scroll > 0 else { return }
         guard let user = chat.selectedUser else {
             scroll = 0

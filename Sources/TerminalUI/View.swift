@@ -9,7 +9,8 @@ struct ConversationLayout {
     enum Line {
         case label(String, fromSelf: Bool)
         case newMessages
-        case text(time: String?, Substring, fromSelf: Bool)
+        /// A line of the message at `index` (the part of its inert text it shows).
+        case text(time: String?, Substring, fromSelf: Bool, index: Int)
         case queued
     }
 
@@ -62,7 +63,7 @@ struct ConversationLayout {
         }
         let wrapped = DisplayText.wrapped(DisplayText.inert(message.content, multiline: true), toWidth: textWidth)
         for (n, part) in wrapped.enumerated() {
-            lines.append(.text(time: n == 0 ? Self.clock(message.at, in: timeZone) : nil, part, fromSelf: message.fromSelf))
+            lines.append(.text(time: n == 0 ? Self.clock(message.at, in: timeZone) : nil, part, fromSelf: message.fromSelf, index: i))
         }
         if message.delivery == .queued { lines.append(.queued) }
         return lines
@@ -122,6 +123,7 @@ public enum View {
         case .prompt(let waiting): prompt(model, chat, waiting: waiting, &grid)
         case .chat: chatScreen(model, chat, &grid)
         }
+        if let results = model.results, case .chat = model.screen { searchResults(model, results, &grid) }
         if model.showHelp { help(model, &grid) }
     }
 
@@ -253,9 +255,14 @@ public enum View {
                 let text = "── new messages "
                 let w = grid.write(text, row: row, column: left, limit: width, style: .highlight)
                 grid.write(String(repeating: "─", count: max(width - w - 1, 0)), row: row, column: left + w, limit: width - w, style: .highlight)
-            case .text(let time, let text, _):
+            case .text(let time, let text, _, let index):
                 if let time { grid.write(time, row: row, column: left, style: .dim) }
-                grid.write(text, row: row, column: left + ConversationLayout.timeColumn, limit: width - ConversationLayout.timeColumn)
+                let column = left + ConversationLayout.timeColumn
+                grid.write(text, row: row, column: column, limit: width - ConversationLayout.timeColumn)
+                if let search = model.search, search.isMatch(user.droppedCount + index) {
+                    let style: Style = search.currentPosition == user.droppedCount + index ? .currentMatch : .match
+                    highlight(search.text, in: text, row: row, column: column, style: style, &grid)
+                }
             case .queued:
                 grid.write("⧗ queued: sent when the connection is back", row: row, column: left + ConversationLayout.timeColumn, limit: width - ConversationLayout.timeColumn, style: .dim)
             }
@@ -270,11 +277,29 @@ public enum View {
         }
     }
 
+    /// Marks where `query` occurs in one line of a message. The occurrences are found in the
+    /// whole message (`text.base`), so one that the wrapping cut is marked on both lines.
+    static func highlight(_ query: String, in text: Substring, row: Int, column: Int, style: Style, _ grid: inout CellGrid) {
+        for range in MessageSearch.ranges(of: query, in: text.base) where range.upperBound > text.startIndex && range.lowerBound < text.endIndex {
+            let start = max(range.lowerBound, text.startIndex)
+            let end = min(range.upperBound, text.endIndex)
+            let offset = DisplayText.width(of: text.base[text.startIndex..<start])
+            grid.restyle(row: row, column: column + offset, width: DisplayText.width(of: text.base[start..<end]), style: style)
+        }
+    }
+
     static func statusBar(_ model: UIModel, _ chat: ChatState, _ grid: inout CellGrid) {
         let row = model.height - 2
         grid.fill(row: row, column: 0, width: model.width, height: 1, style: .reverse)
-        let hint = "F1 help · Tab next · Ctrl-Q quit"
-        let status = model.notice ?? connectionText(model, chat)
+        var hint = "F1 help · Tab next · Ctrl-Q quit"
+        var status = model.notice ?? connectionText(model, chat)
+        if let search = model.search {
+            hint = "Ctrl-R older · Ctrl-S newer · Enter stays · Esc back"
+            if model.notice == nil {
+                status = search.text.isEmpty ? "search this conversation"
+                    : search.matches.isEmpty ? "no match" : "match \((search.current ?? 0) + 1) of \(search.matches.count)"
+            }
+        }
         let hintWidth = DisplayText.width(of: hint)
         let room = model.width - 2
         let showHint = DisplayText.width(of: status) + hintWidth + 3 <= room
@@ -284,9 +309,14 @@ public enum View {
 
     static func inputLine(_ model: UIModel, _ chat: ChatState, _ grid: inout CellGrid) {
         let row = model.height - 1
-        let prompt = chat.selectedUser.map { "\(DisplayText.truncated(DisplayText.inert($0.username), toWidth: 12))> " } ?? "> "
+        var prompt = chat.selectedUser.map { "\(DisplayText.truncated(DisplayText.inert($0.username), toWidth: 12))> " } ?? "> "
+        var line = model.input
+        if let search = model.search {
+            prompt = "search: "
+            line = search.query
+        }
         let w = grid.write(prompt, row: row, column: 0, style: .accent)
-        let (text, cursor) = model.input.visible(columns: model.width - w - 1)
+        let (text, cursor) = line.visible(columns: model.width - w - 1)
         grid.write(text, row: row, column: w)
         grid.cursor = (row, w + cursor)
     }
@@ -299,6 +329,8 @@ public enum View {
             ("PgUp / PgDn, wheel", "scroll the conversation"),
             ("End", "back to the newest message"),
             ("Enter", "send (// sends a leading /)"),
+            ("Ctrl-R, /search TEXT", "search here: Ctrl-R/S older/newer, Esc back"),
+            ("/search -a TEXT", "search every conversation and the history"),
             ("Up / Down", "messages you sent here"),
             ("Left / Right, Home / End", "move; also Ctrl-B/F/A/E"),
             ("Backspace / Delete", "delete a character"),
@@ -315,13 +347,7 @@ public enum View {
         let boxHeight = min(model.height - 2, lines.count + 4)
         let left = (model.width - boxWidth) / 2
         let top = (model.height - boxHeight) / 2
-        grid.fill(row: top, column: left, width: boxWidth, height: boxHeight)
-        grid.write("┌" + String(repeating: "─", count: boxWidth - 2) + "┐", row: top, column: left, style: .dim)
-        for r in (top + 1)..<(top + boxHeight - 1) {
-            grid.write("│", row: r, column: left, style: .dim)
-            grid.write("│", row: r, column: left + boxWidth - 1, style: .dim)
-        }
-        grid.write("└" + String(repeating: "─", count: boxWidth - 2) + "┘", row: top + boxHeight - 1, column: left, style: .dim)
+        frame(row: top, column: left, width: boxWidth, height: boxHeight, &grid)
         grid.write(" Keys ", row: top, column: left + 2, style: .bold)
         let inner = boxWidth - 4
         for (n, (key, action)) in lines.prefix(boxHeight - 4).enumerated() {
@@ -330,6 +356,81 @@ public enum View {
             grid.write(DisplayText.truncated(key, toWidth: kw - 1), row: row, column: left + 2, style: .accent)
             grid.write(DisplayText.truncated(action, toWidth: inner - kw), row: row, column: left + 2 + kw)
         }
+    }
+
+    /// The hits of a search across every conversation, in a box over the chat.
+    static func searchResults(_ model: UIModel, _ results: SearchResults, _ grid: inout CellGrid) {
+        let boxWidth = min(model.width - 2, 100)
+        let boxHeight = min(model.height - 2, max(min(results.hits?.count ?? 1, model.resultRows), 1) + 4)
+        let left = (model.width - boxWidth) / 2
+        let top = (model.height - boxHeight) / 2
+        frame(row: top, column: left, width: boxWidth, height: boxHeight, &grid)
+        let inner = boxWidth - 4
+        let query = DisplayText.inert(results.query)
+        let count = results.hits.map { $0.count == MessageSearch.maximumHits ? "the newest \($0.count)" : "\($0.count)" } ?? "searching…"
+        let title = DisplayText.truncated(" \"\(query)\" in every conversation: \(count) ", toWidth: inner)
+        grid.write(title, row: top, column: left + 2, style: .bold)
+        grid.write(
+            DisplayText.truncated("Up/Down choose · Enter opens the conversation there · Esc closes", toWidth: inner),
+            row: top + boxHeight - 2, column: left + 2, style: .dim
+        )
+        guard let hits = results.hits else { return }
+        if hits.isEmpty { grid.write("no message matches", row: top + 1, column: left + 2, limit: inner, style: .dim) }
+        let nameWidth = min(16, inner / 4)
+        let timeWidth = 12  // "11-30 14:02 "
+        for n in 0..<min(boxHeight - 4, hits.count - results.offset) {
+            let index = results.offset + n
+            let hit = hits[index]
+            let row = top + 1 + n
+            let selected = index == results.selected
+            if selected { grid.fill(row: row, column: left + 1, width: boxWidth - 2, height: 1, style: .reverse) }
+            var col = left + 2
+            let name = DisplayText.truncated(DisplayText.inert(hit.message.fromSelf ? "→ " + hit.username : hit.username), toWidth: nameWidth - 1)
+            grid.write(name, row: row, column: col, style: selected ? .reverse : .accent)
+            col += nameWidth
+            grid.write(dayAndTime(hit.message.at, in: model.settings.timeZone), row: row, column: col, style: selected ? .reverse : .dim)
+            col += timeWidth
+            let snippet = Self.snippet(of: hit.message.content, around: results.query, width: inner - nameWidth - timeWidth)
+            grid.write(snippet, row: row, column: col, limit: left + boxWidth - 2 - col, style: selected ? .reverse : .normal)
+            if !selected { highlight(results.query, in: snippet[...], row: row, column: col, style: .match, &grid) }
+        }
+    }
+
+    /// One line of a message around the first match: inert, line feeds as spaces.
+    static func snippet(of content: String, around query: String, width: Int) -> String {
+        let text = DisplayText.inert(content.replacingOccurrences(of: "\n", with: " "))
+        guard let range = MessageSearch.ranges(of: query, in: text).first,
+            DisplayText.width(of: text[..<range.upperBound]) > width
+        else { return DisplayText.truncated(text, toWidth: width) }
+        // The match is further than the line goes: from a little before it, read in its place.
+        var start = range.lowerBound
+        var before = 0
+        while start > text.startIndex, before < width / 3 {
+            start = text.index(before: start)
+            before += DisplayText.width(of: text[start...start])
+        }
+        let shown = start == text.startIndex ? text : "…" + text[start...]
+        return DisplayText.truncated(shown, toWidth: width)
+    }
+
+    /// "MM-DD HH:MM" in `timeZone`.
+    static func dayAndTime(_ date: Date, in timeZone: TimeZone) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = timeZone
+        let day = calendar.dateComponents([.month, .day], from: date)
+        let two = { (n: Int) in (n < 10 ? "0" : "") + String(n) }
+        return two(day.month ?? 0) + "-" + two(day.day ?? 0) + " " + ConversationLayout.clock(date, in: timeZone)
+    }
+
+    /// A box drawn over what is there.
+    static func frame(row top: Int, column left: Int, width: Int, height: Int, _ grid: inout CellGrid) {
+        grid.fill(row: top, column: left, width: width, height: height)
+        grid.write("┌" + String(repeating: "─", count: width - 2) + "┐", row: top, column: left, style: .dim)
+        for r in (top + 1)..<(top + height - 1) {
+            grid.write("│", row: r, column: left, style: .dim)
+            grid.write("│", row: r, column: left + width - 1, style: .dim)
+        }
+        grid.write("└" + String(repeating: "─", count: width - 2) + "┘", row: top + height - 1, column: left, style: .dim)
     }
 
     // MARK: Helpers

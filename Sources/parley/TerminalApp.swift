@@ -52,6 +52,8 @@ final class TerminalApp: Sendable {
         case send(String, to: String)
         case logout(deleteHistory: Bool)
         case loadOlder(String)
+        case searchAll(String)
+        case reveal(SearchHit, query: String)
     }
 
     private let client: ChatClient
@@ -89,6 +91,11 @@ final class TerminalApp: Sendable {
                     await client.logout(deleteHistory: deleteHistory)
                 case .loadOlder(let peer):
                     client.loadOlder(of: peer)
+                case .searchAll(let query):
+                    inbox.post(.searchResults(query: query, hits: await client.search(query)))
+                case .reveal(let hit, let query):
+                    if let id = hit.historyID { client.loadOlder(of: hit.userID, through: id) }
+                    inbox.post(.reveal(hit, query: query))
                 }
             }
         }
@@ -128,6 +135,8 @@ final class TerminalApp: Sendable {
             case .select(let id): app.client.select(id)  // at once: the next key sees it
             case .logout(let deleteHistory): app.actions.yield(.logout(deleteHistory: deleteHistory))
             case .loadOlder(let id): app.actions.yield(.loadOlder(id))
+            case .searchAll(let query): app.actions.yield(.searchAll(query))
+            case .reveal(let hit, let query): app.actions.yield(.reveal(hit, query: query))
             case .quit, .bell, .redraw, .notify: break  // the program's own
             }
         }

@@ -352,7 +352,13 @@ struct ChatHarness {
         h.serve(connection, userID: "u1", sessionID: "s1", username: "alice")
         _ = try await log.next { if case .users = $0 { true } else { nil } }
         #expect(client.read { $0.user("b")?.messages.first?.content } == "m50")
-        #expect(client.loadOlder(of: "b"))
+        // Searching every conversation reads the history, not only what is in memory (the
+        // newest hits first, with their history rows); opening an old hit loads back to it.
+        let hits = await client.search("M7")
+        #expect(hits.map(\.message.content) == (70..<80).reversed().map { "m\($0)" } + ["m7"])
+        #expect(hits.allSatisfy { $0.username == "bob" && $0.userID == "b" && $0.historyID != nil })
+        #expect(await client.search("   ").isEmpty)
+        client.loadOlder(of: "b", through: hits.last!.historyID!)
         #expect(client.read { $0.user("b")?.messages.map(\.content) } == (0..<250).map { "m\($0)" })
         #expect(!client.loadOlder(of: "b"))
         await client.close()

@@ -1,3 +1,4 @@
+import Chat
 import ChatClient
 import Foundation
 import History
@@ -35,6 +36,25 @@ import Testing
         try store.delete(server: "ws://a/", me: "u1")
         #expect(try store.peers(server: "ws://a/", me: "u1").isEmpty)
         #expect(try store.peers(server: "ws://a/", me: "u2").count == 1)
+    }
+
+    /// A search reads the whole history of one account on one server, newest first, with the
+    /// peers' names, and gives back at most its limit.
+    @Test func aSearchFindsWhatMatchesNewestFirstWithinItsLimit() async throws {
+        let (store, _) = try HistoryStore.open(directory: directory())
+        let t0 = Date(timeIntervalSince1970: 1_700_000_000)
+        for n in 0..<1_000 {
+            let peer = n.isMultiple(of: 2) ? "b" : "c"
+            store.append(server: "ws://a/", me: "u1", StoredMessage(peer: peer, fromSelf: false, content: n % 100 == 7 ? "ÉCOLE \(n)" : "m\(n)", at: t0 + Double(n)), peerName: peer == "b" ? "bob" : "carol")
+        }
+        store.append(server: "ws://a/", me: "u2", StoredMessage(peer: "b", fromSelf: false, content: "école, not u1's", at: t0), peerName: "bob")
+        await store.flush()
+        let hits = try store.search(server: "ws://a/", me: "u1", limit: 100) { MessageSearch.matches($0, "ecole") }
+        #expect(hits.map(\.message.content) == (0..<10).reversed().map { "ÉCOLE \($0 * 100 + 7)" })
+        #expect(hits.allSatisfy { $0.username == "carol" && $0.message.peer == "c" })
+        #expect(try store.search(server: "ws://a/", me: "u1", limit: 3) { MessageSearch.matches($0, "ecole") }.count == 3)
+        // The query is the caller's rule, a plain string: SQL's wildcards mean nothing.
+        #expect(try store.search(server: "ws://a/", me: "u1", limit: 10) { MessageSearch.matches($0, "%") }.isEmpty)
     }
 
     /// `--history-days`: what is older is forgotten when the history is opened, and a peer

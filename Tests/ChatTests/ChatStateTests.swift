@@ -352,4 +352,20 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
             if state.totalUnread != sum { break }
         }
     }
+
+    /// Without a local history, a search across conversations reads what is in memory: every
+    /// conversation, newest first, case and accents aside, at most the limit.
+    @Test func aSearchOfEveryConversationInMemory() {
+        var state = loggedIn()
+        state.apply(.messageReceived(PrivateMessage(content: "Crème brûlée?", from: "b", to: "a"), at: t0))
+        state.apply(.messageReceived(PrivateMessage(content: "no", from: "c", to: "a"), at: t0 + 1))
+        state.apply(.messageSent(SentMessage(id: 1, to: "c", content: "creme BRULEE!", at: t0 + 2), queued: false))
+        let hits = state.search("  brulee ")
+        #expect(hits.map(\.message.content) == ["creme BRULEE!", "Crème brûlée?"])
+        #expect(hits.map(\.userID) == ["c", "b"])
+        #expect(hits.map(\.username) == ["carol", "bob"])
+        #expect(state.search("brulee", limit: 1).count == 1)
+        #expect(state.search("").isEmpty)
+        #expect(MessageSearch.ranges(of: "aa", in: "aaaaa").count == 2)
+    }
 }
