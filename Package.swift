@@ -105,15 +105,16 @@ let package = Package(
         ),
         // The terminal front end as values: model, update (keys and network in, effects out),
         // and a view that draws into an in-memory cell grid. No terminal needed.
+        // Keys, and the pure decoder of a terminal's bytes into them.
+        .target(name: "TerminalKeys", swiftSettings: strict),
         .target(
             name: "TerminalUI",
             // CNcursesw only for wcwidth: widths as ncurses computes them.
-            dependencies: ["Chat", "CNcursesw", "InertText", .product(name: "DequeModule", package: "swift-collections")],
+            dependencies: ["Chat", "TerminalKeys", "CNcursesw", "InertText", .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strict
         ),
-        // The runtime: the program's loop over a backend (a protocol), and the key decoder
-        // (bytes in, keys out). Pure enough to test without a terminal.
-        .target(name: "TerminalRuntime", dependencies: ["TerminalUI", "Chat"], swiftSettings: strict),
+        // The runtime: the program's loop over a backend (a protocol), testable without a terminal.
+        .target(name: "TerminalRuntime", dependencies: ["TerminalUI", "TerminalKeys", "Chat"], swiftSettings: strict),
         // The ncursesw backend: bytes in, cell grids out, the poll() wait, terminal restore.
         .target(name: "Terminal", dependencies: ["TerminalRuntime", "TerminalUI", "CNcursesw"], swiftSettings: strict),
         // Headless mode: JSON lines in and out.
@@ -122,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "parley",
             dependencies: [
-                "Headless", "ChatClient", "Chat", "SocketIO", "EngineIO", "TerminalUI", "TerminalRuntime", "Terminal", "InertLog", "PrivateFiles",
+                "Headless", "ChatClient", "Chat", "SocketIO", "EngineIO", "TerminalUI", "TerminalKeys", "TerminalRuntime", "Terminal", "InertLog", "PrivateFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -229,8 +230,11 @@ let package = Package(
         .testTarget(name: "ChatSchemaTests", dependencies: ["ChatSchema", "JSON"], swiftSettings: strict),
         .testTarget(name: "ChatTests", dependencies: ["Chat"], swiftSettings: strict),
         .testTarget(name: "ChatClientTests", dependencies: ["ChatClient", "PrivateFiles", "History", "SocketIOTesting"], swiftSettings: strict),
-        .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "Chat"], swiftSettings: strict),
-        .testTarget(name: "TerminalRuntimeTests", dependencies: ["TerminalRuntime", "TerminalUI", "Chat"], swiftSettings: strict),
+        .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "TerminalKeys", "Chat"], swiftSettings: strict),
+        .testTarget(
+            name: "TerminalRuntimeTests", dependencies: ["TerminalRuntime", "TerminalKeys", "TerminalUI", "Chat"], exclude: ["Snapshots"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "HeadlessTests", dependencies: ["Headless", "Chat", "JSON"], swiftSettings: strict),
         .testTarget(
             name: "ServerTests",
@@ -250,7 +254,7 @@ let package = Package(
         // into libFuzzer executables (Fuzz/README.md), and the tests replay the corpus through them.
         .target(
             name: "FuzzTargets",
-            dependencies: ["InertText", "JSON", "EngineIOProtocol", "SocketIOProtocol", "ChatSchema", "Chat"],
+            dependencies: ["InertText", "JSON", "EngineIOProtocol", "SocketIOProtocol", "ChatSchema", "Chat", "TerminalKeys"],
             path: "Fuzz/Targets",
             swiftSettings: strict
         ),

@@ -2,7 +2,7 @@
 # make fuzz: builds the libFuzzer targets of Fuzz/ (coverage + AddressSanitizer) into
 # .build-fuzz/ and runs each for FUZZ_SECONDS seconds (default 60), one after the other.
 #
-#   scripts/fuzz.sh [target...]     targets: json engineioPacket engineioPayload socketioPacket chatPayloads client
+#   scripts/fuzz.sh [target...]     targets: json engineioPacket engineioPayload socketioPacket chatPayloads client terminalKeys
 #
 # Inputs: the seed corpus Fuzz/Corpus/<target> and the kept crashes Fuzz/Regressions/<target>
 # (read only); what the fuzzer finds goes to .build-fuzz/corpus/<target>, crashes and
@@ -20,7 +20,7 @@ out="$work/out"
 logs="$work/logs"
 build_log="$logs/build.log"
 
-all_targets=(json engineioPacket engineioPayload socketioPacket chatPayloads client)
+all_targets=(json engineioPacket engineioPayload socketioPacket chatPayloads client terminalKeys)
 if (($# > 0)); then targets=("$@"); else targets=("${all_targets[@]}"); fi
 for target in "${targets[@]}"; do
     if [[ ! " ${all_targets[*]} " =~ " $target " ]]; then
@@ -107,10 +107,11 @@ build_module EngineIOProtocol "$root/Sources/EngineIOProtocol" flags JSON
 build_module SocketIOProtocol "$root/Sources/SocketIOProtocol" flags EngineIOProtocol JSON
 build_module ChatSchema "$root/Sources/ChatSchema" flags JSON
 build_module Chat "$root/Sources/Chat" flags ChatSchema JSON DequeModule
-build_module FuzzTargets "$root/Fuzz/Targets" flags InertText JSON EngineIOProtocol SocketIOProtocol ChatSchema Chat
+build_module TerminalKeys "$root/Sources/TerminalKeys" flags
+build_module FuzzTargets "$root/Fuzz/Targets" flags InertText JSON EngineIOProtocol SocketIOProtocol ChatSchema Chat TerminalKeys
 
 # Static libraries: dependents before their dependencies.
-modules=(FuzzTargets Chat DequeModule ContainersPreview InternalCollectionsUtilities ChatSchema SocketIOProtocol EngineIOProtocol JSON InertText)
+modules=(FuzzTargets TerminalKeys Chat DequeModule ContainersPreview InternalCollectionsUtilities ChatSchema SocketIOProtocol EngineIOProtocol JSON InertText)
 libs=()
 lib_keys=""
 archives=()

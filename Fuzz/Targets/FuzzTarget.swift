@@ -19,6 +19,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable, CustomStringConvertible 
     case chatPayloads
     /// A hostile server's frames through the client's decoders into the chat state.
     case client
+    /// A terminal's bytes (or a hostile paste) through `KeyDecoder`.
+    case terminalKeys
 
     public var description: String { rawValue }
 
@@ -31,6 +33,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable, CustomStringConvertible 
         case .socketioPacket: Fuzz.socketioPacket(input)
         case .chatPayloads: Fuzz.chatPayloads(input)
         case .client: Fuzz.client(input)
+        case .terminalKeys: Fuzz.terminalKeys(input)
         }
     }
 

@@ -1,3 +1,4 @@
+import TerminalKeys
 import CNcursesw
 import Foundation
 public import TerminalRuntime

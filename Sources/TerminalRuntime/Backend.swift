@@ -1,3 +1,4 @@
+import TerminalKeys
 public import Chat
 public import TerminalUI
 

@@ -1,3 +1,4 @@
+import TerminalKeys
 public import Foundation
 public import TerminalUI
 

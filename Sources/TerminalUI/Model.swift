@@ -1,20 +1,6 @@
 public import Chat
 public import Foundation
-
-/// A key press, as the backend decodes it from the terminal.
-public enum Key: Sendable, Hashable {
-    case character(Character)
-    case enter, tab, backTab, backspace, delete, escape
-    case left, right, up, down, home, end, pageUp, pageDown
-    case function(Int)
-    /// Ctrl plus a letter, lowercase ("a" for Ctrl-A).
-    case control(Character)
-    /// Alt (Meta) plus a character.
-    case alt(Character)
-    case mouseClick(row: Int, column: Int)
-    case wheelUp(row: Int, column: Int)
-    case wheelDown(row: Int, column: Int)
-}
+public import TerminalKeys
 
 /// Everything that can change what the person sees. Key presses, pastes,
 /// resizes and the network all arrive as one of these.

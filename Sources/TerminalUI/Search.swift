@@ -1,3 +1,4 @@
+import TerminalKeys
 public import Chat
 
 /// Searching the open conversation (Ctrl-R, `/search TEXT`): the query as typed, the messages

@@ -1,3 +1,4 @@
+import TerminalKeys
 import Testing
 import TerminalRuntime
 import TerminalUI
@@ -58,7 +59,7 @@ private func keys(_ keys: Key...) -> [InputEvent] { keys.map { .key($0) } }
         ("\u{1B}[3~", .delete), ("\u{1B}[5~", .pageUp), ("\u{1B}[6~", .pageDown), ("\u{1B}[Z", .backTab),
         ("\u{1B}OP", .function(1)), ("\u{1B}OS", .function(4)), ("\u{1B}[11~", .function(1)),
         ("\u{1B}[15~", .function(5)), ("\u{1B}[17~", .function(6)), ("\u{1B}[21~", .function(10)),
-        ("\u{1B}[24~", .function(12)), ("\u{1B}[1;2P", .function(1)), ("\u{1B}OM", .enter),
+        ("\u{1B}[24~", .function(12)), ("\u{1B}[1;2P", .function(1)), ("\u{1B}OM", .enter), ("\u{1B}[[A", .function(1)), ("\u{1B}[[E", .function(5)),
     ])
     func functionKeys(sequence: String, key: Key) {
         #expect(decode(sequence) == [.key(key)])
@@ -77,7 +78,9 @@ private func keys(_ keys: Key...) -> [InputEvent] { keys.map { .key($0) } }
         let endless = [0x1B, 0x5B] + [UInt8](repeating: 0x31, count: 10_000)
         #expect(decoder.feed(endless) == [])
         #expect(decoder.pendingTimeout == nil)
-        #expect(decoder.feed(Array("ok".utf8)) == keys(.character("o"), .character("k")))
+        // The rest of it, to its final byte, is dropped too: none of it is typed.
+        #expect(decoder.feed(Array("2222;3~ok".utf8)) == keys(.character("o"), .character("k")))
+        #expect(decode(endless + Array("~ok".utf8)) == keys(.character("o"), .character("k")))
         // Cut short and nothing more came: dropped, and Alt-[ alone is still Alt-[.
         #expect(decode("\u{1B}[1;") == [])
         #expect(decode("\u{1B}[") == keys(.alt("[")))

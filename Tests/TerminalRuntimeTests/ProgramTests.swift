@@ -1,3 +1,4 @@
+import TerminalKeys
 import Chat
 import Foundation
 import Testing

@@ -1,4 +1,17 @@
-public import TerminalUI
+/// A key press, as `KeyDecoder` reads it from the terminal's bytes.
+public enum Key: Sendable, Hashable {
+    case character(Character)
+    case enter, tab, backTab, backspace, delete, escape
+    case left, right, up, down, home, end, pageUp, pageDown
+    case function(Int)
+    /// Ctrl plus a letter, lowercase ("a" for Ctrl-A).
+    case control(Character)
+    /// Alt (Meta) plus a character.
+    case alt(Character)
+    case mouseClick(row: Int, column: Int)
+    case wheelUp(row: Int, column: Int)
+    case wheelDown(row: Int, column: Int)
+}
 
 /// What a terminal's bytes mean to the program.
 public enum InputEvent: Sendable, Hashable {
@@ -17,7 +30,8 @@ public enum InputEvent: Sendable, Hashable {
 /// Bytes may arrive split anywhere (a slow link): what could still be the start of a sequence
 /// is held, `pendingTimeout` says how long to wait for the rest, and `flush()` then decides (a
 /// lone ESC is Escape). Nothing here allocates without bound: a sequence longer than
-/// `maximumSequence` is dropped, a paste is handed over in parts of at most `pasteLimit` bytes.
+/// `maximumSequence` is dropped (to its final byte, as it comes), a paste is handed over in
+/// parts of at most `pasteLimit` bytes.
 /// Unknown sequences are dropped, never typed as text ("[1;5D").
 public struct KeyDecoder: Sendable {
     /// The longest control sequence kept waiting for its final byte.
@@ -32,6 +46,9 @@ public struct KeyDecoder: Sendable {
     private var buffer: [UInt8] = []
     /// Inside a bracketed paste: its bytes so far.
     private var paste: [UInt8]?
+    /// A control sequence outgrew `maximumSequence`: its bytes are dropped as they come, up
+    /// to its final byte (so none of it is typed, however it is split).
+    private var discarding = false
     private let pasteLimit: Int
 
     /// `pasteLimit`: the largest part of a paste handed over at once (tests make it small).
@@ -55,11 +72,14 @@ public struct KeyDecoder: Sendable {
     /// No more bytes came in time: a held ESC is Escape, an unfinished sequence is dropped, an
     /// unfinished paste ends.
     public mutating func flush() -> [InputEvent] {
+        discarding = false
         var events = decode(final: true)
-        if let paste {
-            events.append(.paste(Self.pasteText(paste + buffer)))
-            self.paste = nil
+        if paste != nil {
+            paste!.append(contentsOf: buffer)
             buffer = []
+            handOverParts(into: &events)
+            events.append(.paste(Self.pasteText(paste!)))
+            paste = nil
         }
         return events
     }
@@ -79,6 +99,18 @@ public struct KeyDecoder: Sendable {
         var events: [InputEvent] = []
         var start = 0
         while start < buffer.count {
+            if discarding {
+                let byte = buffer[start]
+                if (0x20...0x3F).contains(byte) {
+                    start += 1
+                    continue
+                }
+                discarding = false
+                if (0x40...0x7E).contains(byte) {  // its final byte
+                    start += 1
+                    continue
+                }
+            }
             if paste != nil {
                 let (next, waiting) = takePaste(from: start, into: &events)
                 start = next
@@ -87,7 +119,13 @@ public struct KeyDecoder: Sendable {
             }
             var step = Self.step(buffer[start...])
             if case .incomplete = step {
-                if !final && buffer.count - start <= Self.maximumSequence { break }
+                if buffer.count - start > Self.maximumSequence {
+                    // Too long to be a key: dropped, with the rest of it as it comes.
+                    discarding = !final
+                    start = buffer.count
+                    break
+                }
+                if !final { break }
                 step = Self.timedOut(buffer[start...])
             }
             switch step {
@@ -111,6 +149,7 @@ public struct KeyDecoder: Sendable {
         let rest = buffer[start...]
         if let end = Self.find(Self.pasteEndMarker, in: rest) {
             paste!.append(contentsOf: buffer[start..<end])
+            handOverParts(into: &events)
             events.append(.paste(Self.pasteText(paste!)))
             paste = nil
             return (end + Self.pasteEndMarker.count, false)
@@ -124,6 +163,12 @@ public struct KeyDecoder: Sendable {
         }
         let end = buffer.count - keep
         paste!.append(contentsOf: buffer[start..<end])
+        handOverParts(into: &events)
+        return (end, true)
+    }
+
+    /// While the paste is larger than the limit, its first part goes out.
+    private mutating func handOverParts(into events: inout [InputEvent]) {
         while paste!.count > pasteLimit {
             // Cut at a character boundary: the rest starts the next part.
             var cut = pasteLimit
@@ -131,7 +176,6 @@ public struct KeyDecoder: Sendable {
             events.append(.paste(Self.pasteText(paste![..<cut])))
             paste!.removeFirst(cut)
         }
-        return (end, true)
     }
 
     private static let pasteEndMarker: [UInt8] = Array("\u{1B}[201~".utf8)
@@ -148,7 +192,14 @@ public struct KeyDecoder: Sendable {
 
     /// Pasted bytes as text: invalid UTF-8 repaired, line ends as line feeds.
     static func pasteText(_ bytes: some Collection<UInt8>) -> String {
-        String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
+        var text = String.UnicodeScalarView()
+        var afterCR = false
+        for scalar in String(decoding: bytes, as: UTF8.self).unicodeScalars {
+            defer { afterCR = scalar == "\r" }
+            if scalar == "\n", afterCR { continue }  // CR LF: one line end, already written
+            text.append(scalar == "\r" ? "\n" : scalar)
+        }
+        return String(text)
     }
 
     /// One key (or sequence) at the start of `bytes`.
@@ -200,13 +251,21 @@ public struct KeyDecoder: Sendable {
     /// `ESC [ params intermediates final`.
     private static func csi(_ bytes: ArraySlice<UInt8>) -> Step {
         let s = bytes.startIndex
+        if bytes.count > 2, bytes[s + 2] == UInt8(ascii: "[") {
+            // The Linux console's F1–F5: ESC [ [ A … E.
+            guard bytes.count > 3 else { return .incomplete }
+            let n = Int(bytes[s + 3]) - Int(UInt8(ascii: "A")) + 1
+            return .event((1...5).contains(n) ? .key(.function(n)) : nil, count: 4)
+        }
         var i = s + 2
         while i < bytes.endIndex, (0x20...0x3F).contains(bytes[i]) { i += 1 }
         guard i < bytes.endIndex else { return .incomplete }
         let final = bytes[i]
         guard (0x40...0x7E).contains(final) else { return .event(nil, count: i - s) }  // broken: drop up to here
-        let parameters = String(decoding: bytes[(s + 2)..<i], as: UTF8.self)
         let count = i - s + 1
+        // Longer than a key ever is: dropped, as it is when it comes in pieces.
+        guard count - 1 <= Self.maximumSequence else { return .event(nil, count: count) }
+        let parameters = String(decoding: bytes[(s + 2)..<i], as: UTF8.self)
         if final == UInt8(ascii: "M"), parameters.isEmpty {
             // X10 mouse: three more bytes.
             guard bytes.count >= count + 3 else { return .incomplete }
