@@ -103,8 +103,17 @@ struct TerminalInteropTests {
             }
             #expect(unread.contains("connected as alice"))
             #expect(unread.lists("alice (yourself)", online: true))
+            // The window's title counts it (OSC 2, which tmux keeps as the pane's title).
+            try await alice.waitFor(format: "#{pane_title}", "the unread count in the title") { $0 == "(1) Parley — alice" }
             try await openConversation("mallory", in: alice)
             let shown = try await alice.waitFor("the message, made inert") { $0.shows("␛[2J␛[31mRED abc") }
+            try await alice.waitFor(format: "#{pane_title}", "the title without unread messages") { $0 == "Parley — alice" }
+            // Searching finds it by its inert text; Esc goes back.
+            try await alice.send(keys: "C-r")
+            try await alice.type("red")
+            try await alice.waitFor("one match") { $0.contains("match 1 of 1") && $0.lines.last == "search: red" }
+            try await alice.send(keys: "Escape")
+            try await alice.waitFor("the search closed") { $0.contains("connected as alice") && !$0.contains("search:") }
             #expect(!shown.contains("\u{202E}"))
             #expect(!shown.contains("\u{1B}"))
             // Not cleared: the list, the separator and the status bar are all still there.

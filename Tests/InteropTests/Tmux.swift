@@ -110,6 +110,25 @@ struct TmuxSession: Sendable {
         return pid
     }
 
+    /// Polls a tmux format about the pane (`#{pane_title}`, say) every 50 ms until `condition`
+    /// holds; after `timeout`, records an issue at the caller with the last value and throws.
+    @discardableResult
+    func waitFor(
+        format: String, _ what: String, timeout: Duration = .seconds(20),
+        sourceLocation: SourceLocation = #_sourceLocation,
+        _ condition: (String) -> Bool
+    ) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let value = try await self.format(format)
+            if condition(value) { return value }
+            if ContinuousClock.now >= deadline {
+                try #require(condition(value), "\(name): no \(what) after \(timeout); \(format) is \"\(value)\"", sourceLocation: sourceLocation)
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
     /// Polls the screen every 50 ms until `condition` holds; after `timeout`, records
     /// an issue at the caller with the last screen and throws.
     @discardableResult
