@@ -275,7 +275,10 @@ public struct ChatState: Sendable {
                 change(id) { $0.isConnected = false }
             }
         case .userConnected(let entry):
-            upsert(UserEntry(userID: entry.userID, username: entry.username, connected: true, messages: entry.messages))
+            // PROTOCOL.md: if known, mark online; else add it with an empty conversation. A part
+            // III server sends `messages: []` here: that is not the conversation, which a peer
+            // coming back must not wipe.
+            upsert(UserEntry(userID: entry.userID, username: entry.username, connected: true))
         case .userDisconnected(let userID):
             if usersByID[userID] != nil { change(userID) { $0.isConnected = false } }
         case .messageReceived(let message, let at):

@@ -124,20 +124,18 @@ public final class ChatClient: Sendable {
             observer?(event, chat)
         }
 
-        /// A server's own history of a conversation (part III) took its place: nothing of
-        /// ours goes above it when scrolling up.
         /// A page of kept messages of `peer` is in the state: paging back resumes before its
         /// oldest, or is over when the page was not full.
         mutating func restored(_ page: [StoredMessage], of peer: String) {
             oldestRestored[peer] = page.count < ChatClient.restoredMessagesPerConversation ? .some(nil) : page.first?.id
         }
 
+        /// A server's own history of a conversation (part III) took its place: nothing of
+        /// ours goes above it when scrolling up.
         private mutating func forgetOlder(after event: ChatEvent) {
             switch event {
             case .users(let entries):
                 for entry in entries where entry.messages != nil { oldestRestored[entry.userID] = .some(nil) }
-            case .userConnected(let entry) where entry.messages != nil:
-                oldestRestored[entry.userID] = .some(nil)
             default:
                 break
             }
@@ -524,15 +522,29 @@ public final class ChatClient: Sendable {
         guard let history, let me else { return read { $0.search(query) } }
         await history.flush()
         do {
-            let found = try history.search(server: server.value, me: me, limit: MessageSearch.maximumHits) { MessageSearch.matches($0, query) }
-            // Names as the server says them now, else as the history last saw them.
+            let matcher = MessageSearch.Matcher(query)
+            let found = try history.search(server: server.value, me: me, limit: MessageSearch.maximumHits) { matcher.matches($0) }
+            // Names as the server says them now, else as the history last saw them; and what is
+            // in memory but not in the history (a part III server's own history of a
+            // conversation), each message once.
             return read { chat in
-                found.map { hit in
+                var hits = found.map { hit in
                     SearchHit(
                         userID: hit.message.peer, username: chat.user(hit.message.peer)?.username ?? hit.username,
                         message: Self.chatMessage(hit.message), historyID: hit.message.id
                     )
                 }
+                var kept: [SearchHit.Key: Int] = [:]
+                for hit in hits { kept[hit.key, default: 0] += 1 }
+                for hit in chat.search(query) {
+                    if let count = kept[hit.key], count > 0 {
+                        kept[hit.key] = count - 1
+                    } else {
+                        hits.append(hit)
+                    }
+                }
+                hits.sort { $0.message.at > $1.message.at }
+                return Array(hits.prefix(MessageSearch.maximumHits))
             }
         } catch {
             apply(.warning("the history could not be searched: \(error)"))

@@ -215,6 +215,11 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
         // An empty history (user connected of part III) clears nothing that was not there.
         state.apply(.userConnected(UserEntry(userID: "d", username: "dan", connected: true, messages: [])))
         #expect(state.user("d")!.messages.isEmpty)
+        // Nor a conversation that is: bob coming back (part III's `messages: []`) keeps it.
+        state.apply(.userDisconnected(userID: "b"))
+        state.apply(.userConnected(UserEntry(userID: "b", username: "bob", connected: true, messages: [])))
+        #expect(state.user("b")!.messages.map(\.content) == ["hi", "hello"])
+        #expect(state.user("b")!.isConnected)
     }
 
     @Test func historyReplacementKeepsQueuedMessages() {
