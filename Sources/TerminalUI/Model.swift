@@ -107,8 +107,10 @@ public struct UIModel: Sendable {
     /// Under the username field: why the last name was refused.
     public internal(set) var promptProblem: String?
     public internal(set) var showHelp = false
-    /// Lines scrolled up from the newest message; 0 follows the conversation.
-    public internal(set) var scroll = 0
+    /// Where the reader scrolled to: the line at the top of the conversation panel. Nil
+    /// follows the newest message. Held on a message, not as a count of lines from the end, so
+    /// that drawing, scrolling and new messages cost what is on screen, however far up it is.
+    public internal(set) var anchor: ScrollAnchor?
     /// New messages arrived below while scrolled up.
     public internal(set) var moreBelow = false
     /// The first message that was unread when the conversation was opened, as
@@ -135,6 +137,9 @@ public struct UIModel: Sendable {
     public internal(set) var results: SearchResults?
     /// Whether the terminal window has focus (as far as it reports: true until it says not).
     public internal(set) var focused = true
+    /// Messages to the open conversation while the window had no focus: unread to the reader,
+    /// though not to the chat state (the title counts them until the focus comes back).
+    public internal(set) var unseen = 0
     /// When desktop notifications last went out, in all and per conversation (the rate limit).
     var notified = NotificationLimiter()
     /// What `sync(with:now:)` last saw of the chat: plain values (keeping the state itself would
@@ -174,6 +179,14 @@ public struct UIModel: Sendable {
         guard let reconnectAt else { return nil }  // set by `sync(with:now:)` while an attempt is pending
         return max(Int((reconnectAt.timeIntervalSince(now)).rounded(.up)), 0)
     }
+}
+
+/// The top row of the conversation panel when it does not follow the newest message: line
+/// `line` of the message at `position` (`droppedCount + index`: it stays on its message when
+/// older ones are dropped).
+public struct ScrollAnchor: Sendable, Hashable {
+    public var position: Int
+    public var line: Int
 }
 
 /// At most one desktop notification every `gap`, and one per conversation every

@@ -11,8 +11,11 @@ public struct ConversationSearch: Sendable, Hashable {
     /// Index into `matches` of the match shown; nil when there is none.
     public internal(set) var current: Int?
     let userID: String
-    let scroll: Int
+    let anchor: ScrollAnchor?
     let moreBelow: Bool
+    /// The query `matches` were found for, and the conversation's `droppedCount` then.
+    var searched = ""
+    var scannedDropped = 0
 
     /// The query as matched.
     public var text: String { MessageSearch.normalized(query.text) }
@@ -51,7 +54,7 @@ extension UIModel {
             notice = "choose a conversation first: Tab, or Alt-1…9"
             return
         }
-        search = ConversationSearch(query: InputLine(query), userID: user.id, scroll: scroll, moreBelow: moreBelow)
+        search = ConversationSearch(query: InputLine(query), userID: user.id, anchor: anchor, moreBelow: moreBelow)
         findMatches(chat, showing: nil)
     }
 
@@ -61,7 +64,7 @@ extension UIModel {
         switch key {
         case .escape:
             // Back to where the reader was.
-            scroll = current.scroll
+            anchor = current.anchor
             moreBelow = current.moreBelow
             search = nil
             clampScroll(chat)
@@ -76,8 +79,13 @@ extension UIModel {
             let effects = pressOnChat(key, chat)
             search = current
             return effects
+        case .alt(let c):
+            // Esc then a key, typed faster than the escape delay (or pasted by a script): they
+            // came as Alt plus the key, which means nothing here. Take them as they were typed.
+            return pressWhileSearching(.escape, chat) + pressOnChat(.character(c), chat)
         default:
             guard Self.edit(&current.query, key) else { return [] }
+            current.query.limit(to: MessageSearch.maximumQueryLength)
             search = current
             findMatches(chat, showing: nil)
         }
@@ -85,16 +93,27 @@ extension UIModel {
     }
 
     /// The matches of the query in the open conversation; the view goes to the one at
-    /// `position`, else to the newest.
+    /// `position`, else to the newest. A query that extends the last one (typing on) only
+    /// narrows its matches down: what did not match before cannot match now.
     mutating func findMatches(_ chat: ChatState, showing position: Int?) {
         guard var current = search, let user = chat.user(current.userID) else { return }
         let query = current.text
-        current.matches = []
-        if !query.isEmpty {
-            for (index, message) in user.messages.enumerated() where MessageSearch.matches(message.content, query) {
-                current.matches.append(user.droppedCount + index)
+        let matcher = MessageSearch.Matcher(query)
+        if !current.searched.isEmpty, query.hasPrefix(current.searched), current.scannedDropped == user.droppedCount {
+            current.matches.removeAll { position in
+                let index = position - user.droppedCount
+                return index < 0 || index >= user.messages.count || !matcher.matches(user.messages[index].content)
+            }
+        } else {
+            current.matches = []
+            if !query.isEmpty {
+                for (index, message) in user.messages.enumerated() where matcher.matches(message.content) {
+                    current.matches.append(user.droppedCount + index)
+                }
             }
         }
+        current.searched = query
+        current.scannedDropped = user.droppedCount
         current.current = current.matches.isEmpty ? nil : position.flatMap { current.matches.firstIndex(of: $0) } ?? current.matches.count - 1
         search = current
         revealCurrentMatch(chat)
@@ -119,33 +138,36 @@ extension UIModel {
         let index = position - user.droppedCount
         guard user.messages.indices.contains(index) else { return }
         let layout = ConversationLayout(model: self, chat: chat)
-        var below = 0
-        for i in (index + 1)..<user.messages.endIndex { below += layout.lineCount(of: user, at: i) }
         let height = layout.lineCount(of: user, at: index)
-        scroll = max(below - max((conversationHeight - height) / 2, 0), 0)
+        let top = layout.up(from: .init(index: index, line: 0), by: max((conversationHeight - height) / 2, 0), in: user).place
+        anchor = ScrollAnchor(position: user.droppedCount + top.index, line: top.line)
         moreBelow = false
         clampScroll(chat)
     }
 
-    /// New messages in the open conversation while searching it: the ones that match join in;
-    /// positions of messages dropped by the cap leave.
+    /// The open conversation changed while searching it: new messages that match join in,
+    /// positions of messages gone (dropped by the cap, or replaced by a server's history)
+    /// leave, and older messages loaded above are searched too. Costs what changed.
     mutating func followSearch(_ chat: ChatState, previousTotal: Int?) {
         guard var current = search else { return }
         guard let user = chat.user(current.userID), user.id == chat.selectedUserID else {
             search = nil  // another conversation: the search was this one's
             return
         }
+        guard let previousTotal else { return }
         let total = user.messages.count + user.droppedCount
-        guard let previousTotal, total != previousTotal else { return }
+        guard total != previousTotal || user.droppedCount != current.scannedDropped else { return }
         let shown = current.currentPosition
-        current.matches.removeAll { $0 < user.droppedCount }
-        let query = current.text
-        if !query.isEmpty {
-            for position in max(previousTotal, user.droppedCount)..<total
-            where MessageSearch.matches(user.messages[position - user.droppedCount].content, query) {
-                current.matches.append(position)
-            }
+        let matcher = MessageSearch.Matcher(current.text)
+        func scan(_ positions: Range<Int>) -> [Int] {
+            guard !current.text.isEmpty, !positions.isEmpty else { return [] }
+            return positions.filter { matcher.matches(user.messages[$0 - user.droppedCount].content) }
         }
+        let older = user.droppedCount < current.scannedDropped ? scan(user.droppedCount..<min(current.scannedDropped, total)) : []
+        current.matches.removeAll { $0 < user.droppedCount || $0 >= total }
+        let newer = scan(max(previousTotal, user.droppedCount, (current.matches.last ?? -1) + 1)..<total)
+        current.matches = older + current.matches + newer
+        current.scannedDropped = user.droppedCount
         current.current = shown.flatMap { current.matches.firstIndex(of: $0) } ?? (current.matches.isEmpty ? nil : current.matches.count - 1)
         search = current
     }
@@ -171,6 +193,10 @@ extension UIModel {
         case .escape:
             results = nil
             return []
+        case .alt(let c):
+            // Esc then a key, faster than the escape delay: as they were typed.
+            results = nil
+            return pressOnChat(.character(c), chat)
         case .up, .control("p"), .wheelUp: current.selected -= 1
         case .down, .control("n"), .wheelDown: current.selected += 1
         case .pageUp: current.selected -= page
@@ -201,17 +227,23 @@ extension UIModel {
         results = current
     }
 
-    /// A hit's conversation is open (and loaded back to it): the search of it starts at the hit.
+    /// A hit's conversation is open (and loaded back to it): the search of it starts at the hit,
+    /// found as the same text from the same side, the nearest in time (a server's copy of a
+    /// conversation carries the time it came).
     mutating func reveal(_ hit: SearchHit, query: String, _ chat: ChatState) {
-        guard let user = chat.selectedUser, user.id == hit.userID,
-            let index = user.messages.lastIndex(where: {
-                $0.content == hit.message.content && $0.fromSelf == hit.message.fromSelf && abs($0.at.timeIntervalSince(hit.message.at)) < 0.001
-            })
-        else {
+        var best: (index: Int, distance: Double)?
+        if let user = chat.selectedUser, user.id == hit.userID {
+            for (index, message) in user.messages.enumerated()
+            where message.content == hit.message.content && message.fromSelf == hit.message.fromSelf {
+                let distance = abs(message.at.timeIntervalSince(hit.message.at))
+                if best == nil || distance < best!.distance { best = (index, distance) }
+            }
+        }
+        guard let user = chat.selectedUser, let index = best?.index else {
             notice = "that message is no longer in memory (see --history-limit)"
             return
         }
-        search = ConversationSearch(query: InputLine(query), userID: user.id, scroll: scroll, moreBelow: moreBelow)
+        search = ConversationSearch(query: InputLine(query), userID: user.id, anchor: anchor, moreBelow: moreBelow)
         findMatches(chat, showing: user.droppedCount + index)
     }
 

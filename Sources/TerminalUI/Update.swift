@@ -31,15 +31,16 @@ extension UIModel {
         case .arrived(let from, let content):
             // On screen: the open conversation, in a window that has focus.
             guard from != chat.selectedUserID || !focused else { return [] }
+            if from == chat.selectedUserID { unseen += 1 }  // open, but nobody is looking
             var effects: [Effect] = settings.bell ? [.bell] : []
             if settings.notifications, notified.allow(from, now: now) {
-                let name = chat.user(from).map { DisplayText.inert($0.username) } ?? "?"
-                let text = DisplayText.truncated(DisplayText.inert(content), toWidth: 100)
-                effects.append(.notify(title: "Parley: \(name)", body: text))
+                let name = DisplayText.label(chat.user(from)?.username ?? "?", columns: 32)
+                effects.append(.notify(title: "Parley: \(name)", body: DisplayText.label(content, columns: 100)))
             }
             return effects
         case .focus(let focused):
             self.focused = focused
+            if focused { unseen = 0 }
             return []
         case .notice(let text):
             notice = DisplayText.inert(text)
@@ -58,7 +59,8 @@ extension UIModel {
         case .paste(let text):
             let normalized = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
             if var current = search, results == nil {
-                current.query.insert(normalized.replacingOccurrences(of: "\n", with: " "))
+                current.query.insert(String(normalized.prefix(MessageSearch.maximumQueryLength)).replacingOccurrences(of: "\n", with: " "))
+                current.query.limit(to: MessageSearch.maximumQueryLength)
                 search = current
                 findMatches(chat, showing: nil)
             } else if case .prompt = screen {
@@ -99,18 +101,13 @@ extension UIModel {
             input.clear()
             promptProblem = nil
         }
-        // New lines below a reader who scrolled up: keep their view where it is.
-        if scroll > 0, let id = chat.selectedUserID, id == before.selected, let total = before.selectedTotal,
+        // New lines below a reader who scrolled up: the view stays on its message.
+        if anchor != nil, let id = chat.selectedUserID, id == before.selected, let total = before.selectedTotal,
             let user = chat.user(id), user.messages.count + user.droppedCount > total
         {
-            let newMessages = min(user.messages.count + user.droppedCount - total, user.messages.count)
-            let layout = ConversationLayout(model: self, chat: chat)
-            var added = 0
-            for i in (user.messages.count - newMessages)..<user.messages.count { added += layout.lineCount(of: user, at: i) }
-            scroll += added
             moreBelow = true
-            clampScroll(chat)  // with a history cap, the oldest lines went as the new ones came
         }
+        if anchor != nil { clampScroll(chat) }  // with a history cap, its message may have gone
         followSearch(chat, previousTotal: before.selected == seen.selected ? before.selectedTotal : nil)
         keepSelectionVisible(chat)
     }
@@ -195,20 +192,17 @@ extension UIModel {
         case .pageUp:
             return scrollUp(by: max(conversationHeight - 1, 1), chat)
         case .pageDown:
-            scroll = max(scroll - max(conversationHeight - 1, 1), 0)
-            if scroll == 0 { moreBelow = false }
+            scrollDown(by: max(conversationHeight - 1, 1), chat)
             return []
         case .end where input.isEmpty || input.cursor == input.characters.count:
             // End on an empty input (or with the cursor already at the end) returns to the newest.
-            scroll = 0
-            moreBelow = false
+            followNewest()
             input.moveEnd()
             return []
         case .wheelUp(_, let column) where settings.mouse && column > listWidth:
             return scrollUp(by: 3, chat)
         case .wheelDown(_, let column) where settings.mouse && column > listWidth:
-            scroll = max(scroll - 3, 0)
-            if scroll == 0 { moreBelow = false }
+            scrollDown(by: 3, chat)
             return []
         case .wheelUp where settings.mouse:
             return selectRelative(-1, chat)
@@ -300,8 +294,7 @@ extension UIModel {
         input.clear()
         historyPosition = nil
         draft = nil
-        scroll = 0
-        moreBelow = false
+        followNewest()
         return [.send(text: content, to: to)]
     }
 
@@ -366,8 +359,7 @@ extension UIModel {
         } else {
             unreadMarker = nil
         }
-        scroll = 0
-        moreBelow = false
+        followNewest()
         historyPosition = nil
         draft = nil
         // The client makes the selection; `sync(with:now:)` then keeps it in view.
@@ -389,26 +381,60 @@ extension UIModel {
         listOffset = max(min(listOffset, chat.order.count - rows), 0)
     }
 
-    /// Up by `lines`, no further than the first line shown; reaching it asks for older kept
-    /// messages (which go above, leaving the view where it is).
-    private mutating func scrollUp(by lines: Int, _ chat: ChatState) -> [Effect] {
-        let wanted = scroll + lines
-        scroll = wanted
-        clampScroll(chat)
-        guard scroll < wanted, settings.history, let id = chat.selectedUserID else { return [] }
-        return [.loadOlder(userID: id)]
+    /// Back to the newest message.
+    mutating func followNewest() {
+        anchor = nil
+        moreBelow = false
     }
 
-    /// No further up than the first line of the conversation.
-    mutating func clampScroll(_ chat: ChatState) {
-        guard scroll > 0 else { return }
-        guard let user = chat.selectedUser else {
-            scroll = 0
+    /// Up by `lines`, no further than the first line kept; reaching it asks for older kept
+    /// messages (which go above, leaving the view where it is).
+    mutating func scrollUp(by lines: Int, _ chat: ChatState) -> [Effect] {
+        guard let user = chat.selectedUser else { return [] }
+        let layout = ConversationLayout(model: self, chat: chat)
+        var reachedTop = true
+        if let start = anchor.flatMap({ layout.place(of: $0, in: user) }) ?? layout.bottomTop(of: user, rows: conversationHeight) {
+            let moved = layout.up(from: start, by: lines, in: user)
+            anchor = ScrollAnchor(position: user.droppedCount + moved.place.index, line: moved.place.line)
+            reachedTop = moved.reachedTop
+            clampScroll(chat)
+        }
+        guard reachedTop, settings.history else { return [] }
+        return [.loadOlder(userID: user.id)]
+    }
+
+    /// Down by `lines`; at the newest, the panel follows it again.
+    mutating func scrollDown(by lines: Int, _ chat: ChatState) {
+        guard let user = chat.selectedUser, let place = anchor.flatMap({ ConversationLayout(model: self, chat: chat).place(of: $0, in: user) })
+        else {
+            followNewest()
             return
         }
+        let moved = ConversationLayout(model: self, chat: chat).down(from: place, by: lines, in: user)
+        anchor = ScrollAnchor(position: user.droppedCount + moved.index, line: moved.line)
+        clampScroll(chat)
+    }
+
+    /// The anchor on a line that is kept, and no lower than a full panel above the end (from
+    /// there on, the panel follows the newest message). Costs a panel's lines.
+    mutating func clampScroll(_ chat: ChatState) {
+        guard let current = anchor else { return }
         let layout = ConversationLayout(model: self, chat: chat)
-        let available = layout.lineCount(of: user, upTo: scroll + conversationHeight)
-        scroll = max(min(scroll, available - conversationHeight), 0)
-        if scroll == 0 { moreBelow = false }
+        guard let user = chat.selectedUser, let place = layout.place(of: current, in: user),
+            layout.lines(from: place, in: user, upTo: conversationHeight + 1) > conversationHeight
+        else {
+            followNewest()
+            return
+        }
+        anchor = ScrollAnchor(position: user.droppedCount + place.index, line: place.line)
+    }
+
+    /// Lines below the panel's last row (0 when it shows the newest). Reads the whole
+    /// conversation below the anchor: for tests, not for drawing.
+    func linesBelowView(_ chat: ChatState) -> Int {
+        guard let current = anchor, let user = chat.selectedUser else { return 0 }
+        let layout = ConversationLayout(model: self, chat: chat)
+        guard let place = layout.place(of: current, in: user) else { return 0 }
+        return max(layout.lines(from: place, in: user, upTo: .max) - conversationHeight, 0)
     }
 }

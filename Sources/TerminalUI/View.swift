@@ -69,17 +69,97 @@ struct ConversationLayout {
         return lines
     }
 
-    /// The rows to show, oldest first: `rows` lines ending `scroll` lines above the newest.
-    func visibleLines(of user: ChatUser, rows: Int, scroll: Int) -> [Line] {
+    /// A place in the conversation: line `line` of the message at `index`.
+    struct Place: Equatable {
+        var index: Int
+        var line: Int
+    }
+
+    /// The rows to show, oldest first: `rows` lines from the anchor's line down, or the newest
+    /// `rows` lines when following (or when the anchor no longer fills the panel). Costs what
+    /// is shown, wherever the anchor is.
+    func visibleLines(of user: ChatUser, rows: Int, from anchor: ScrollAnchor?) -> [Line] {
+        if let place = anchor.flatMap({ place(of: $0, in: user) }) {
+            var window: [Line] = []
+            var i = place.index
+            var skip = place.line
+            while i < user.messages.endIndex, window.count < rows {
+                let message = lines(of: user, at: i)
+                window.append(contentsOf: message.dropFirst(skip).prefix(rows - window.count))
+                skip = 0
+                i += 1
+            }
+            if window.count == rows { return window }
+        }
         var reversed: [Line] = []
-        reversed.reserveCapacity(rows + scroll)
         var i = user.messages.endIndex
-        while i > user.messages.startIndex, reversed.count < scroll + rows {
+        while i > user.messages.startIndex, reversed.count < rows {
             i -= 1
             reversed.append(contentsOf: lines(of: user, at: i).reversed())
         }
-        let window = reversed.dropFirst(scroll).prefix(rows)
-        return window.reversed()
+        return reversed.prefix(rows).reversed()
+    }
+
+    /// Where an anchor is among the messages kept (the first line when its message was dropped).
+    func place(of anchor: ScrollAnchor, in user: ChatUser) -> Place? {
+        guard !user.messages.isEmpty else { return nil }
+        let index = anchor.position - user.droppedCount
+        if index < 0 { return Place(index: 0, line: 0) }
+        guard index < user.messages.count else { return nil }
+        return Place(index: index, line: min(max(anchor.line, 0), lineCount(of: user, at: index) - 1))
+    }
+
+    /// The top row when the panel shows the newest `rows` lines; nil when they all fit.
+    func bottomTop(of user: ChatUser, rows: Int) -> Place? {
+        var total = 0
+        var i = user.messages.endIndex
+        while i > user.messages.startIndex {
+            i -= 1
+            total += lineCount(of: user, at: i)
+            if total > rows { return Place(index: i, line: total - rows) }
+        }
+        return nil
+    }
+
+    /// `count` lines up from `place`; `reachedTop` when the first line came before that.
+    func up(from place: Place, by count: Int, in user: ChatUser) -> (place: Place, reachedTop: Bool) {
+        var place = place
+        var left = count
+        while left > 0 {
+            if place.line > 0 {
+                let step = min(place.line, left)
+                place.line -= step
+                left -= step
+            } else if place.index > 0 {
+                place.index -= 1
+                place.line = lineCount(of: user, at: place.index)
+            } else {
+                return (place, true)
+            }
+        }
+        return (place, false)
+    }
+
+    /// `count` lines down from `place` (no further than the last line).
+    func down(from place: Place, by count: Int, in user: ChatUser) -> Place {
+        var place = place
+        place.line += count
+        while place.index < user.messages.count - 1, place.line >= lineCount(of: user, at: place.index) {
+            place.line -= lineCount(of: user, at: place.index)
+            place.index += 1
+        }
+        return place
+    }
+
+    /// Lines from `place` to the end, counting no further than `limit`.
+    func lines(from place: Place, in user: ChatUser, upTo limit: Int) -> Int {
+        var total = lineCount(of: user, at: place.index) - place.line
+        var i = place.index + 1
+        while i < user.messages.endIndex, total < limit {
+            total += lineCount(of: user, at: i)
+            i += 1
+        }
+        return total
     }
 
     /// The time of day in `timeZone`, as HH:MM.
@@ -244,8 +324,12 @@ public enum View {
 
         let rows = model.conversationHeight
         let layout = ConversationLayout(model: model, chat: chat)
-        let lines = layout.visibleLines(of: user, rows: rows, scroll: model.scroll)
+        let lines = layout.visibleLines(of: user, rows: rows, from: model.anchor)
         let top = 1 + rows - lines.count  // short conversations sit at the bottom, next to the input
+        // Where the search's text is in each message on screen: found once per message, however
+        // many lines it wraps to.
+        let matcher = model.search.map { MessageSearch.Matcher($0.text) }
+        var found: [Int: [Range<String.Index>]] = [:]
         for (n, line) in lines.enumerated() {
             let row = top + n
             switch line {
@@ -259,15 +343,16 @@ public enum View {
                 if let time { grid.write(time, row: row, column: left, style: .dim) }
                 let column = left + ConversationLayout.timeColumn
                 grid.write(text, row: row, column: column, limit: width - ConversationLayout.timeColumn)
-                if let search = model.search, search.isMatch(user.droppedCount + index) {
+                if let search = model.search, let matcher, search.isMatch(user.droppedCount + index) {
                     let style: Style = search.currentPosition == user.droppedCount + index ? .currentMatch : .match
-                    highlight(search.text, in: text, row: row, column: column, style: style, &grid)
+                    if found[index] == nil { found[index] = matcher.ranges(in: String(text.base)) }
+                    highlight(found[index]!, in: text, row: row, column: column, style: style, &grid)
                 }
             case .queued:
                 grid.write("⧗ queued: sent when the connection is back", row: row, column: left + ConversationLayout.timeColumn, limit: width - ConversationLayout.timeColumn, style: .dim)
             }
         }
-        if model.scroll > 0 {
+        if model.anchor != nil {
             let full = model.moreBelow ? " ▼ new messages below · End " : " ▼ more below · End "
             let text = DisplayText.width(of: full) <= width ? full : (model.moreBelow ? " ▼ new below " : " ▼ more ")
             let w = min(DisplayText.width(of: text), width)
@@ -277,10 +362,19 @@ public enum View {
         }
     }
 
-    /// Marks where `query` occurs in one line of a message. The occurrences are found in the
-    /// whole message (`text.base`), so one that the wrapping cut is marked on both lines.
-    static func highlight(_ query: String, in text: Substring, row: Int, column: Int, style: Style, _ grid: inout CellGrid) {
-        for range in MessageSearch.ranges(of: query, in: text.base) where range.upperBound > text.startIndex && range.lowerBound < text.endIndex {
+    /// Marks, in one line of a message, where the search's text occurs in the whole message
+    /// (`ranges`, in `text.base`): one that the wrapping cut is marked on both lines.
+    static func highlight(_ ranges: [Range<String.Index>], in text: Substring, row: Int, column: Int, style: Style, _ grid: inout CellGrid) {
+        // The first that reaches into this line, by binary search (a long message may hold
+        // thousands), then the ones that start in it.
+        var low = 0
+        var high = ranges.count
+        while low < high {
+            let mid = (low + high) / 2
+            if ranges[mid].upperBound <= text.startIndex { low = mid + 1 } else { high = mid }
+        }
+        for range in ranges[low...] {
+            guard range.lowerBound < text.endIndex else { break }
             let start = max(range.lowerBound, text.startIndex)
             let end = min(range.upperBound, text.endIndex)
             let offset = DisplayText.width(of: text.base[text.startIndex..<start])
@@ -392,14 +486,14 @@ public enum View {
             col += timeWidth
             let snippet = Self.snippet(of: hit.message.content, around: results.query, width: inner - nameWidth - timeWidth)
             grid.write(snippet, row: row, column: col, limit: left + boxWidth - 2 - col, style: selected ? .reverse : .normal)
-            if !selected { highlight(results.query, in: snippet[...], row: row, column: col, style: .match, &grid) }
+            if !selected { highlight(MessageSearch.ranges(of: results.query, in: snippet), in: snippet[...], row: row, column: col, style: .match, &grid) }
         }
     }
 
     /// One line of a message around the first match: inert, line feeds as spaces.
     static func snippet(of content: String, around query: String, width: Int) -> String {
         let text = DisplayText.inert(content.replacingOccurrences(of: "\n", with: " "))
-        guard let range = MessageSearch.ranges(of: query, in: text).first,
+        guard let range = MessageSearch.Matcher(query).ranges(in: text, limit: 1).first,
             DisplayText.width(of: text[..<range.upperBound]) > width
         else { return DisplayText.truncated(text, toWidth: width) }
         // The match is further than the line goes: from a little before it, read in its place.
@@ -456,8 +550,9 @@ public enum View {
     /// program and who is logged in. Nil when the title is turned off.
     public static func title(_ model: UIModel, _ chat: ChatState) -> String? {
         guard model.settings.title else { return nil }
-        let unread = chat.totalUnread > 0 ? "(\(chat.totalUnread > 999 ? "999+" : String(chat.totalUnread))) " : ""
-        let name = chat.selfUsername.map { " — " + DisplayText.truncated(DisplayText.inert($0), toWidth: 32) } ?? ""
+        let count = chat.totalUnread + model.unseen
+        let unread = count > 0 ? "(\(count > 999 ? "999+" : String(count))) " : ""
+        let name = chat.selfUsername.map { " — " + DisplayText.label($0, columns: 32) } ?? ""
         return unread + "Parley" + name
     }
 

@@ -36,6 +36,9 @@ struct Screen {
 
     subscript<T>(dynamicMember path: KeyPath<UIModel, T>) -> T { model[keyPath: path] }
 
+    /// Lines below the panel's last row: 0 when it follows the newest message.
+    var scroll: Int { model.linesBelowView(chat) }
+
     subscript<T>(dynamicMember path: WritableKeyPath<UIModel, T>) -> T {
         get { model[keyPath: path] }
         set { model[keyPath: path] = newValue }
