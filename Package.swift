@@ -196,7 +196,7 @@ let package = Package(
         .executableTarget(
             name: "parley-bench",
             dependencies: [
-                "ChatClient", "Chat", "JSON", "CHeapStats", "SocketIO", "EngineIO", "TerminalUI", "SocketIOTesting", "History",
+                "ChatClient", "Chat", "JSON", "CHeapStats", "SocketIO", "EngineIO", "TerminalUI", "TerminalKeys", "SocketIOTesting", "History",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

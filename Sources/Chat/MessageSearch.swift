@@ -18,19 +18,93 @@ public enum MessageSearch {
     }
 
     public static func matches(_ text: String, _ query: String) -> Bool {
-        !query.isEmpty && text.range(of: query, options: options) != nil
+        Matcher(query).matches(text)
     }
 
     /// Where `query` occurs in `text`, in order, without overlaps.
     public static func ranges(of query: String, in text: String) -> [Range<String.Index>] {
-        guard !query.isEmpty else { return [] }
-        var found: [Range<String.Index>] = []
-        var start = text.startIndex
-        while start < text.endIndex, let range = text.range(of: query, options: options, range: start..<text.endIndex) {
-            found.append(range)
-            start = range.upperBound > range.lowerBound ? range.upperBound : text.index(after: range.lowerBound)
+        Matcher(query).ranges(in: text)
+    }
+
+    /// One query, ready to be matched against many texts. ASCII text against an ASCII query
+    /// (most chat) is compared byte by byte, folding case; anything else goes through
+    /// Foundation's comparison, which also folds accents.
+    public struct Matcher: Sendable {
+        public let query: String
+        /// The query's bytes in lower case, when it is all ASCII.
+        private let ascii: [UInt8]?
+
+        public init(_ query: String) {
+            self.query = query
+            ascii = query.utf8.allSatisfy { $0 < 0x80 } ? query.utf8.map(Self.lower) : nil
         }
-        return found
+
+        public func matches(_ text: String) -> Bool {
+            guard !query.isEmpty else { return false }
+            if let ascii, let found = Self.firstASCII(ascii, in: text, from: 0) { return found >= 0 }
+            return text.range(of: query, options: options) != nil
+        }
+
+        /// Where the query occurs in `text`, in order, without overlaps: the first `limit`.
+        public func ranges(in text: String, limit: Int = .max) -> [Range<String.Index>] {
+            guard !query.isEmpty else { return [] }
+            var found: [Range<String.Index>] = []
+            if let ascii, let offsets = Self.allASCII(ascii, in: text, limit: limit) {
+                var index = text.utf8.startIndex
+                var offset = 0
+                for at in offsets {
+                    index = text.utf8.index(index, offsetBy: at - offset)
+                    let end = text.utf8.index(index, offsetBy: ascii.count)
+                    found.append(index..<end)
+                    offset = at
+                }
+                return found
+            }
+            var start = text.startIndex
+            while found.count < limit, start < text.endIndex, let range = text.range(of: query, options: options, range: start..<text.endIndex) {
+                found.append(range)
+                start = range.upperBound > range.lowerBound ? range.upperBound : text.index(after: range.lowerBound)
+            }
+            return found
+        }
+
+        private static func lower(_ byte: UInt8) -> UInt8 { (0x41...0x5A).contains(byte) ? byte | 0x20 : byte }
+
+        /// The byte offset of the first occurrence, -1 for none; nil when the text is not all
+        /// ASCII (then Foundation decides).
+        private static func firstASCII(_ needle: [UInt8], in text: String, from: Int) -> Int? {
+            allASCII(needle, in: text, limit: 1).map { $0.first ?? -1 }
+        }
+
+        /// The byte offsets of the first `limit` occurrences, without overlaps, in one pass; nil
+        /// when the text is not all ASCII.
+        private static func allASCII(_ needle: [UInt8], in text: String, limit: Int) -> [Int]? {
+            var text = text
+            return text.withUTF8 { bytes -> [Int]? in
+                var i = 0
+                while i < bytes.count {
+                    if bytes[i] >= 0x80 { return nil }
+                    i += 1
+                }
+                var found: [Int] = []
+                guard bytes.count >= needle.count else { return found }
+                let first = needle[0]
+                var at = 0
+                while at <= bytes.count - needle.count, found.count < limit {
+                    if lower(bytes[at]) == first {
+                        var k = 1
+                        while k < needle.count, lower(bytes[at + k]) == needle[k] { k += 1 }
+                        if k == needle.count {
+                            found.append(at)
+                            at += needle.count
+                            continue
+                        }
+                    }
+                    at += 1
+                }
+                return found
+            }
+        }
     }
 }
 
@@ -42,6 +116,16 @@ public struct SearchHit: Sendable, Hashable {
     public var message: ChatMessage
     /// Its row in the local history, when it came from there: opening it loads back to it.
     public var historyID: Int64?
+
+    /// What makes two hits the same message, wherever they were found (a server's copy of a
+    /// conversation carries the time it came, not the time it was said).
+    public struct Key: Hashable, Sendable {
+        let userID: String
+        let content: String
+        let fromSelf: Bool
+    }
+
+    public var key: Key { Key(userID: userID, content: message.content, fromSelf: message.fromSelf) }
 
     public init(userID: String, username: String, message: ChatMessage, historyID: Int64? = nil) {
         self.userID = userID
@@ -56,10 +140,11 @@ extension ChatState {
     public func search(_ query: String, limit: Int = MessageSearch.maximumHits) -> [SearchHit] {
         let query = MessageSearch.normalized(query)
         guard !query.isEmpty else { return [] }
+        let matcher = MessageSearch.Matcher(query)
         var hits: [SearchHit] = []
         for id in order {
             guard let user = user(id) else { continue }
-            for message in user.messages where MessageSearch.matches(message.content, query) {
+            for message in user.messages where matcher.matches(message.content) {
                 hits.append(SearchHit(userID: id, username: user.username, message: message))
             }
         }

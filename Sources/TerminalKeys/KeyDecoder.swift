@@ -38,10 +38,21 @@ public struct KeyDecoder: Sendable {
     public static let maximumSequence = 64
     /// A paste larger than this is handed over in parts rather than held without end.
     public static let pasteLimit = 16 << 20
-    /// How long a lone ESC waits to become Alt plus the next key (the terminals' escape delay).
+    /// How long a lone ESC waits to become Alt plus the next key, unless told otherwise (the
+    /// program takes `ESCDELAY`, in milliseconds, as ncurses does).
     public static let escapeDelay = Duration.milliseconds(25)
-    /// Silence inside a paste this long means its end marker was lost: the paste ends.
-    public static let pasteSilence = Duration.seconds(1)
+    /// `ESCDELAY` from the environment (milliseconds, as ncurses reads it, 0–10,000), else
+    /// the default.
+    public static func escapeDelay(_ environment: [String: String]) -> Duration {
+        guard let text = environment["ESCDELAY"], let milliseconds = Int(text), (0...10_000).contains(milliseconds) else {
+            return escapeDelay
+        }
+        return .milliseconds(milliseconds)
+    }
+
+    /// Silence inside a paste this long means its end marker was lost: the paste ends. (A
+    /// paste may pause for seconds over a slow link; its rest must not become keys.)
+    public static let pasteSilence = Duration.seconds(30)
 
     private var buffer: [UInt8] = []
     /// Inside a bracketed paste: its bytes so far.
@@ -50,17 +61,20 @@ public struct KeyDecoder: Sendable {
     /// to its final byte (so none of it is typed, however it is split).
     private var discarding = false
     private let pasteLimit: Int
+    private let escapeDelay: Duration
 
     /// `pasteLimit`: the largest part of a paste handed over at once (tests make it small).
-    public init(pasteLimit: Int = KeyDecoder.pasteLimit) {
+    public init(pasteLimit: Int = KeyDecoder.pasteLimit, escapeDelay: Duration = KeyDecoder.escapeDelay) {
         self.pasteLimit = max(pasteLimit, 8)
+        self.escapeDelay = escapeDelay
     }
 
     /// Held bytes that may be the start of a sequence, or a paste that has not ended: wait this
     /// long for more, then `flush()`. Nil when nothing is held.
     public var pendingTimeout: Duration? {
         if paste != nil { return Self.pasteSilence }
-        return buffer.isEmpty ? nil : Self.escapeDelay
+        // Bytes held, or a sequence too long being dropped: its end may never come either.
+        return buffer.isEmpty && !discarding ? nil : escapeDelay
     }
 
     /// Decodes what the terminal sent; what is incomplete waits for the next call (or `flush()`).

@@ -1,4 +1,4 @@
-import TerminalKeys
+public import TerminalKeys
 public import Foundation
 public import TerminalUI
 
@@ -35,7 +35,7 @@ public final class Program {
     private let clock: Clock
     public private(set) var model: UIModel
     public private(set) var exitCode: Int32 = 0
-    private var decoder = KeyDecoder()
+    private var decoder: KeyDecoder
     /// When held input bytes are decided (`KeyDecoder.flush()`).
     private var decoderDeadline: Duration?
     private var grid = CellGrid(width: 0, height: 0)
@@ -47,10 +47,15 @@ public final class Program {
     private var title: String?
     private var pending: [UIMessage]
 
-    public init(backend: any Backend, host: any ProgramHost, settings: UIModel.Settings, clock: Clock = .system) {
+    /// `escapeDelay`: how long a lone ESC waits for the key it may start (`ESCDELAY`).
+    public init(
+        backend: any Backend, host: any ProgramHost, settings: UIModel.Settings, clock: Clock = .system,
+        escapeDelay: Duration = KeyDecoder.escapeDelay
+    ) {
         self.backend = backend
         self.host = host
         self.clock = clock
+        decoder = KeyDecoder(escapeDelay: escapeDelay)
         pending = host.take()
         let needsName = pending.contains { if case .needsUsername = $0 { true } else { false } }
         model = UIModel(settings: settings, hasSession: !needsName)

@@ -36,6 +36,18 @@ public enum DisplayText {
         return String(out)
     }
 
+    /// A short label from text that came from elsewhere, for a window title or a desktop
+    /// notification: inert, without what a reader cannot see, at most `scalars` scalars (zero-
+    /// width ones take no column, so `columns` alone would not bound it) and `columns` columns.
+    public static func label(_ text: String, columns: Int, scalars: Int = 128) -> String {
+        var visible = String.UnicodeScalarView()
+        for scalar in inert(text).unicodeScalars where !InertText.isHidden(scalar) {
+            guard visible.count < scalars else { break }
+            visible.append(scalar)
+        }
+        return truncated(String(visible), toWidth: columns)
+    }
+
     /// Columns one scalar takes: 0 for combining marks and other zero-width
     /// characters, 2 for wide (CJK, most emoji), otherwise 1. Unprintable
     /// scalars (which `inert` has already replaced) count as 1.

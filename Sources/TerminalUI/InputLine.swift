@@ -56,6 +56,13 @@ public struct InputLine: Sendable, Hashable {
         characters.removeSubrange(cursor...)
     }
 
+    /// At most `count` characters: what is past them goes.
+    public mutating func limit(to count: Int) {
+        guard characters.count > count else { return }
+        characters.removeLast(characters.count - count)
+        cursor = min(cursor, count)
+    }
+
     public mutating func clear() {
         characters = []
         cursor = 0

@@ -5,6 +5,7 @@ import ChatClient
 import EngineIO
 import History
 import SocketIO
+import TerminalKeys
 import TerminalUI
 import Foundation
 import JSON
@@ -166,26 +167,47 @@ struct Render: ParsableCommand {
     @Option(help: "Terminal height.")
     var height = 50
 
+    @Option(help: "Search the conversation for this text first (Ctrl-R, typed a key at a time, each key timed), and draw with the search open.")
+    var search: String?
+
     func run() throws {
         setlocale(LC_ALL, "C.UTF-8")
         var results: [Double] = []
         for count in messages {
             var (model, chat) = screen(messages: count)
             var grid = CellGrid(width: width, height: height)
+            if let search {
+                // Each key of the query finds the matches again over the whole conversation.
+                let clock = ContinuousClock()
+                _ = model.update(.key(.control("r")), chat: chat)
+                var keys: [Double] = []
+                for character in search {
+                    let elapsed = clock.measure { _ = model.update(.key(.character(character)), chat: chat) }
+                    keys.append(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                }
+                print(JSONValue.object([
+                    "benchmark": "search", "messages": .int(count), "query": .string(search),
+                    "matches": .int(model.search?.matches.count ?? 0),
+                    "ms_per_key_median": .double((keys.sorted()[keys.count / 2] * 1e6).rounded() / 1e3),
+                    "ms_per_key_worst": .double((keys.max()! * 1e6).rounded() / 1e3),
+                ]).serialized())
+            }
             // Warm up, then time frames that each draw the whole screen.
             for _ in 0..<50 { View.render(model, chat, into: &grid) }
             let clock = ContinuousClock()
             let elapsed = clock.measure {
                 for n in 0..<frames {
-                    // Change something each frame (the input line), as typing does.
-                    _ = model.update(.key(n.isMultiple(of: 2) ? .character("x") : .backspace), chat: chat)
+                    // Change something each frame (the input line, or with a search open the
+                    // match shown), as typing does.
+                    let key: Key = search == nil ? (n.isMultiple(of: 2) ? .character("x") : .backspace) : (n.isMultiple(of: 2) ? .up : .down)
+                    _ = model.update(.key(key), chat: chat)
                     View.render(model, chat, into: &grid)
                 }
             }
             let perFrame = (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18) / Double(frames)
             results.append(perFrame)
             print(JSONValue.object([
-                "benchmark": "render", "users": .int(users), "messages": .int(count),
+                "benchmark": "render", "users": .int(users), "messages": .int(count), "search": search.map { .string($0) } ?? .null,
                 "width": .int(width), "height": .int(height),
                 "ms_per_frame": .double((perFrame * 1e6).rounded() / 1e3),
             ]).serialized())

@@ -3,6 +3,7 @@ import ChatClient
 import Foundation
 import Synchronization
 import Terminal
+import TerminalKeys
 import TerminalRuntime
 import TerminalUI
 
@@ -108,7 +109,7 @@ final class TerminalApp: Sendable {
                 do {
                     let terminal = try Terminal(options: options, wake: inbox.pipe)
                     defer { terminal.restore() }
-                    let program = Program(backend: terminal, host: Host(app: self), settings: settings)
+                    let program = Program(backend: terminal, host: Host(app: self), settings: settings, escapeDelay: KeyDecoder.escapeDelay(ProcessInfo.processInfo.environment))
                     continuation.resume(returning: program.run())
                 } catch {
                     continuation.resume(throwing: error)

@@ -382,6 +382,12 @@ struct ChatHarness {
         #expect(again.read { $0.user("b")?.messages.map(\.content) } == ["server's"])
         #expect(!again.loadOlder(of: "b"))
         #expect(again.read { $0.user("b")?.messages.count } == 1)
+        // Searching every conversation finds what is on screen though not kept (the server's
+        // copy), and what is kept though not on screen.
+        let found = await again.search("SERVER")
+        #expect(found.map(\.message.content) == ["server's"])
+        #expect(found.first?.historyID == nil)
+        #expect(await again.search("m249").map(\.message.content) == ["m249"])
         await again.close()
         await h.server.stop()
     }

@@ -77,7 +77,11 @@ private func keys(_ keys: Key...) -> [InputEvent] { keys.map { .key($0) } }
         var decoder = KeyDecoder()
         let endless = [0x1B, 0x5B] + [UInt8](repeating: 0x31, count: 10_000)
         #expect(decoder.feed(endless) == [])
-        #expect(decoder.pendingTimeout == nil)
+        // Its end may never come: after the escape delay, typing is typing again.
+        #expect(decoder.pendingTimeout == KeyDecoder.escapeDelay)
+        var abandoned = decoder
+        #expect(abandoned.flush() == [])
+        #expect(abandoned.feed(Array("12 apples".utf8)) == "12 apples".map { .key(.character($0)) })
         // The rest of it, to its final byte, is dropped too: none of it is typed.
         #expect(decoder.feed(Array("2222;3~ok".utf8)) == keys(.character("o"), .character("k")))
         #expect(decode(endless + Array("~ok".utf8)) == keys(.character("o"), .character("k")))
@@ -155,6 +159,17 @@ private func keys(_ keys: Key...) -> [InputEvent] { keys.map { .key($0) } }
         #expect(decode([0x1B, 0x5B, 0x4D, 32, 32 + 5, 32 + 3]) == keys(.mouseClick(row: 2, column: 4)))
         #expect(decode([0x1B, 0x5B, 0x4D, 32 + 64, 33, 33]) == keys(.wheelUp(row: 0, column: 0)))
         #expect(decode([0x1B, 0x5B, 0x4D, 32 + 3, 33, 33]) == [])  // a release
+    }
+
+    @Test func theEscapeDelayComesFromESCDELAY() {
+        #expect(KeyDecoder.escapeDelay(["ESCDELAY": "100"]) == .milliseconds(100))
+        #expect(KeyDecoder.escapeDelay([:]) == KeyDecoder.escapeDelay)
+        for nonsense in ["-1", "99999999999999999999", "ten", ""] {
+            #expect(KeyDecoder.escapeDelay(["ESCDELAY": nonsense]) == KeyDecoder.escapeDelay)
+        }
+        var slow = KeyDecoder(escapeDelay: .milliseconds(300))
+        _ = slow.feed([0x1B])
+        #expect(slow.pendingTimeout == .milliseconds(300))
     }
 
     @Test func focusReports() {

@@ -33,7 +33,16 @@ final class MemoryBackend: Backend {
     var height: Int
     let clock: TestClock
     /// What the next waits return, one batch each.
-    var script: [[BackendEvent]] = []
+    var script: [[BackendEvent]] {
+        get { steps.map(\.events) }
+        set { steps = newValue.map { Step(delay: .zero, events: $0) } }
+    }
+    /// The batches, each after a delay (a pause of the person, or of a slow link).
+    private var steps: [Step] = []
+    private struct Step {
+        var delay: Duration
+        var events: [BackendEvent]
+    }
     private(set) var frames: [CellGrid] = []
     private(set) var fullFrames = 0
     private(set) var bells = 0
@@ -50,7 +59,17 @@ final class MemoryBackend: Backend {
 
     func wait(timeout: Duration?) -> [BackendEvent] {
         waits.append(timeout)
-        if !script.isEmpty { return script.removeFirst() }
+        if let next = steps.first {
+            if let timeout, timeout < next.delay {
+                // The timeout passes first.
+                clock.advance(timeout)
+                steps[0].delay -= timeout
+                return []
+            }
+            clock.advance(next.delay)
+            steps.removeFirst()
+            return next.events
+        }
         // Nothing more to say: the timeout passes (a program that asked for none would block).
         if let timeout { clock.advance(timeout) }
         return []
@@ -67,7 +86,7 @@ final class MemoryBackend: Backend {
 
     var screen: String { frames.last?.text ?? "" }
 
-    func type(_ text: String) { script.append([.input(Array(text.utf8))]) }
+    func type(_ text: String, after delay: Duration = .zero) { steps.append(Step(delay: delay, events: [.input(Array(text.utf8))])) }
 }
 
 /// The chat side, played by the test: it holds the state, hears effects, and has news.

@@ -245,4 +245,62 @@ private let settings = UIModel.Settings(serverURL: "http://localhost:3000", time
         program.step()
         #expect(backend.waits.last! == nil)
     }
+
+    /// A paste that pauses mid-way (a slow link) is still one paste: its rest is not keys, and
+    /// its line feeds send nothing.
+    @Test func aPasteThatPausesIsStillOnePaste() {
+        let host = TestHost.loggedIn()
+        let backend = MemoryBackend(clock: clock)
+        let program = program(host, backend)
+        backend.type("\t\u{1B}[200~first line\nsecond")
+        backend.type("\nthird\u{1B}[201~", after: .milliseconds(1_600))
+        program.step()
+        program.step()
+        program.step()
+        #expect(host.performed == [.select(userID: "b")])
+        #expect(program.model.input.text == "first line\nsecond\nthird")
+    }
+
+    /// A message to the open conversation while the window has no focus is unread to the
+    /// reader: the title counts it until the focus comes back.
+    @Test func theTitleCountsWhatCameWhileTheWindowWasAway() {
+        let host = TestHost.loggedIn()
+        let backend = MemoryBackend(clock: clock)
+        let program = program(host, backend)
+        backend.type("\t\u{1B}[O")
+        program.step()
+        host.apply(.messageReceived(PrivateMessage(content: "are you there?", from: "b", to: "a"), at: clock.origin))
+        backend.script = [[.wake]]
+        program.step()
+        program.step()
+        #expect(backend.titles.last == "(1) Parley — alice")
+        #expect(backend.bells == 1)
+        backend.type("\u{1B}[I")
+        program.step()
+        #expect(backend.titles.last == "Parley — alice")
+    }
+
+    /// What a peer can put in a notification is bounded, however it is made of characters that
+    /// take no column (zero-width spaces, combining marks), and so is a server's name for us in
+    /// the title.
+    @Test func notificationsAndTheTitleAreBoundedWhateverTheyAreMadeOf() {
+        var notifying = settings
+        notifying.notifications = true
+        let host = TestHost()
+        let invisible = String(repeating: "\u{200B}", count: 30_000) + String(repeating: "\u{0301}", count: 1_000)
+        host.apply(.session(userID: "a", username: "alice" + invisible + "x"))
+        host.apply(.connected(flushed: []))
+        host.apply(.userConnected(UserEntry(userID: "e", username: "eve" + invisible, connected: true)))
+        let backend = MemoryBackend(clock: clock)
+        let program = program(host, backend, settings: notifying)
+        host.apply(.messageReceived(PrivateMessage(content: "x" + invisible + "; tail", from: "e", to: "a"), at: clock.origin))
+        backend.script = [[.wake]]
+        program.step()
+        #expect(backend.notifications.count == 1)
+        let note = backend.notifications[0]
+        #expect(note.title.unicodeScalars.count <= "Parley: ".count + 128)
+        #expect(note.body.unicodeScalars.count <= 128)
+        #expect(!note.title.contains("\u{200B}") && !note.body.contains("\u{200B}"))
+        #expect(backend.titles.allSatisfy { $0.unicodeScalars.count <= "(1) Parley — ".count + 128 })
+    }
 }

@@ -79,6 +79,21 @@ private func styled(_ grid: CellGrid, _ style: Style) -> [String] {
         #expect(screen.input.isEmpty)
     }
 
+    /// Esc then "/" typed faster than the escape delay arrive as Alt-/: taken as typed.
+    @Test func escapeAndAKeyTogetherAreTakenAsTyped() {
+        var screen = coffeeChat()
+        _ = screen.press(.control("r"))
+        screen.type("coffee")
+        _ = screen.press(.alt("/"))
+        #expect(screen.search == nil)
+        #expect(screen.input.text == "/")
+        screen.type("search -a coffee")
+        #expect(screen.press(.enter) == [.searchAll(query: "coffee")])
+        _ = screen.press(.alt("x"))
+        #expect(screen.results == nil)
+        #expect(screen.input.text == "x")
+    }
+
     @Test func slashSearchTypesTheQueryAndAnotherConversationEndsIt() {
         var screen = coffeeChat()
         screen.type("draft")
@@ -126,11 +141,14 @@ private func styled(_ grid: CellGrid, _ style: Style) -> [String] {
     @Test func aHostileQueryIsBoundedAndInert() {
         var screen = coffeeChat()
         _ = screen.press(.control("r"))
-        _ = screen.update(.paste(String(repeating: "x", count: 10_000) + "\u{1B}[2J"))
-        #expect(screen.search!.text.count == MessageSearch.maximumQueryLength)
+        _ = screen.update(.paste("\u{1B}[2J"))
         let line = screen.render().line(23)
         #expect(!line.contains("\u{1B}"))
         #expect(line.contains("␛[2J"))
+        _ = screen.update(.paste(String(repeating: "x", count: 10_000)))
+        #expect(screen.search!.query.characters.count == MessageSearch.maximumQueryLength)
+        screen.type("yyy")
+        #expect(screen.search!.query.characters.count == MessageSearch.maximumQueryLength)
     }
 
     @Test func searchingEveryConversationListsTheHitsAndOpensOne() {
@@ -180,5 +198,46 @@ private func styled(_ grid: CellGrid, _ style: Style) -> [String] {
         _ = screen.update(.reveal(gone, query: "old"))
         #expect(screen.search == nil)
         #expect(screen.notice?.contains("no longer in memory") == true)
+    }
+
+    /// The conversation replaced under a search (a server's own history after a reconnection):
+    /// the matches are the new conversation's, never positions of messages that are gone.
+    @Test func aConversationReplacedUnderASearchIsSearchedAgain() {
+        var screen = coffeeChat()
+        _ = screen.press(.control("r"))
+        screen.type("coffee")
+        #expect(screen.search!.matches.count == 6)
+        screen.apply(.users([UserEntry(userID: "b", username: "bob", connected: true, messages: [])]))
+        #expect(screen.search!.matches.isEmpty)
+        #expect(screen.render().line(22).contains("no match"))
+        screen.apply(.users([UserEntry(userID: "b", username: "bob", connected: true, messages: [
+            PrivateMessage(content: "coffee, from the server", from: "b", to: "a"),
+        ])]))
+        #expect(screen.search!.matches.count == 1)
+        #expect(screen.render().text.contains("coffee, from the server"))
+    }
+
+    /// Older messages loaded above a search (scrolling to the top with a history) are searched.
+    @Test func olderMessagesLoadedAboveASearchAreSearched() {
+        var screen = coffeeChat()
+        _ = screen.press(.control("r"))
+        screen.type("coffee")
+        let shown = screen.search!.currentPosition
+        let older = (0..<5).map { ChatMessage(content: $0 == 2 ? "old coffee" : "old tea", fromSelf: false, delivery: .received, at: Date(timeIntervalSince1970: 0)) }
+        screen.apply(.restoredOlder(userID: "b", messages: older))
+        #expect(screen.search!.matches.count == 7)
+        #expect(screen.search!.currentPosition == shown, "the match shown stays shown")
+        _ = screen.press(.home)
+        for _ in 0..<6 { _ = screen.press(.control("r")) }
+        #expect(screen.render().text.contains("old coffee"))
+    }
+
+    /// A hit from the local history opens the conversation where a server's copy of it is: the
+    /// same text from the same side, the nearest in time (the copy carries the time it came).
+    @Test func aHitOpensOnTheServersCopyOfItsMessage() {
+        var screen = coffeeChat()
+        let said = ChatMessage(content: "message 29: a CAFÉ and some coffee?", fromSelf: false, delivery: .received, at: Date(timeIntervalSince1970: 5))
+        _ = screen.update(.reveal(SearchHit(userID: "b", username: "bob", message: said, historyID: 12), query: "coffee"))
+        #expect(screen.search?.currentPosition == screen.chat.user("b")!.droppedCount + 29)
     }
 }
