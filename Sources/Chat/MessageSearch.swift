@@ -41,7 +41,14 @@ public enum MessageSearch {
 
         public func matches(_ text: String) -> Bool {
             guard !query.isEmpty else { return false }
-            if let ascii, let found = Self.firstASCII(ascii, in: text, from: 0) { return found >= 0 }
+            if let ascii {
+                // The query's bytes, found as they are (case aside), match whatever else the text
+                // holds; not found, they may still match through an accent ("cafe" in "café"),
+                // which only text beyond ASCII can have.
+                let (found, allASCII) = Self.scan(ascii, in: text, limit: 1)
+                if !found.isEmpty { return true }
+                if allASCII { return false }
+            }
             return text.range(of: query, options: options) != nil
         }
 
@@ -49,7 +56,7 @@ public enum MessageSearch {
         public func ranges(in text: String, limit: Int = .max) -> [Range<String.Index>] {
             guard !query.isEmpty else { return [] }
             var found: [Range<String.Index>] = []
-            if let ascii, let offsets = Self.allASCII(ascii, in: text, limit: limit) {
+            if let ascii, case let (offsets, true) = Self.scan(ascii, in: text, limit: limit) {
                 var index = text.utf8.startIndex
                 var offset = 0
                 for at in offsets {
@@ -70,39 +77,32 @@ public enum MessageSearch {
 
         private static func lower(_ byte: UInt8) -> UInt8 { (0x41...0x5A).contains(byte) ? byte | 0x20 : byte }
 
-        /// The byte offset of the first occurrence, -1 for none; nil when the text is not all
-        /// ASCII (then Foundation decides).
-        private static func firstASCII(_ needle: [UInt8], in text: String, from: Int) -> Int? {
-            allASCII(needle, in: text, limit: 1).map { $0.first ?? -1 }
-        }
-
-        /// The byte offsets of the first `limit` occurrences, without overlaps, in one pass; nil
-        /// when the text is not all ASCII.
-        private static func allASCII(_ needle: [UInt8], in text: String, limit: Int) -> [Int]? {
+        /// The byte offsets of the first `limit` occurrences of `needle` (lower-case ASCII) in
+        /// the text's bytes, case aside, without overlaps; and whether the text is all ASCII.
+        private static func scan(_ needle: [UInt8], in text: String, limit: Int) -> (found: [Int], allASCII: Bool) {
             var text = text
-            return text.withUTF8 { bytes -> [Int]? in
-                var i = 0
-                while i < bytes.count {
-                    if bytes[i] >= 0x80 { return nil }
-                    i += 1
-                }
+            return text.withUTF8 { bytes in
+                var allASCII = true
                 var found: [Int] = []
-                guard bytes.count >= needle.count else { return found }
                 let first = needle[0]
                 var at = 0
-                while at <= bytes.count - needle.count, found.count < limit {
-                    if lower(bytes[at]) == first {
+                while at < bytes.count {
+                    let byte = bytes[at]
+                    if byte >= 0x80 { allASCII = false }
+                    if found.count < limit, at + needle.count <= bytes.count, lower(byte) == first {
                         var k = 1
                         while k < needle.count, lower(bytes[at + k]) == needle[k] { k += 1 }
                         if k == needle.count {
                             found.append(at)
+                            // Skipped bytes are ASCII (they matched the needle).
                             at += needle.count
                             continue
                         }
                     }
+                    if found.count >= limit, !allASCII { break }
                     at += 1
                 }
-                return found
+                return (found, allASCII)
             }
         }
     }

@@ -373,4 +373,19 @@ func loggedIn(historyLimit: Int? = nil) -> ChatState {
         #expect(state.search("").isEmpty)
         #expect(MessageSearch.ranges(of: "aa", in: "aaaaa").count == 2)
     }
+
+    /// The byte-by-byte way of matching agrees with Foundation's, which it stands in for,
+    /// whatever the text holds.
+    @Test func theFastMatcherAgreesWithFoundation() {
+        let texts = ["", "a", "Number 42", "ça va, number 42", "café au lait", "CAFE\u{301}", "中文 and ASCII", "naïve", "straße", "x\u{200B}y", "aaaa", "ǅemal"]
+        let queries = ["a", "num", "NUMBER 4", "cafe", "café", "e", "中", "and", "naive", "strasse", "xy", "aa", "dž", " "]
+        for text in texts {
+            for query in queries {
+                let matcher = MessageSearch.Matcher(query)
+                let foundation = text.range(of: query, options: [.caseInsensitive, .diacriticInsensitive]) != nil
+                #expect(matcher.matches(text) == foundation, "\(query) in \(text)")
+                #expect(!matcher.ranges(in: text).isEmpty == foundation, "\(query) in \(text)")
+            }
+        }
+    }
 }
