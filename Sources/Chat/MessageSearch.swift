@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// The one rule for finding text in messages, wherever it is searched: the open conversation,
 /// every conversation in memory, the local history, and the highlighting on screen. A query
