@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // Bottom layer: what a terminal could act on in text from elsewhere, and the one way
@@ -174,6 +175,17 @@ let package = Package(
         ),
         // The protocol documents' test applications (their "Test suite" sections), which the
         // official engine.io and socket.io server suites run against.
+        // The chat server's store on PostgreSQL (`parley-server --postgres URL`).
+        .target(
+            name: "PostgresChatStore",
+            dependencies: [
+                "ChatServer", "ChatSchema",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "ProtocolTestApps",
             dependencies: ["EngineIOServer", "SocketIOServer", "EngineIOProtocol", "JSON", .product(name: "Logging", package: "swift-log")],
@@ -182,7 +194,7 @@ let package = Package(
         .executableTarget(
             name: "parley-server",
             dependencies: [
-                "ChatServer", "ProtocolTestApps", "SocketIOServer", "EngineIOServer", "InertLog",
+                "ChatServer", "PostgresChatStore", "ProtocolTestApps", "SocketIOServer", "EngineIOServer", "InertLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -239,7 +251,9 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "ChatServer", "ChatSchema", "ProtocolTestApps", "SocketIOServer", "EngineIOServer", "JSON", "SocketIO", "SocketIOTesting", "EngineIO",
+                "ChatServer", "PostgresChatStore", "ChatSchema", "ProtocolTestApps", "SocketIOServer", "EngineIOServer", "JSON", "SocketIO",
+                "SocketIOTesting", "EngineIO",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -7,6 +7,7 @@ import InertLog
 import Logging
 import NIOCore
 import NIOPosix
+import PostgresChatStore
 import ProtocolTestApps
 import ServiceLifecycle
 import SocketIOServer
@@ -23,7 +24,7 @@ struct ParleyServer: AsyncParsableCommand {
         discussion: """
             Speaks the protocol of the Socket.IO guide "Private messaging", part II, with part III's \
             message store: a message to a user who is offline is kept and shown when they come back. \
-            Sessions and messages live in memory unless --data names a SQLite file. Prints \
+            Sessions and messages live in memory unless --data names a SQLite file or --postgres a PostgreSQL database. Prints \
             "LISTENING <port>" on standard output once it accepts connections; logs go to standard error. \
             Everything a client can make it hold is bounded per connection, per address (an IPv4 address \
             or an IPv6 /64), per user and in total by the limits below, whose defaults suit a server on the \
@@ -77,6 +78,14 @@ struct ParleyServer: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Keep sessions and messages in this SQLite file.", valueName: "path"))
     var data: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Keep sessions and messages in PostgreSQL: postgres://user[:password]@host[:port]/database (the password may come from PGPASSWORD).",
+            valueName: "url"
+        )
+    )
+    var postgres: String?
 
     // The engine's timing and size: the defaults depend on --app (`Engine`).
 
@@ -257,6 +266,15 @@ struct ParleyServer: AsyncParsableCommand {
             }
         }
         if data != nil, app != .chat { throw ValidationError("--data is for --app chat; the test apps keep nothing") }
+        if postgres != nil, app != .chat { throw ValidationError("--postgres is for --app chat; the test apps keep nothing") }
+        if data != nil, postgres != nil { throw ValidationError("--data and --postgres: one store or the other") }
+        if let postgres {
+            do {
+                _ = try PostgresChatStore.Location(url: postgres)
+            } catch {
+                throw ValidationError("--postgres: \(error)")
+            }
+        }
         let timings = [pingInterval, pingTimeout, connectTimeout].compactMap { $0 } + [requestHeadTimeout, requestBodyTimeout]
         guard timings.allSatisfy({ $0 >= 0.001 && $0 <= 86_400 }) else {
             throw ValidationError("--ping-interval, --ping-timeout, --connect-timeout and the request timeouts must be between 0.001 and 86400 seconds")
@@ -393,6 +411,13 @@ struct ParleyServer: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("parley-server: cannot open --data \(data): \(error)\n".utf8))
                 throw ExitCode(2)
             }
+        } else if let postgres, let location = try? PostgresChatStore.Location(url: postgres) {
+            do {
+                store = try await PostgresChatStore.open(location, logger: logger)
+            } catch {
+                FileHandle.standardError.write(Data("parley-server: cannot use --postgres \(location): \(String(reflecting: error))\n".utf8))
+                throw ExitCode(2)
+            }
         } else {
             store = MemoryChatStore()
         }
@@ -401,7 +426,7 @@ struct ParleyServer: AsyncParsableCommand {
         do {
             chat = try await ChatApplication(server: socketIO, store: store, options: chatOptions, logger: logger)
         } catch {
-            FileHandle.standardError.write(Data("parley-server: cannot read --data \(data ?? ""): \(error)\n".utf8))
+            FileHandle.standardError.write(Data("parley-server: cannot read the store (\(data ?? postgres.flatMap { try? PostgresChatStore.Location(url: $0).description } ?? "")): \(String(reflecting: error))\n".utf8))
             throw ExitCode(2)
         }
         return Served(

@@ -1,0 +1,351 @@
+public import ChatServer
+import ChatSchema
+public import Foundation
+public import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+
+/// Sessions and messages in PostgreSQL (`parley-server --postgres URL`), so that a restart
+/// loses neither; the same rules as the SQLite store (`SQLiteChatStore`): written behind the
+/// server's memory, one transaction per batch of changes (a statement per run of changes of
+/// one kind, not one per change), at most `maxPendingChanges` waiting (past them new messages
+/// are kept in memory only, sessions never shed), failures logged at most once per 10 s.
+///
+/// The schema is versioned (`parley_schema`) and migrated at start, under an advisory lock, so
+/// that servers starting together on one database migrate it once. Message texts are kept as
+/// their UTF-8 bytes (`bytea`): a text column refuses U+0000, which a client may send, and one
+/// such message would have failed the whole batch of everyone's messages with it.
+public final class PostgresChatStore: ChatStore {
+    /// Where the database is: a `postgres://user:password@host:port/database` URL; the
+    /// password may come from `PGPASSWORD` instead. The description leaves the password out.
+    public struct Location: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public var username: String
+        public var password: String?
+        public var database: String
+
+        public init(url: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws(LocationError) {
+            guard let components = URLComponents(string: url), let scheme = components.scheme,
+                scheme == "postgres" || scheme == "postgresql"
+            else { throw LocationError(description: "expected postgres://user[:password]@host[:port]/database") }
+            guard let host = components.host, !host.isEmpty else { throw LocationError(description: "the URL names no host") }
+            guard let username = components.user, !username.isEmpty else { throw LocationError(description: "the URL names no user") }
+            let port = components.port ?? 5432
+            guard (1...65_535).contains(port) else { throw LocationError(description: "the port must be from 1 to 65535") }
+            let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+            self.host = host
+            self.port = port
+            self.username = username
+            password = components.password ?? environment["PGPASSWORD"]
+            database = path.isEmpty ? username : path
+        }
+
+        public var description: String { "postgres://\(username)@\(host):\(port)/\(database)" }
+
+        var connection: PostgresConnection.Configuration {
+            var configuration = PostgresConnection.Configuration(host: host, port: port, username: username, password: password, database: database, tls: .disable)
+            configuration.options.connectTimeout = .seconds(5)
+            return configuration
+        }
+    }
+
+    public struct LocationError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    private let client: PostgresClient
+    private let runner: Task<Void, Never>
+    private let logger: Logger
+    public let location: Location
+    private let pending = Mutex(Pending())
+    private let maxPendingChanges: Int
+
+    struct Pending {
+        var changes: [StoreChange] = []
+        var writing = false
+        var shed = 0
+        var lastComplaint: ContinuousClock.Instant?
+        var lastFailure: ContinuousClock.Instant?
+        var transactions = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    /// The schema this build writes; older ones are migrated at start.
+    public static let schemaVersion = 1
+    public static let defaultMaxPendingChanges = 200_000
+
+    /// Connects, migrates the schema, and is ready: a database that cannot be reached or
+    /// refuses the login is an error here, with the server's words.
+    public static func open(
+        _ location: Location, logger: Logger = Logger(label: "parley.store"), maxPendingChanges: Int = PostgresChatStore.defaultMaxPendingChanges
+    ) async throws -> PostgresChatStore {
+        // One connection first, outside the pool (which would retry without end): an address
+        // that does not answer or a login refused is an error now, in the server's words.
+        let first = try await PostgresConnection.connect(configuration: location.connection, id: 0, logger: logger)
+        try await first.close()
+        let store = PostgresChatStore(location: location, logger: logger, maxPendingChanges: maxPendingChanges)
+        do {
+            try await store.migrate()
+        } catch let error as PostgresTransactionError {
+            store.runner.cancel()
+            throw error.closureError ?? error
+        } catch {
+            store.runner.cancel()
+            throw error
+        }
+        return store
+    }
+
+    private init(location: Location, logger: Logger, maxPendingChanges: Int) {
+        var configuration = PostgresClient.Configuration(
+            host: location.host, port: location.port, username: location.username, password: location.password,
+            database: location.database, tls: .disable
+        )
+        configuration.options.maximumConnections = 4
+        configuration.options.connectTimeout = .seconds(5)
+        // The pool's own chatter (it warns when a lease comes a moment before its run loop
+        // starts) stays out of the log; every failure that matters reaches a query, whose
+        // error this store logs.
+        var background = logger
+        background.logLevel = .error
+        client = PostgresClient(configuration: configuration, backgroundLogger: background)
+        runner = Task { [client] in await client.run() }
+        self.location = location
+        self.logger = logger
+        self.maxPendingChanges = maxPendingChanges
+    }
+
+    private static let migrations: [Int: [PostgresQuery]] = [
+        1: [
+            """
+            CREATE TABLE parley_session (
+                seq BIGSERIAL PRIMARY KEY,
+                session_id TEXT NOT NULL UNIQUE,
+                user_id TEXT NOT NULL,
+                username TEXT NOT NULL,
+                connected BOOLEAN NOT NULL,
+                last_seen BIGINT NOT NULL
+            )
+            """,
+            "CREATE INDEX parley_session_user ON parley_session (user_id)",
+            """
+            CREATE TABLE parley_message (
+                id BIGINT PRIMARY KEY,
+                content BYTEA NOT NULL,
+                from_user TEXT NOT NULL,
+                to_user TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX parley_message_from ON parley_message (from_user)",
+            "CREATE INDEX parley_message_to ON parley_message (to_user)",
+        ]
+    ]
+
+    /// Brings the schema to `schemaVersion`, each step in the transaction that records it.
+    /// A database from a newer build is refused rather than written wrong.
+    private func migrate() async throws {
+        try await client.withTransaction(logger: logger) { connection in
+            // One migrating server at a time (the key is "parley" in ASCII).
+            try await connection.query("SELECT pg_advisory_xact_lock(1885434465)", logger: logger)
+            try await connection.query("CREATE TABLE IF NOT EXISTS parley_schema (version INTEGER NOT NULL)", logger: logger)
+            var version = 0
+            for try await (found) in try await connection.query("SELECT max(version) FROM parley_schema", logger: logger).decode(Int?.self) {
+                version = found ?? 0
+            }
+            guard version <= Self.schemaVersion else {
+                throw SchemaError(description: "the database's schema is version \(version), newer than this server's \(Self.schemaVersion)")
+            }
+            for step in (version + 1)..<(Self.schemaVersion + 1) {
+                for statement in Self.migrations[step] ?? [] { try await connection.query(statement, logger: logger) }
+                try await connection.query("INSERT INTO parley_schema (version) VALUES (\(step))", logger: logger)
+            }
+        }
+    }
+
+    public struct SchemaError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public var isDurable: Bool { true }
+
+    public func load() async throws -> StoredState {
+        var state = StoredState()
+        let sessions = try await client.query("SELECT session_id, user_id, username, last_seen FROM parley_session ORDER BY seq", logger: logger)
+        for try await (sessionID, userID, username, lastSeen) in sessions.decode((String, String, String, Int64).self) {
+            // Nobody is connected to a server that just started.
+            state.sessions.append(StoredSession(sessionID: sessionID, userID: userID, username: username, connected: false, lastSeen: lastSeen))
+        }
+        let messages = try await client.query("SELECT id, content, from_user, to_user FROM parley_message ORDER BY id", logger: logger)
+        for try await (id, content, from, to) in messages.decode((Int64, ByteBuffer, String, String).self) {
+            state.messages.append(MessageLog.Entry(seq: id, message: PrivateMessage(content: String(buffer: content), from: from, to: to)))
+        }
+        return state
+    }
+
+    public func record(_ changes: [StoreChange]) {
+        guard !changes.isEmpty else { return }
+        let (start, complaint) = pending.withLock { pending -> (Bool, Int?) in
+            var complaint: Int?
+            if pending.changes.count >= maxPendingChanges {
+                // Messages are shed; sessions and forgotten users never are.
+                let kept = changes.filter { if case .session = $0 { true } else if case .forgetUser = $0 { true } else { false } }
+                pending.shed += changes.count - kept.count
+                pending.changes.append(contentsOf: kept)
+                if pending.shed > 0, Self.isDue(&pending.lastComplaint) {
+                    complaint = pending.shed
+                    pending.shed = 0
+                }
+            } else {
+                pending.changes.append(contentsOf: changes)
+            }
+            defer { pending.writing = true }
+            return (!pending.writing, complaint)
+        }
+        if let complaint {
+            logger.error("the database does not keep up: messages not written", metadata: ["messages": "\(complaint)"])
+        }
+        if start { Task { await self.writeAll() } }
+    }
+
+    /// Whether a log line last written at `last` may be written again now (one per 10 s).
+    private static func isDue(_ last: inout ContinuousClock.Instant?) -> Bool {
+        let now = ContinuousClock.now
+        guard last.map({ now - $0 >= .seconds(10) }) ?? true else { return false }
+        last = now
+        return true
+    }
+
+    private func writeAll() async {
+        while true {
+            let batch = pending.withLock { pending -> [StoreChange] in
+                defer { pending.changes.removeAll(keepingCapacity: true) }
+                return pending.changes
+            }
+            if batch.isEmpty {
+                let waiters = pending.withLock { pending -> [CheckedContinuation<Void, Never>]? in
+                    guard pending.changes.isEmpty else { return nil }
+                    pending.writing = false
+                    defer { pending.waiters = [] }
+                    return pending.waiters
+                }
+                guard let waiters else { continue }
+                for waiter in waiters { waiter.resume() }
+                return
+            }
+            do {
+                try await client.withTransaction(logger: logger) { connection in
+                    for run in Self.runs(of: batch) { try await run.write(on: connection, logger: self.logger) }
+                }
+                pending.withLock { $0.transactions += 1 }
+            } catch {
+                let due = pending.withLock { Self.isDue(&$0.lastFailure) }
+                if due { logger.error("storage failed", metadata: ["error": "\(String(reflecting: error))", "changes": "\(batch.count)"]) }
+            }
+        }
+    }
+
+    /// Consecutive changes of one kind, written with one statement (arrays bound as parameters).
+    enum Run {
+        case sessions([StoredSession])
+        case messages([MessageLog.Entry])
+        case drop([Int64])
+        case forget([String])
+
+        func write(on connection: PostgresConnection, logger: Logger) async throws {
+            switch self {
+            case .sessions(let sessions):
+                // One row per session ID, the last change of it (one statement cannot change a row twice).
+                var latest: [String: Int] = [:]
+                for (i, session) in sessions.enumerated() { latest[session.sessionID] = i }
+                let rows = sessions.indices.filter { latest[sessions[$0].sessionID] == $0 }.map { sessions[$0] }
+                try await connection.query(
+                    """
+                    INSERT INTO parley_session (session_id, user_id, username, connected, last_seen)
+                    SELECT * FROM unnest(\(rows.map(\.sessionID))::text[], \(rows.map(\.userID))::text[], \(rows.map(\.username))::text[],
+                        \(rows.map(\.connected))::boolean[], \(rows.map(\.lastSeen))::bigint[])
+                    ON CONFLICT (session_id) DO UPDATE SET user_id = excluded.user_id, username = excluded.username,
+                        connected = excluded.connected, last_seen = excluded.last_seen
+                    """,
+                    logger: logger
+                )
+            case .messages(let entries):
+                try await connection.query(
+                    """
+                    INSERT INTO parley_message (id, content, from_user, to_user)
+                    SELECT * FROM unnest(\(entries.map(\.seq))::bigint[], \(entries.map { ByteBuffer(string: $0.message.content) })::bytea[],
+                        \(entries.map(\.message.from))::text[], \(entries.map(\.message.to))::text[])
+                    ON CONFLICT (id) DO UPDATE SET content = excluded.content, from_user = excluded.from_user, to_user = excluded.to_user
+                    """,
+                    logger: logger
+                )
+            case .drop(let ids):
+                try await connection.query("DELETE FROM parley_message WHERE id = ANY(\(ids)::bigint[])", logger: logger)
+            case .forget(let userIDs):
+                try await connection.query("DELETE FROM parley_session WHERE user_id = ANY(\(userIDs)::text[])", logger: logger)
+                try await connection.query(
+                    "DELETE FROM parley_message WHERE from_user = ANY(\(userIDs)::text[]) OR to_user = ANY(\(userIDs)::text[])", logger: logger
+                )
+            }
+        }
+    }
+
+    /// The batch as runs, in order: what was recorded first is written first.
+    static func runs(of batch: [StoreChange]) -> [Run] {
+        var runs: [Run] = []
+        var sessions: [StoredSession] = []
+        var messages: [MessageLog.Entry] = []
+        var drops: [Int64] = []
+        var forgets: [String] = []
+        /// Ends the run in progress (at most one of the four is not empty).
+        func end() {
+            if !sessions.isEmpty { runs.append(.sessions(sessions)) }
+            if !messages.isEmpty { runs.append(.messages(messages)) }
+            if !drops.isEmpty { runs.append(.drop(drops)) }
+            if !forgets.isEmpty { runs.append(.forget(forgets)) }
+            sessions = []
+            messages = []
+            drops = []
+            forgets = []
+        }
+        for change in batch {
+            switch change {
+            case .session(let session):
+                if sessions.isEmpty { end() }
+                sessions.append(session)
+            case .message(let entry):
+                if messages.isEmpty { end() }
+                messages.append(entry)
+            case .dropMessages(let ids):
+                if drops.isEmpty { end() }
+                drops.append(contentsOf: ids)
+            case .forgetUser(let userID):
+                if forgets.isEmpty { end() }
+                forgets.append(userID)
+            }
+        }
+        end()
+        return runs
+    }
+
+    var transactions: Int { pending.withLock { $0.transactions } }
+
+    /// Waits until everything recorded so far is written.
+    public func flush() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = pending.withLock { pending -> Bool in
+                guard pending.writing || !pending.changes.isEmpty else { return true }
+                pending.waiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    public func close() async throws {
+        await flush()
+        runner.cancel()
+        await runner.value
+    }
+}
