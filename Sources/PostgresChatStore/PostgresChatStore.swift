@@ -61,6 +61,9 @@ public final class PostgresChatStore: ChatStore {
     public let location: Location
     private let pending = Mutex(Pending())
     private let maxPendingChanges: Int
+    private let closeTimeout: Duration
+    /// How long a write may wait for the database before the log says it cannot be reached.
+    private let stallWarning: Duration
 
     struct Pending {
         var changes: [StoreChange] = []
@@ -70,6 +73,9 @@ public final class PostgresChatStore: ChatStore {
         var lastFailure: ContinuousClock.Instant?
         var transactions = 0
         var waiters: [CheckedContinuation<Void, Never>] = []
+        /// Shutting down and the database still out of reach: what waits is given up.
+        var givingUp = false
+        var givenUp = 0
     }
 
     /// The schema this build writes; older ones are migrated at start.
@@ -79,13 +85,14 @@ public final class PostgresChatStore: ChatStore {
     /// Connects, migrates the schema, and is ready: a database that cannot be reached or
     /// refuses the login is an error here, with the server's words.
     public static func open(
-        _ location: Location, logger: Logger = Logger(label: "parley.store"), maxPendingChanges: Int = PostgresChatStore.defaultMaxPendingChanges
+        _ location: Location, logger: Logger = Logger(label: "parley.store"), maxPendingChanges: Int = PostgresChatStore.defaultMaxPendingChanges,
+        closeTimeout: Duration = PostgresChatStore.closeTimeout, stallWarning: Duration = .seconds(5)
     ) async throws -> PostgresChatStore {
         // One connection first, outside the pool (which would retry without end): an address
         // that does not answer or a login refused is an error now, in the server's words.
         let first = try await PostgresConnection.connect(configuration: location.connection, id: 0, logger: logger)
         try await first.close()
-        let store = PostgresChatStore(location: location, logger: logger, maxPendingChanges: maxPendingChanges)
+        let store = PostgresChatStore(location: location, logger: logger, maxPendingChanges: maxPendingChanges, closeTimeout: closeTimeout, stallWarning: stallWarning)
         do {
             try await store.migrate()
         } catch let error as PostgresTransactionError {
@@ -98,7 +105,9 @@ public final class PostgresChatStore: ChatStore {
         return store
     }
 
-    private init(location: Location, logger: Logger, maxPendingChanges: Int) {
+    private init(location: Location, logger: Logger, maxPendingChanges: Int, closeTimeout: Duration, stallWarning: Duration) {
+        self.closeTimeout = closeTimeout
+        self.stallWarning = stallWarning
         var configuration = PostgresClient.Configuration(
             host: location.host, port: location.port, username: location.username, password: location.password,
             database: location.database, tls: .disable
@@ -234,16 +243,85 @@ public final class PostgresChatStore: ChatStore {
                 for waiter in waiters { waiter.resume() }
                 return
             }
+            await write(batch)
+        }
+    }
+
+    /// Writes one batch. While the database cannot be reached (restarting, the network gone)
+    /// the batch waits and is tried again, backing off from 250 ms to 8 s, and what comes in
+    /// meanwhile waits behind it (within `maxPendingChanges`): nothing is dropped for a
+    /// database that comes back. A batch the database refuses for what it holds is dropped
+    /// with a log line, rather than block every later change.
+    private func write(_ batch: [StoreChange]) async {
+        var delay = Duration.milliseconds(250)
+        var failures = 0
+        // The pool waits for a database that does not answer (it reconnects with its own
+        // backoff) rather than fail: a write that takes that long is said in the log, then
+        // every 10 s while it goes on.
+        let stalled = Flag()
+        let watchdog = Task { [self] in
+            var wait = stallWarning
+            while true {
+                try? await Task.sleep(for: wait)
+                guard !Task.isCancelled else { return }
+                stalled.set()
+                let waiting = pending.withLock { $0.changes.count }
+                logger.error("the database cannot be reached: changes wait for it", metadata: ["changes": "\(batch.count + waiting)"])
+                wait = .seconds(10)
+            }
+        }
+        defer { watchdog.cancel() }
+        while true {
             do {
                 try await client.withTransaction(logger: logger) { connection in
                     for run in Self.runs(of: batch) { try await run.write(on: connection, logger: self.logger) }
                 }
                 pending.withLock { $0.transactions += 1 }
+                if failures > 0 || stalled.isSet {
+                    logger.notice("the database is back: written", metadata: ["changes": "\(batch.count)", "tries": "\(failures + 1)"])
+                }
+                return
             } catch {
-                let due = pending.withLock { Self.isDue(&$0.lastFailure) }
-                if due { logger.error("storage failed", metadata: ["error": "\(String(reflecting: error))", "changes": "\(batch.count)"]) }
+                failures += 1
+                let transient = Self.isTransient(error)
+                let (due, waiting) = pending.withLock { (Self.isDue(&$0.lastFailure), $0.changes.count) }
+                if due {
+                    logger.error(
+                        transient ? "the database cannot be reached: trying again" : "the database refused a batch: dropped",
+                        metadata: ["error": "\(String(reflecting: error))", "changes": "\(batch.count)", "waiting": "\(waiting)"]
+                    )
+                }
+                let givingUp = pending.withLock { pending in
+                    if pending.givingUp { pending.givenUp += batch.count }
+                    return pending.givingUp
+                }
+                guard transient, !givingUp else { return }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(8))
             }
         }
+    }
+
+    private final class Flag: Sendable {
+        private let value = Mutex(false)
+        func set() { value.withLock { $0 = true } }
+        var isSet: Bool { value.withLock { $0 } }
+    }
+
+    /// Whether an error says the database is out of reach for now, rather than that it refused
+    /// what was written: a connection that failed or closed, or PostgreSQL's classes 08
+    /// (connection), 53 (resources), 57 (shutting down, starting up) and 40 (a transaction
+    /// to run again).
+    static func isTransient(_ error: any Error) -> Bool {
+        if let failed = error as? PostgresTransactionError {
+            return [failed.beginError, failed.closureError, failed.commitError].contains { $0.map(isTransient) ?? false }
+        }
+        guard let error = error as? PSQLError else { return false }
+        guard error.code == .server else {
+            return [.connectionError, .serverClosedConnection, .uncleanShutdown, .clientClosedConnection, .poolClosed].contains(error.code)
+        }
+        let state = error.serverInfo?[.sqlState] ?? ""
+        return ["08", "53", "57", "40"].contains { state.hasPrefix($0) }
     }
 
     /// Consecutive changes of one kind, written with one statement (arrays bound as parameters).
@@ -343,9 +421,26 @@ public final class PostgresChatStore: ChatStore {
         }
     }
 
+    /// How long a shutdown waits, by default, for an unreachable database before it gives up
+    /// what waits.
+    public static let closeTimeout = Duration.seconds(10)
+
+    /// Writes what waits, then disconnects. A database still out of reach after
+    /// `closeTimeout` costs what waits (logged with its count), not a shutdown that never ends.
     public func close() async throws {
+        let deadline = Task {
+            try? await Task.sleep(for: self.closeTimeout)
+            guard !Task.isCancelled else { return }
+            self.pending.withLock { $0.givingUp = true }
+            self.runner.cancel()  // the pool closes: every try fails at once
+        }
         await flush()
+        deadline.cancel()
         runner.cancel()
         await runner.value
+        let lost = pending.withLock { $0.givenUp }
+        if lost > 0 {
+            logger.error("the database could not be reached before the shutdown: changes not written", metadata: ["changes": "\(lost)"])
+        }
     }
 }

@@ -139,5 +139,45 @@ extension ServerSuites {
             await back.socket.disconnect()
             await server.stop()
         }
+
+        /// PostgreSQL restarting: what is recorded meanwhile waits, is tried again with backoff,
+        /// and is written once it is back; the log says it could not be reached, then that it
+        /// is back. Nothing is lost.
+        @Test func aDatabaseThatRestartsLosesNothing() async throws {
+            let postgres = try await PrivatePostgres.start()
+            let url = try await postgres.database()
+            let log = CapturedLog()
+            let store = try await PostgresChatStore.open(try PostgresChatStore.Location(url: url), logger: log.logger, stallWarning: .milliseconds(200))
+            store.record([.message(.init(seq: 1, message: PrivateMessage(content: "before", from: "u1", to: "u2")))])
+            await store.flush()
+            try await postgres.stop()
+            for n in 2...100 {
+                store.record([.message(.init(seq: Int64(n), message: PrivateMessage(content: "while away \(n)", from: "u1", to: "u2")))])
+            }
+            store.record([.session(StoredSession(sessionID: "s", userID: "u1", username: "alice", connected: true, lastSeen: 1))])
+            #expect(await eventually(within: .seconds(20)) { !log.lines(containing: "cannot be reached").isEmpty })
+            try await postgres.restart()
+            await store.flush()
+            #expect(!log.lines(containing: "the database is back").isEmpty)
+            let state = try await store.load()
+            #expect(state.messages.map(\.seq) == Array(1...100))
+            #expect(state.sessions.map(\.userID) == ["u1"])
+            try await store.close()
+            try await postgres.stop()
+        }
+
+        /// A shutdown while the database is out of reach does not wait for ever: after the
+        /// close timeout, what waits is given up, and the log counts it.
+        @Test func aShutdownWithTheDatabaseGoneEnds() async throws {
+            let postgres = try await PrivatePostgres.start()
+            let log = CapturedLog()
+            let store = try await PostgresChatStore.open(
+                try PostgresChatStore.Location(url: try await postgres.database()), logger: log.logger, closeTimeout: .milliseconds(300)
+            )
+            try await postgres.stop()
+            store.record([.message(.init(seq: 1, message: PrivateMessage(content: "lost", from: "u1", to: "u2")))])
+            try await store.close()
+            #expect(!log.lines(containing: "could not be reached before the shutdown").isEmpty)
+        }
     }
 }

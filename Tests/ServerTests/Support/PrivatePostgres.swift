@@ -15,6 +15,9 @@ final class PrivatePostgres: Sendable {
 
     private static let started = Mutex<Task<PrivatePostgres, any Error>?>(nil)
     private let databases = Mutex(0)
+    /// The running server's process (runuser's, when root), nil while stopped.
+    private let process = Mutex<Process?>(nil)
+    private let data: String
 
     /// The one instance, started on first use.
     static func shared() async throws -> PrivatePostgres {
@@ -30,6 +33,7 @@ final class PrivatePostgres: Sendable {
     private init(port: Int, directory: String) {
         self.port = port
         self.directory = directory
+        data = directory + "/data"
     }
 
     struct Failure: Error, CustomStringConvertible {
@@ -61,7 +65,25 @@ final class PrivatePostgres: Sendable {
 
     // MARK: Starting and stopping
 
-    private static func start() async throws -> PrivatePostgres {
+    /// Stops the server (a fast shutdown: connections are closed) and waits until it is gone.
+    func stop() async throws {
+        guard let running = process.withLock({ $0 }) else { return }
+        if let text = try? String(contentsOfFile: data + "/postmaster.pid", encoding: .utf8),
+            let pid = text.split(separator: "\n").first.flatMap({ pid_t($0) })
+        {
+            kill(pid, SIGINT)
+        }
+        try await onThread { running.waitUntilExit() }
+        process.withLock { $0 = nil }
+    }
+
+    /// Starts it again, on the same port and data.
+    func restart() async throws {
+        try await launch(data: data)
+    }
+
+    /// A server of one test's own, to stop and start (the shared one is never stopped).
+    static func start() async throws -> PrivatePostgres {
         let directory = try makeDirectory()
         let data = directory + "/data"
         let passwordFile = directory + "/password"
@@ -101,16 +123,23 @@ final class PrivatePostgres: Sendable {
         process.standardError = log
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        Self.toStop.withLock { $0 = (data, directory) }
-        atexit {
-            guard let (data, directory) = PrivatePostgres.toStop.withLock({ $0 }) else { return }
-            // The postmaster's pid is the first line of its pid file: an immediate shutdown.
-            if let text = try? String(contentsOfFile: data + "/postmaster.pid", encoding: .utf8),
-                let pid = text.split(separator: "\n").first.flatMap({ pid_t($0) })
-            {
-                kill(pid, SIGQUIT)
+        self.process.withLock { $0 = process }
+        let first = Self.toStop.withLock { toStop in
+            defer { toStop.append((data, directory)) }
+            return toStop.isEmpty
+        }
+        if first {
+            atexit {
+                for (data, directory) in PrivatePostgres.toStop.withLock({ $0 }) {
+                    // The postmaster's pid is the first line of its pid file: an immediate shutdown.
+                    if let text = try? String(contentsOfFile: data + "/postmaster.pid", encoding: .utf8),
+                        let pid = text.split(separator: "\n").first.flatMap({ pid_t($0) })
+                    {
+                        kill(pid, SIGQUIT)
+                    }
+                    try? FileManager.default.removeItem(atPath: directory)
+                }
             }
-            try? FileManager.default.removeItem(atPath: directory)
         }
         // Read its log until it is ready (or it ends).
         let reader = log.fileHandleForReading
@@ -128,7 +157,7 @@ final class PrivatePostgres: Sendable {
         Thread { while !reader.availableData.isEmpty {} }.start()
     }
 
-    private static let toStop = Mutex<(String, String)?>(nil)
+    private static let toStop = Mutex<[(String, String)]>([])
 
     private static func makeDirectory() throws -> String {
         var template = Array((NSTemporaryDirectory() + "parley-postgres-XXXXXX").utf8CString)
