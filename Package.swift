@@ -175,11 +175,15 @@ let package = Package(
         ),
         // The protocol documents' test applications (their "Test suite" sections), which the
         // official engine.io and socket.io server suites run against.
-        // The chat server's store on PostgreSQL (`parley-server --postgres URL`).
+        // Servers in a cluster: what they say to each other, in socket.io-adapter's format
+        // (ClusterMessage, MessagePack for attachments), and who is in. Pure.
+        .target(name: "SocketIOCluster", dependencies: ["JSON"], swiftSettings: strict),
+        // PostgreSQL: the chat server's store (`parley-server --postgres URL`) and the cluster's
+        // LISTEN/NOTIFY bus, as @socket.io/postgres-adapter has it.
         .target(
-            name: "PostgresChatStore",
+            name: "Postgres",
             dependencies: [
-                "ChatServer", "ChatSchema",
+                "ChatServer", "ChatSchema", "SocketIOCluster", "JSON",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -194,7 +198,7 @@ let package = Package(
         .executableTarget(
             name: "parley-server",
             dependencies: [
-                "ChatServer", "PostgresChatStore", "ProtocolTestApps", "SocketIOServer", "EngineIOServer", "InertLog",
+                "ChatServer", "Postgres", "ProtocolTestApps", "SocketIOServer", "EngineIOServer", "InertLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -251,7 +255,7 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "ChatServer", "PostgresChatStore", "ChatSchema", "ProtocolTestApps", "SocketIOServer", "EngineIOServer", "JSON", "SocketIO",
+                "ChatServer", "Postgres", "SocketIOCluster", "ChatSchema", "ProtocolTestApps", "SocketIOServer", "EngineIOServer", "JSON", "SocketIO",
                 "SocketIOTesting", "EngineIO",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),

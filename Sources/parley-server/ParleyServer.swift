@@ -7,7 +7,7 @@ import InertLog
 import Logging
 import NIOCore
 import NIOPosix
-import PostgresChatStore
+import Postgres
 import ProtocolTestApps
 import ServiceLifecycle
 import SocketIOServer

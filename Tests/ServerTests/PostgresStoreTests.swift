@@ -5,7 +5,7 @@ import JSON
 import Logging
 import PostgresNIO
 import SocketIOTesting
-@testable import PostgresChatStore
+@testable import Postgres
 import Testing
 
 /// The chat server's store on PostgreSQL, against a private PostgreSQL the tests start

@@ -1,0 +1,294 @@
+public import Foundation
+import JSON
+public import Logging
+import NIOCore
+import PostgresNIO
+public import SocketIOCluster
+import Synchronization
+
+/// Servers of one cluster talking through PostgreSQL as `@socket.io/postgres-adapter` does:
+/// `NOTIFY` on the channel `socket.io#<namespace>` with the message's JSON, or, for a message
+/// of 8,000 bytes or more or one with bytes, its MessagePack in the table
+/// `socket_io_attachments` and a notification that says where (`attachmentId`). A heartbeat
+/// when nothing else was said for `heartbeatInterval`; a server not heard for
+/// `heartbeatTimeout` is out of the cluster. Old attachments are deleted every
+/// `cleanupInterval`.
+///
+/// What comes through the database is checked as a client's input is: a notification that is
+/// not a message is logged (at most once per 10 s) and dropped, an attachment larger than
+/// `maximumAttachment` is not read.
+public final class PostgresClusterBus: Sendable {
+    public struct Options: Sendable {
+        public var nsp = "/"
+        public var channelPrefix = "socket.io"
+        public var tableName = "socket_io_attachments"
+        public var payloadThreshold = 8_000
+        public var heartbeatInterval = Duration.seconds(5)
+        public var heartbeatTimeout = Duration.seconds(10)
+        public var cleanupInterval = Duration.seconds(30)
+        public var maximumAttachment = 16 << 20
+        public init() {}
+    }
+
+    /// This server's ID in the cluster: 16 hex digits, new at each start.
+    public let uid: String
+    public let options: Options
+    public var channel: String { "\(options.channelPrefix)#\(options.nsp)" }
+
+    private let location: PostgresChatStore.Location
+    private let client: PostgresClient
+    private let clientRunner: Task<Void, Never>
+    private let logger: Logger
+    private let onMessage: @Sendable (ClusterMessage) -> Void
+    private let onLeave: @Sendable ([String]) -> Void
+    private let state = Mutex(State())
+
+    private struct State {
+        var members = Membership<ContinuousClock.Instant>()
+        var lastPublished = ContinuousClock.now
+        var tasks: [Task<Void, Never>] = []
+        var lastComplaint: ContinuousClock.Instant?
+        var listening = false
+        var listeningWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    /// Joins the cluster: listens, says it is there (`initialHeartbeat`), and keeps the
+    /// heartbeat, the expiry of silent servers and the cleanup going. `onMessage` hears every
+    /// message from another server but heartbeats and closes; `onLeave` the servers that left.
+    public static func start(
+        _ location: PostgresChatStore.Location, options: Options = Options(), logger: Logger = Logger(label: "parley.cluster"),
+        onMessage: @escaping @Sendable (ClusterMessage) -> Void, onLeave: @escaping @Sendable ([String]) -> Void = { _ in }
+    ) async throws -> PostgresClusterBus {
+        let bus = PostgresClusterBus(location: location, options: options, logger: logger, onMessage: onMessage, onLeave: onLeave)
+        try await bus.client.query(
+            PostgresQuery(
+                unsafeSQL: "CREATE TABLE IF NOT EXISTS \(options.tableName) (id bigserial UNIQUE, created_at timestamptz DEFAULT NOW(), payload bytea)"
+            ),
+            logger: logger
+        )
+        bus.startTasks()
+        await bus.untilListening()
+        try await bus.publish(ClusterMessage(uid: bus.uid, nsp: options.nsp, type: .initialHeartbeat))
+        return bus
+    }
+
+    private init(
+        location: PostgresChatStore.Location, options: Options, logger: Logger,
+        onMessage: @escaping @Sendable (ClusterMessage) -> Void, onLeave: @escaping @Sendable ([String]) -> Void
+    ) {
+        uid = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        self.options = options
+        self.location = location
+        self.logger = logger
+        self.onMessage = onMessage
+        self.onLeave = onLeave
+        var configuration = PostgresClient.Configuration(
+            host: location.host, port: location.port, username: location.username, password: location.password,
+            database: location.database, tls: .disable
+        )
+        configuration.options.maximumConnections = 4
+        var background = logger
+        background.logLevel = .error
+        client = PostgresClient(configuration: configuration, backgroundLogger: background)
+        clientRunner = Task { [client] in await client.run() }
+    }
+
+    /// The other servers heard from, sorted.
+    public var servers: [String] { state.withLock { $0.members.servers } }
+
+    // MARK: Publishing
+
+    /// Sends a message to the other servers (its `uid` and `nsp` are this bus's).
+    public func publish(_ message: ClusterMessage) async throws {
+        var message = message
+        message.uid = uid
+        message.nsp = options.nsp
+        state.withLock { $0.lastPublished = ContinuousClock.now }
+        let text = message.json.serialized()
+        let withBytes = [.broadcast, .broadcastAck, .serverSideEmit, .serverSideEmitResponse].contains(message.type) && (message.data?.containsBinary ?? false)
+        if withBytes || text.utf8.count >= options.payloadThreshold {
+            // Too large for a notification, or bytes JSON cannot carry: the attachments table.
+            var id: Int64 = 0
+            let rows = try await client.query(
+                PostgresQuery(unsafeSQL: "INSERT INTO \(options.tableName) (payload) VALUES ($1) RETURNING id", binds: try Self.binds(ByteBuffer(bytes: MessagePack.encode(message.json)))),
+                logger: logger
+            )
+            for try await found in rows.decode(Int64.self) { id = found }
+            // node-postgres hands a bigint over as a string: so does the header.
+            let header: JSONValue = ["uid": .string(uid), "nsp": .string(options.nsp), "type": .int(message.type.rawValue), "attachmentId": .string(String(id))]
+            try await notify(header.serialized())
+        } else {
+            try await notify(text)
+        }
+    }
+
+    private func notify(_ payload: String) async throws {
+        try await client.query("SELECT pg_notify(\(channel), \(payload))", logger: logger)
+    }
+
+    private static func binds(_ buffer: ByteBuffer) throws -> PostgresBindings {
+        var bindings = PostgresBindings()
+        try bindings.append(buffer, context: .default)
+        return bindings
+    }
+
+    // MARK: Listening
+
+    private func startTasks() {
+        let listener = Task { await self.listen() }
+        let heartbeat = Task { await self.beat() }
+        let cleanup = Task { await self.clean() }
+        state.withLock { $0.tasks = [listener, heartbeat, cleanup] }
+    }
+
+    private func untilListening() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { state -> Bool in
+                if state.listening { return true }
+                state.listeningWaiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    /// One connection of its own listens; when it goes, another is made after 1–3 s.
+    private func listen() async {
+        while !Task.isCancelled {
+            do {
+                let connection = try await PostgresConnection.connect(configuration: location.connection, id: 1, logger: logger)
+                defer { Task { try? await connection.close() } }
+                try await connection.listen(on: channel) { notifications in
+                    let waiters = state.withLock { state in
+                        state.listening = true
+                        defer { state.listeningWaiters = [] }
+                        return state.listeningWaiters
+                    }
+                    for waiter in waiters { waiter.resume() }
+                    for try await notification in notifications {
+                        await receive(notification.payload)
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                complain("the cluster's channel was lost: listening again", error: error)
+            }
+            try? await Task.sleep(for: .milliseconds(Int.random(in: 1_000...3_000)))
+        }
+    }
+
+    /// One notification: a message, or where its attachment is.
+    func receive(_ payload: String) async {
+        do {
+            let value = try JSONValue(parsing: payload)
+            var message = try ClusterMessage(value)
+            guard message.uid != uid else { return }  // our own
+            if let attachment = value.objectValue?["attachmentId"] {
+                guard let id = attachment.stringValue.flatMap({ Int64($0) }) ?? attachment.intValue.map(Int64.init) else {
+                    throw ClusterMessage.DecodingError(description: "an attachmentId that is no number")
+                }
+                message = try await fetchAttachment(id)
+            }
+            handle(message)
+        } catch {
+            complain("a cluster message was not understood: dropped", error: error)
+        }
+    }
+
+    private func fetchAttachment(_ id: Int64) async throws -> ClusterMessage {
+        let rows = try await client.query(
+            PostgresQuery(
+                unsafeSQL: "SELECT payload, octet_length(payload) FROM \(options.tableName) WHERE id = $1 AND octet_length(payload) <= $2",
+                binds: try {
+                    var bindings = PostgresBindings()
+                    try bindings.append(id, context: .default)
+                    try bindings.append(Int64(options.maximumAttachment), context: .default)
+                    return bindings
+                }()
+            ),
+            logger: logger
+        )
+        for try await (payload, _) in rows.decode((ByteBuffer, Int32).self) {
+            return try ClusterMessage(try MessagePack.decode(Array(buffer: payload)))
+        }
+        throw ClusterMessage.DecodingError(description: "no attachment \(id) (or one over \(options.maximumAttachment) bytes)")
+    }
+
+    private func handle(_ message: ClusterMessage) {
+        guard message.nsp == options.nsp else { return }
+        state.withLock { _ = $0.members.heard(message.uid, at: ContinuousClock.now) }
+        switch message.type {
+        case .initialHeartbeat:
+            // A server just came: it learns of this one.
+            Task { try? await self.publish(ClusterMessage(uid: self.uid, type: .heartbeat)) }
+        case .heartbeat:
+            break
+        case .adapterClose:
+            let left = state.withLock { $0.members.closed(message.uid) }
+            if left { onLeave([message.uid]) }
+        default:
+            onMessage(message)
+        }
+    }
+
+    /// A heartbeat when nothing else was said for an interval; servers silent for the timeout leave.
+    private func beat() async {
+        let tick = min(options.heartbeatInterval, .seconds(1))
+        while !Task.isCancelled {
+            try? await Task.sleep(for: tick)
+            if Task.isCancelled { return }
+            let now = ContinuousClock.now
+            let (due, gone) = state.withLock { state in
+                (now - state.lastPublished >= options.heartbeatInterval, state.members.expire(before: now - options.heartbeatTimeout))
+            }
+            if due { try? await publish(ClusterMessage(uid: uid, type: .heartbeat)) }
+            if !gone.isEmpty {
+                logger.notice("servers left the cluster without a word (no heartbeat)", metadata: ["servers": "\(gone.joined(separator: ","))"])
+                onLeave(gone)
+            }
+        }
+    }
+
+    private func clean() async {
+        let milliseconds = Int(options.cleanupInterval.components.seconds * 1_000 + options.cleanupInterval.components.attoseconds / 1_000_000_000_000_000)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: options.cleanupInterval)
+            if Task.isCancelled { return }
+            do {
+                try await client.query(
+                    PostgresQuery(unsafeSQL: "DELETE FROM \(options.tableName) WHERE created_at < now() - interval '\(milliseconds) milliseconds'"),
+                    logger: logger
+                )
+            } catch {
+                complain("old cluster attachments could not be deleted", error: error)
+            }
+        }
+    }
+
+    private func complain(_ what: Logger.Message, error: any Error) {
+        let now = ContinuousClock.now
+        let due = state.withLock { state in
+            guard state.lastComplaint.map({ now - $0 >= .seconds(10) }) ?? true else { return false }
+            state.lastComplaint = now
+            return true
+        }
+        if due { logger.warning(what, metadata: ["error": "\(String(reflecting: error))"]) }
+    }
+
+    // MARK: Leaving
+
+    /// Says it leaves (`adapterClose`), then stops listening and disconnects.
+    public func close() async {
+        try? await publish(ClusterMessage(uid: uid, type: .adapterClose))
+        await stop()
+    }
+
+    /// Stops without a word, as a server that dies (for tests of the expiry).
+    func stop() async {
+        let tasks = state.withLock { $0.tasks }
+        for task in tasks { task.cancel() }
+        for task in tasks { await task.value }
+        clientRunner.cancel()
+        await clientRunner.value
+    }
+}
