@@ -154,7 +154,7 @@ let package = Package(
         .target(
             name: "SocketIOServer",
             dependencies: [
-                "EngineIOServer", "SocketIOProtocol", "JSON",
+                "EngineIOServer", "SocketIOProtocol", "SocketIOCluster", "JSON",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],

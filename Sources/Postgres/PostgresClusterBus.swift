@@ -17,7 +17,7 @@ import Synchronization
 /// What comes through the database is checked as a client's input is: a notification that is
 /// not a message is logged (at most once per 10 s) and dropped, an attachment larger than
 /// `maximumAttachment` is not read.
-public final class PostgresClusterBus: Sendable {
+public final class PostgresClusterBus: ClusterLink {
     public struct Options: Sendable {
         public var nsp = "/"
         public var channelPrefix = "socket.io"
@@ -42,6 +42,9 @@ public final class PostgresClusterBus: Sendable {
     private let onMessage: @Sendable (ClusterMessage) -> Void
     private let onLeave: @Sendable ([String]) -> Void
     private let state = Mutex(State())
+    /// What `send` queued, published in order by one task.
+    private let outbox: AsyncStream<ClusterMessage>.Continuation
+    private let queued: AsyncStream<ClusterMessage>
 
     private struct State {
         var members = Membership<ContinuousClock.Instant>()
@@ -49,6 +52,9 @@ public final class PostgresClusterBus: Sendable {
         var tasks: [Task<Void, Never>] = []
         var lastComplaint: ContinuousClock.Instant?
         var listening = false
+        /// Messages queued by `send` and not published yet.
+        var unsent = 0
+        var dropped = 0
         var listeningWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -82,6 +88,7 @@ public final class PostgresClusterBus: Sendable {
         self.logger = logger
         self.onMessage = onMessage
         self.onLeave = onLeave
+        (queued, outbox) = AsyncStream.makeStream(of: ClusterMessage.self, bufferingPolicy: .unbounded)
         var configuration = PostgresClient.Configuration(
             host: location.host, port: location.port, username: location.username, password: location.password,
             database: location.database, tls: .disable
@@ -97,6 +104,39 @@ public final class PostgresClusterBus: Sendable {
     public var servers: [String] { state.withLock { $0.members.servers } }
 
     // MARK: Publishing
+
+    /// Messages waiting to be published at most (a database that does not keep up, or is
+    /// gone): past them new ones are dropped, and the log says how many.
+    public static let maximumUnsent = 100_000
+
+    /// Queues a message for the other servers; they get what is sent in the order sent.
+    public func send(_ message: ClusterMessage) {
+        let (accepted, report) = state.withLock { state -> (Bool, Int?) in
+            guard state.unsent < Self.maximumUnsent else {
+                state.dropped += 1
+                let now = ContinuousClock.now
+                guard state.lastComplaint.map({ now - $0 >= .seconds(10) }) ?? true else { return (false, nil) }
+                state.lastComplaint = now
+                defer { state.dropped = 0 }
+                return (false, state.dropped)
+            }
+            state.unsent += 1
+            return (true, nil)
+        }
+        if let report { logger.error("the cluster's database does not keep up: messages to the other servers dropped", metadata: ["messages": "\(report)"]) }
+        if accepted { outbox.yield(message) }
+    }
+
+    private func drain() async {
+        for await message in queued {
+            defer { state.withLock { $0.unsent -= 1 } }
+            do {
+                try await publish(message)
+            } catch {
+                complain("a cluster message could not be sent", error: error)
+            }
+        }
+    }
 
     /// Sends a message to the other servers (its `uid` and `nsp` are this bus's).
     public func publish(_ message: ClusterMessage) async throws {
@@ -138,7 +178,8 @@ public final class PostgresClusterBus: Sendable {
         let listener = Task { await self.listen() }
         let heartbeat = Task { await self.beat() }
         let cleanup = Task { await self.clean() }
-        state.withLock { $0.tasks = [listener, heartbeat, cleanup] }
+        let sender = Task { await self.drain() }
+        state.withLock { $0.tasks = [listener, heartbeat, cleanup, sender] }
     }
 
     private func untilListening() async {
@@ -285,6 +326,7 @@ public final class PostgresClusterBus: Sendable {
 
     /// Stops without a word, as a server that dies (for tests of the expiry).
     func stop() async {
+        outbox.finish()
         let tasks = state.withLock { $0.tasks }
         for task in tasks { task.cancel() }
         for task in tasks { await task.value }

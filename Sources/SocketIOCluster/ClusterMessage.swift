@@ -116,3 +116,11 @@ public struct ClusterMessage: Sendable, Hashable {
         return (event, Array(packet.dropFirst()))
     }
 }
+
+/// Where a server's cluster messages go: a bus (PostgreSQL's, in production) that carries
+/// them to the other servers, in the order sent. `send` returns at once.
+public protocol ClusterLink: Sendable {
+    /// This server's ID in the cluster.
+    var uid: String { get }
+    func send(_ message: ClusterMessage)
+}

@@ -2,6 +2,7 @@ public import EngineIOServer
 import EngineIOProtocol
 public import JSON
 public import Logging
+public import SocketIOCluster
 import SocketIOProtocol
 import Synchronization
 
@@ -13,6 +14,7 @@ import Synchronization
 public final class SocketIOServer: Sendable {
     public let engine: EngineIOServer
     private let namespaces: Mutex<[String: SocketIONamespace]>
+    private let owner: WeakServer
     let limits: Limits
     let logger: Logger
 
@@ -55,6 +57,7 @@ public final class SocketIOServer: Sendable {
         self.limits = limits
         self.logger = logger
         let box = WeakServer()
+        owner = box
         // A session is half-open until its client joins a namespace.
         var engineOptions = engineOptions
         engineOptions.sessionsStartHalfOpen = true
@@ -74,7 +77,7 @@ public final class SocketIOServer: Sendable {
         let name = name.hasPrefix("/") ? name : "/" + name
         return namespaces.withLock { table in
             if let existing = table[name] { return existing }
-            let created = SocketIONamespace(name: name, logger: logger)
+            let created = SocketIONamespace(name: name, logger: logger, server: owner)
             table[name] = created
             return created
         }
@@ -90,6 +93,42 @@ public final class SocketIOServer: Sendable {
     /// Disconnects every client and refuses new ones.
     public func shutdown() {
         engine.shutdown()
+    }
+
+    // MARK: A cluster
+
+    /// Joins a cluster: from now on, every broadcast (but a `local` one) goes to the other
+    /// servers through `link` too, and `receive(_:)` delivers theirs to the sockets here.
+    public func join(cluster link: any ClusterLink) {
+        cluster.withLock { $0 = link }
+    }
+
+    let cluster = Mutex<(any ClusterLink)?>(nil)
+
+    /// Server-side emits from the other servers (`SocketIOServer.serverSideEmit`) go here.
+    public func onServerSideEmit(_ handler: @escaping @Sendable (_ event: String, _ arguments: [JSONValue], _ from: String) -> Void) {
+        serverSideEmitHandlers.withLock { $0.append(handler) }
+    }
+
+    private let serverSideEmitHandlers = Mutex<[@Sendable (String, [JSONValue], String) -> Void]>([])
+
+    /// An event for the other servers of the cluster themselves (socket.io's `serverSideEmit`).
+    public func serverSideEmit(_ event: String, _ arguments: [JSONValue], nsp: String = "/") {
+        guard let link = cluster.withLock({ $0 }) else { return }
+        link.send(.serverSideEmit(uid: link.uid, nsp: nsp, event: event, arguments: arguments))
+    }
+
+    /// A message from another server of the cluster: a broadcast reaches the sockets here that
+    /// it names (never sent on: that server sent it to every server itself); a server-side
+    /// emit goes to its handlers. The rest is not asked for by Parley and is let go.
+    public func receive(_ message: ClusterMessage) {
+        if let broadcast = message.broadcast, let namespace = existingNamespace(message.nsp) {
+            // Each socket is in a room named by its ID: `except` leaves out rooms and sockets.
+            SocketIOBroadcast(namespace: namespace, rooms: broadcast.rooms, exceptRooms: broadcast.except, exceptSockets: broadcast.except)
+                .emitHere(broadcast.event, arguments: broadcast.arguments)
+        } else if let emit = message.serverSideEmit {
+            for handler in serverSideEmitHandlers.withLock({ $0 }) { handler(emit.event, emit.arguments, message.uid) }
+        }
     }
 }
 
@@ -156,10 +195,16 @@ public final class SocketIONamespace: Sendable {
         var memberships: [String: Set<String>] = [:]
     }
 
-    init(name: String, logger: Logger) {
+    /// The server it belongs to (weakly: the server holds its namespaces).
+    private let owner: WeakServer
+
+    init(name: String, logger: Logger, server: WeakServer) {
         self.name = name
         self.logger = logger
+        owner = server
     }
+
+    var server: SocketIOServer? { owner.value }
 
     /// Runs for every CONNECT, in the order added, before the socket exists for anyone else;
     /// `socket.auth` is the client's CONNECT payload.
@@ -262,8 +307,13 @@ public final class SocketIONamespace: Sendable {
             // members of excepted rooms, go into a set.
             let shortList = exceptSockets.count > 8 ? [] : exceptSockets
             var excluded: Set<String> = exceptSockets.count > 8 ? Set(exceptSockets) : []
+            // Each socket is in a room named by its ID, as in socket.io: a name that is no room
+            // is looked up as a socket.
+            func members(_ room: String) -> [String: SocketIOServerSocket]? {
+                state.rooms[room] ?? state.sockets[room].map { [room: $0] }
+            }
             for room in exceptRooms {
-                if let members = state.rooms[room] { excluded.formUnion(members.keys) }
+                if let members = members(room) { excluded.formUnion(members.keys) }
             }
             func isExcluded(_ socket: SocketIOServerSocket) -> Bool {
                 shortList.contains(socket.id) || (!excluded.isEmpty && excluded.contains(socket.id))
@@ -272,11 +322,11 @@ public final class SocketIONamespace: Sendable {
                 return state.sockets.values.filter { !isExcluded($0) }
             }
             if rooms.count == 1 {
-                return state.rooms[rooms[0]]?.values.filter { !isExcluded($0) } ?? []
+                return members(rooms[0])?.values.filter { !isExcluded($0) } ?? []
             }
             var found: [SocketIOServerSocket] = []
             for room in rooms {
-                guard let members = state.rooms[room] else { continue }
+                guard let members = members(room) else { continue }
                 for socket in members.values where !isExcluded(socket) { found.append(socket) }
             }
             // A member of several of the rooms is reached once.
@@ -323,7 +373,16 @@ public struct SocketIOBroadcast: Sendable {
         emit(event, arguments: arguments)
     }
 
+    /// Emits to the sockets here it reaches, and, in a cluster, to those of the other servers.
     public func emit(_ event: String, arguments: [JSONValue]) {
+        emitHere(event, arguments: arguments)
+        if let link = namespace.server?.cluster.withLock({ $0 }) {
+            link.send(.broadcast(uid: link.uid, nsp: namespace.name, event: event, arguments: arguments, rooms: rooms, except: exceptRooms + exceptSockets))
+        }
+    }
+
+    /// Emits to the sockets of this server only (socket.io's `local` flag).
+    public func emitHere(_ event: String, arguments: [JSONValue]) {
         let targets = namespace.targets(rooms: rooms, exceptRooms: exceptRooms, exceptSockets: exceptSockets)
         guard !targets.isEmpty else { return }
         let frames = SocketIOPacket.event(event, arguments, namespace: namespace.name).encoded().map(EngineIOOutgoing.message)

@@ -1,5 +1,7 @@
+import EngineIOServer
 import Foundation
 import JSON
+import SocketIOServer
 import Logging
 @testable import Postgres
 import SocketIOCluster
@@ -184,6 +186,81 @@ extension ServerSuites {
             try await postgres.psql(#"SELECT pg_notify('socket.io#/', '{"uid":"x","type":3,"attachmentId":"999999"}')"#, database: database)
             #expect(await eventually(within: .seconds(10)) { !log.lines(containing: "not understood").isEmpty })
             await b.close()
+        }
+
+        /// Two Socket.IO servers on one database: a broadcast on one reaches the sockets of
+        /// the other that it names, and no others; a socket's own broadcast does not come back
+        /// to it; a server-side emit reaches the other server.
+        @Test func broadcastsReachTheSocketsOfTheOtherServer() async throws {
+            let url = try await PrivatePostgres.shared().database()
+            let location = try PostgresChatStore.Location(url: url)
+            func makeServer() -> SocketIOServer {
+                let io = SocketIOServer(
+                    engineOptions: EngineIOServerOptions(path: "/socket.io/", limits: .unlimitedAddresses), clock: ManualServerClock(), logger: quietLogger
+                )
+                io.main.onConnection { socket in
+                    for room in socket.auth["rooms"]?.arrayValue ?? [] { socket.join(room.stringValue ?? "") }
+                    if socket.auth["name"]?.stringValue == "alice" {
+                        socket.on("shout") { socket, arguments, _ in socket.broadcast.emit("shouted", arguments: arguments) }
+                    }
+                }
+                return io
+            }
+            let (ioA, ioB) = (makeServer(), makeServer())
+            let emitted = Mutex<[String]>([])
+            ioB.onServerSideEmit { event, _, _ in emitted.withLock { $0.append(event) } }
+            let busA = try await PostgresClusterBus.start(location, options: Self.quick, logger: quietLogger, onMessage: { ioA.receive($0) })
+            let busB = try await PostgresClusterBus.start(location, options: Self.quick, logger: quietLogger, onMessage: { ioB.receive($0) })
+            ioA.join(cluster: busA)
+            ioB.join(cluster: busB)
+            #expect(await eventually(within: .seconds(10)) { busA.servers == [busB.uid] && busB.servers == [busA.uid] })
+
+            func connect(_ server: RunningServer, _ name: String, rooms: [String]) async throws -> WebSocketClient {
+                let client = try await server.webSocket("/socket.io/?EIO=4&transport=websocket", answerPings: true)
+                _ = try handshakeSID(try await client.next().text)
+                client.send("40" + JSONValue.object(["name": .string(name), "rooms": .array(rooms.map { .string($0) })]).serialized())
+                let answer = try await client.nextSkippingPings()
+                try #require(answer.text.hasPrefix("40{"), "\(answer)")
+                return client
+            }
+            try await withServer(ioA) { a in
+                try await withServer(ioB) { b in
+                    let alice = try await connect(a, "alice", rooms: ["r1"])
+                    let bob = try await connect(b, "bob", rooms: ["r1"])
+                    let carol = try await connect(b, "carol", rooms: ["r2"])
+                    #expect(await eventually { ioB.main.socketCount == 2 && ioA.main.socketCount == 1 })
+
+                    ioA.main.to("r1").emit("hello", ["from": "a"])
+                    #expect(try await alice.nextSkippingPings().text == #"42["hello",{"from":"a"}]"#)
+                    #expect(try await bob.nextSkippingPings(timeout: .seconds(10)).text == #"42["hello",{"from":"a"}]"#)
+                    // carol is not in r1: the next thing she gets is the broadcast to everyone but r1.
+                    ioB.main.except("r1").emit("not r1")
+                    #expect(try await carol.nextSkippingPings().text == #"42["not r1"]"#)
+
+                    // alice's own broadcast reaches everyone else, on both servers, not her.
+                    alice.send(#"42["shout","hi all"]"#)
+                    #expect(try await bob.nextSkippingPings(timeout: .seconds(10)).text == #"42["shouted","hi all"]"#)
+                    #expect(try await carol.nextSkippingPings(timeout: .seconds(10)).text == #"42["shouted","hi all"]"#)
+                    ioA.main.emit("marker")
+                    #expect(try await alice.nextSkippingPings().text == #"42["marker"]"#, "alice did not hear her own shout")
+                    #expect(try await bob.nextSkippingPings(timeout: .seconds(10)).text == #"42["marker"]"#)
+                    #expect(try await carol.nextSkippingPings(timeout: .seconds(10)).text == #"42["marker"]"#)
+
+                    // Each socket is in a room named by its ID, on every server (socket.io's `to(socket.id)`).
+                    let carolID = try #require(ioB.main.sockets.first { $0.auth["name"]?.stringValue == "carol" }?.id)
+                    ioA.main.to(carolID).emit("just you")
+                    #expect(try await carol.nextSkippingPings(timeout: .seconds(10)).text == #"42["just you"]"#)
+                    ioA.main.except(carolID).emit("everyone else")
+                    #expect(try await bob.nextSkippingPings(timeout: .seconds(10)).text == #"42["everyone else"]"#)
+                    ioA.main.to("r2").emit("after")
+                    #expect(try await carol.nextSkippingPings(timeout: .seconds(10)).text == #"42["after"]"#, "carol was left out")
+
+                    ioA.serverSideEmit("presence", [["user": "u1"]])
+                    #expect(await eventually(within: .seconds(10)) { emitted.withLock { $0 } == ["presence"] })
+                }
+            }
+            await busA.close()
+            await busB.close()
         }
     }
 }
