@@ -108,16 +108,20 @@ public final class ChatApplication: Sendable {
 
     let store: any ChatStore
     let options: Options
+    /// The Socket.IO server it runs on (for the cluster's server-side emits).
+    let socketIO: SocketIOServer
+    /// Set once it joins a cluster (`joinCluster`).
+    let cluster = Mutex<ClusterState?>(nil)
     let logger: Logger
     let clock: any ServerClock
-    private let records: Mutex<Records>
+    let records: Mutex<Records>
     /// The stored messages, under a lock of their own: every message takes it, every login
     /// reads it, and neither need the directory meanwhile.
-    private let log: Mutex<MessageLog>
+    let log: Mutex<MessageLog>
     private let refusals: RefusalLog
     /// The wall clock, from the server's clock: seconds since 1970 when the server started,
     /// and the server clock's reading then.
-    private let wallStart: (seconds: Int64, at: NIODeadline)
+    let wallStart: (seconds: Int64, at: NIODeadline)
 
     /// The users, under one lock.
     struct Records {
@@ -140,6 +144,7 @@ public final class ChatApplication: Sendable {
         self.store = store
         self.options = options
         self.logger = logger
+        self.socketIO = server
         self.clock = server.clock
         self.refusals = RefusalLog(logger: logger, clock: server.clock)
         let now = server.clock.now
@@ -175,7 +180,7 @@ public final class ChatApplication: Sendable {
     public var messageCount: Int { log.withLock { $0.count } }
 
     /// Seconds since 1970, now.
-    private var wallNow: Int64 {
+    var wallNow: Int64 {
         wallStart.seconds + (clock.now - wallStart.at).nanoseconds / 1_000_000_000
     }
 
@@ -257,6 +262,7 @@ public final class ChatApplication: Sendable {
             return refuse(reason)
         case .success(let session):
             store.record([.session(session)])
+            announce(session)
             socket.data = Member(sessionID: session.sessionID, userID: session.userID, username: session.username)
             return .accept
         }
@@ -299,7 +305,8 @@ public final class ChatApplication: Sendable {
         // Everyone is told when the user comes online, not again for each further socket
         // (the guide tells them every time; they know already, and a user with many tabs,
         // or one that reconnects over and over, would make the server write to all for each).
-        if cameOnline {
+        // In a cluster, only when no other server has a socket of the user either.
+        if cameOnline, localPresenceChanged(member.userID, online: true) {
             socket.broadcast.emit(
                 ChatEventName.userConnected,
                 UserEntry(userID: member.userID, username: member.username, connected: true, messages: []).json
@@ -346,8 +353,10 @@ public final class ChatApplication: Sendable {
             return refuse("rate limit exceeded")
         case .allowed:
             let durable = store.isDurable
-            let (entry, dropped) = log.withLock { $0.append(message, reportingDrops: durable) }
+            let minimumSeq = clusterSeq()
+            let (entry, dropped) = log.withLock { $0.append(message, reportingDrops: durable, minimumSeq: minimumSeq) }
             if durable { store.record(dropped.isEmpty ? [.message(entry)] : [.message(entry), .dropMessages(dropped)]) }
+            share(message)
         }
         socket.to(payload.to, member.userID).emit(ChatEventName.privateMessage, message.json)
         ack?(["ok": true])
@@ -355,19 +364,22 @@ public final class ChatApplication: Sendable {
 
     private func disconnected(_ socket: SocketIOServerSocket, member: Member, namespace: SocketIONamespace, reason: String) {
         let wall = wallNow
+        let elsewhere = isOnlineElsewhere(member.userID)
         let session = records.withLock { records -> StoredSession? in
             records.directory.update(member.userID) { user in
                 user.sockets -= 1
                 guard user.sockets == 0 else { return nil }
-                user.setConnected(false, at: wall)
+                user.setConnected(elsewhere, at: wall)
                 return user.session
             } ?? nil
         }
         guard let session else { return }
         store.record([.session(session)])
+        let offline = localPresenceChanged(member.userID, online: false)
         // A server that shuts down closes every connection: nobody stays to hear who left,
         // and telling each of n clients about the others would be n² frames on the way out.
-        if reason != EngineIOCloseReason.serverShutdown.name {
+        // (In a cluster, the others learn that its users left when it says it goes.)
+        if offline, reason != EngineIOCloseReason.serverShutdown.name {
             namespace.emit(ChatEventName.userDisconnected, .string(member.userID))
         }
     }

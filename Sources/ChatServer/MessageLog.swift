@@ -105,8 +105,10 @@ public struct MessageLog: Sendable {
     /// Appends a new message; the seqs of the messages this dropped, oldest first (with
     /// `reportingDrops`: a store that keeps nothing need not know, and a message need not
     /// cost an array).
-    public mutating func append(_ message: PrivateMessage, reportingDrops: Bool = true) -> (entry: Entry, dropped: [Int64]) {
-        lastSeq += 1
+    /// `minimumSeq`: in a cluster, the seqs of its servers' messages are apart by
+    /// construction (`ChatApplication.clusterSeq`): none lower than this is given.
+    public mutating func append(_ message: PrivateMessage, reportingDrops: Bool = true, minimumSeq: Int64 = 0) -> (entry: Entry, dropped: [Int64]) {
+        lastSeq = max(lastSeq + 1, minimumSeq)
         let entry = Entry(seq: lastSeq, message: message)
         return (entry, insert(entry, reportingDrops: reportingDrops))
     }

@@ -79,7 +79,7 @@ public final class PostgresChatStore: ChatStore {
     }
 
     /// The schema this build writes; older ones are migrated at start.
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
     public static let defaultMaxPendingChanges = 200_000
 
     /// Connects, migrates the schema, and is ready: a database that cannot be reached or
@@ -149,8 +149,19 @@ public final class PostgresChatStore: ChatStore {
             """,
             "CREATE INDEX parley_message_from ON parley_message (from_user)",
             "CREATE INDEX parley_message_to ON parley_message (to_user)",
-        ]
+        ],
+        // Each server of a cluster takes a number at start, for the seqs of its messages.
+        2: ["CREATE SEQUENCE parley_node"],
     ]
+
+    /// A number for this server in the cluster, 0–1023, not the same as the last 1,023
+    /// servers started on this database.
+    public func clusterNode() async throws -> Int {
+        for try await number in try await client.query("SELECT nextval('parley_node')", logger: logger).decode(Int64.self) {
+            return Int(number % 1_024)
+        }
+        throw SchemaError(description: "no number from parley_node")
+    }
 
     /// Brings the schema to `schemaVersion`, each step in the transaction that records it.
     /// A database from a newer build is refused rather than written wrong.

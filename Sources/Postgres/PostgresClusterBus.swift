@@ -41,6 +41,7 @@ public final class PostgresClusterBus: ClusterLink {
     private let logger: Logger
     private let onMessage: @Sendable (ClusterMessage) -> Void
     private let onLeave: @Sendable ([String]) -> Void
+    private let onJoin: @Sendable (String) -> Void
     private let state = Mutex(State())
     /// What `send` queued, published in order by one task.
     private let outbox: AsyncStream<ClusterMessage>.Continuation
@@ -60,12 +61,14 @@ public final class PostgresClusterBus: ClusterLink {
 
     /// Joins the cluster: listens, says it is there (`initialHeartbeat`), and keeps the
     /// heartbeat, the expiry of silent servers and the cleanup going. `onMessage` hears every
-    /// message from another server but heartbeats and closes; `onLeave` the servers that left.
+    /// message from another server but heartbeats and closes; `onJoin` each server first
+    /// heard; `onLeave` the servers that left.
     public static func start(
         _ location: PostgresChatStore.Location, options: Options = Options(), logger: Logger = Logger(label: "parley.cluster"),
-        onMessage: @escaping @Sendable (ClusterMessage) -> Void, onLeave: @escaping @Sendable ([String]) -> Void = { _ in }
+        onMessage: @escaping @Sendable (ClusterMessage) -> Void, onJoin: @escaping @Sendable (String) -> Void = { _ in },
+        onLeave: @escaping @Sendable ([String]) -> Void = { _ in }
     ) async throws -> PostgresClusterBus {
-        let bus = PostgresClusterBus(location: location, options: options, logger: logger, onMessage: onMessage, onLeave: onLeave)
+        let bus = PostgresClusterBus(location: location, options: options, logger: logger, onMessage: onMessage, onJoin: onJoin, onLeave: onLeave)
         try await bus.client.query(
             PostgresQuery(
                 unsafeSQL: "CREATE TABLE IF NOT EXISTS \(options.tableName) (id bigserial UNIQUE, created_at timestamptz DEFAULT NOW(), payload bytea)"
@@ -80,13 +83,15 @@ public final class PostgresClusterBus: ClusterLink {
 
     private init(
         location: PostgresChatStore.Location, options: Options, logger: Logger,
-        onMessage: @escaping @Sendable (ClusterMessage) -> Void, onLeave: @escaping @Sendable ([String]) -> Void
+        onMessage: @escaping @Sendable (ClusterMessage) -> Void, onJoin: @escaping @Sendable (String) -> Void,
+        onLeave: @escaping @Sendable ([String]) -> Void
     ) {
         uid = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         self.options = options
         self.location = location
         self.logger = logger
         self.onMessage = onMessage
+        self.onJoin = onJoin
         self.onLeave = onLeave
         (queued, outbox) = AsyncStream.makeStream(of: ClusterMessage.self, bufferingPolicy: .unbounded)
         var configuration = PostgresClient.Configuration(
@@ -257,7 +262,8 @@ public final class PostgresClusterBus: ClusterLink {
 
     private func handle(_ message: ClusterMessage) {
         guard message.nsp == options.nsp else { return }
-        state.withLock { _ = $0.members.heard(message.uid, at: ContinuousClock.now) }
+        let joined = state.withLock { $0.members.heard(message.uid, at: ContinuousClock.now) }
+        if joined, message.type != .adapterClose { onJoin(message.uid) }
         switch message.type {
         case .initialHeartbeat:
             // A server just came: it learns of this one.

@@ -400,6 +400,7 @@ struct ParleyServer: AsyncParsableCommand {
     /// The private-messaging application, on the store --data names.
     func serveChat(logger: Logger) async throws -> Served {
         let store: any ChatStore
+        var postgresStore: (store: PostgresChatStore, location: PostgresChatStore.Location)?
         if let data {
             do {
                 store = try SQLiteChatStore(path: data, logger: logger)
@@ -413,7 +414,9 @@ struct ParleyServer: AsyncParsableCommand {
             }
         } else if let postgres, let location = try? PostgresChatStore.Location(url: postgres) {
             do {
-                store = try await PostgresChatStore.open(location, logger: logger)
+                let opened = try await PostgresChatStore.open(location, logger: logger)
+                postgresStore = (opened, location)
+                store = opened
             } catch {
                 FileHandle.standardError.write(Data("parley-server: cannot use --postgres \(location): \(String(reflecting: error))\n".utf8))
                 throw ExitCode(2)
@@ -429,10 +432,32 @@ struct ParleyServer: AsyncParsableCommand {
             FileHandle.standardError.write(Data("parley-server: cannot read the store (\(data ?? postgres.flatMap { try? PostgresChatStore.Location(url: $0).description } ?? "")): \(String(reflecting: error))\n".utf8))
             throw ExitCode(2)
         }
+        // On PostgreSQL, the servers of one database are one cluster: they share users,
+        // presence and messages over its LISTEN/NOTIFY bus.
+        var bus: PostgresClusterBus?
+        if let (postgres, location) = postgresStore {
+            do {
+                let node = try await postgres.clusterNode()
+                let joined = try await PostgresClusterBus.start(
+                    location, logger: logger, onMessage: { socketIO.receive($0) }, onJoin: { chat.serverJoined($0) },
+                    onLeave: { chat.serversLeft($0) }
+                )
+                socketIO.join(cluster: joined)
+                chat.joinCluster(node: node)
+                bus = joined
+                logger.notice("in the cluster of \(location)", metadata: ["uid": "\(joined.uid)", "node": "\(node)"])
+            } catch {
+                FileHandle.standardError.write(Data("parley-server: cannot join the cluster on \(location): \(String(reflecting: error))\n".utf8))
+                throw ExitCode(2)
+            }
+        }
         return Served(
             engine: socketIO.engine,
             application: (chat, socketIO),
-            shutdown: { await closeStore(store, logger: logger) },
+            shutdown: { [bus] in
+                await bus?.close()
+                await closeStore(store, logger: logger)
+            },
             listening: ["users": "\(chat.userCount)", "messages": "\(chat.messageCount)"]
         )
     }

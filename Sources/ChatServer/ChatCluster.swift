@@ -1,0 +1,226 @@
+import ChatSchema
+import JSON
+import Logging
+import NIOCore
+import SocketIOServer
+import Synchronization
+
+/// Several servers on one database, acting as one (issue "Many servers, one chat"). Each
+/// keeps its users and messages in memory as alone; what the others must know goes to them
+/// as server-side emits over the cluster's bus (`SocketIOServer.serverSideEmit`), and
+/// broadcasts to clients (`private message`, `user connected`, `user disconnected`) reach the
+/// sockets of every server as Socket.IO broadcasts do in a cluster:
+///
+/// - `parley:session` — a user was created here: the others add them (they could log in there).
+/// - `parley:presence` — a user's first socket here came, or their last one here left. A user
+///   is online while any server has a socket of theirs; `user connected` goes out once when
+///   the first appears cluster-wide, `user disconnected` once when the last leaves.
+/// - `parley:online` — the users online here, to a server that just joined.
+/// - `parley:message` — a message stored here: the others keep it too, for the histories
+///   they hand out at login (the database keeps it once, under this server's seq).
+///
+/// A server that leaves without a word (no heartbeat for the bus's timeout) has its users
+/// marked offline by the others, who tell their own clients.
+///
+/// What comes from another server is checked as a client's input is: IDs of the right form,
+/// names by the username rule, texts within the size limit, lists within `maxUsers`.
+struct ClusterState: Sendable {
+    /// This server's number in the cluster (0–1023), in the seqs of its messages.
+    var node: Int64
+    /// For each user online on another server: those servers' uids.
+    var remoteOnline: [String: Set<String>] = [:]
+    /// For each other server: its users online.
+    var onlineOn: [String: Set<String>] = [:]
+    /// Malformed messages from other servers since the last log line, and when that was.
+    var malformed = 0
+    var lastComplaint: NIODeadline?
+}
+
+extension ChatApplication {
+    static let sessionEvent = "parley:session"
+    static let presenceEvent = "parley:presence"
+    static let onlineEvent = "parley:online"
+    static let messageEvent = "parley:message"
+
+    /// Joins the cluster the Socket.IO server is in (`SocketIOServer.join(cluster:)`):
+    /// `node` (0–1023) tells this server's messages apart from the others' in the database.
+    public func joinCluster(node: Int) {
+        cluster.withLock { $0 = ClusterState(node: Int64(node & 0x3FF)) }
+        socketIO.onServerSideEmit { [self] event, arguments, from in
+            receive(event, arguments.first, from: from)
+        }
+    }
+
+    /// A server joined: it is told who is online here.
+    public func serverJoined(_ uid: String) {
+        guard cluster.withLock({ $0 != nil }) else { return }
+        let online = records.withLock { records in
+            records.directory.users.values.filter { $0.sockets > 0 }.map { JSONValue.string($0.session.userID) }
+        }
+        socketIO.serverSideEmit(Self.onlineEvent, [["users": .array(online)]])
+    }
+
+    /// Servers left (said so, or went silent): their users are offline unless online
+    /// elsewhere; this server's clients are told.
+    public func serversLeft(_ uids: [String]) {
+        let gone = cluster.withLock { state -> [String] in
+            guard state != nil else { return [] }
+            var offline: [String] = []
+            for uid in uids {
+                for userID in state!.onlineOn.removeValue(forKey: uid) ?? [] {
+                    state!.remoteOnline[userID]?.remove(uid)
+                    if state!.remoteOnline[userID]?.isEmpty == true {
+                        state!.remoteOnline.removeValue(forKey: userID)
+                        offline.append(userID)
+                    }
+                }
+            }
+            return offline
+        }
+        let wall = wallNow
+        let told = records.withLock { records in
+            gone.filter { userID in
+                records.directory.update(userID) { user -> Bool in
+                    guard user.sockets == 0 else { return false }
+                    user.setConnected(false, at: wall)
+                    return true
+                } ?? false
+            }
+        }
+        for userID in told { socketIO.main.except().emitHere(ChatEventName.userDisconnected, arguments: [.string(userID)]) }
+    }
+
+    // MARK: Telling the others
+
+    /// A user created here.
+    func announce(_ session: StoredSession) {
+        guard cluster.withLock({ $0 != nil }) else { return }
+        socketIO.serverSideEmit(Self.sessionEvent, [[
+            "sessionID": .string(session.sessionID), "userID": .string(session.userID), "username": .string(session.username),
+            "lastSeen": .int(Int(session.lastSeen)),
+        ]])
+    }
+
+    /// A message stored here.
+    func share(_ message: PrivateMessage) {
+        guard cluster.withLock({ $0 != nil }) else { return }
+        socketIO.serverSideEmit(Self.messageEvent, [message.json])
+    }
+
+    /// A user's first socket here came (`online`) or their last one left: the others are
+    /// told; whether the user's presence changed cluster-wide (always, alone).
+    func localPresenceChanged(_ userID: String, online: Bool) -> Bool {
+        guard let elsewhere = cluster.withLock({ $0.map { !($0.remoteOnline[userID]?.isEmpty ?? true) } }) else { return true }
+        socketIO.serverSideEmit(Self.presenceEvent, [["userID": .string(userID), "online": .bool(online)]])
+        return !elsewhere
+    }
+
+    /// Whether another server has a socket of the user.
+    func isOnlineElsewhere(_ userID: String) -> Bool {
+        cluster.withLock { !($0?.remoteOnline[userID]?.isEmpty ?? true) }
+    }
+
+    /// The seq floor of a message made here now: milliseconds since 2020 above this server's
+    /// number and 12 bits of count, so that the servers' seqs never meet and stay in the
+    /// order of time; 0 alone.
+    func clusterSeq() -> Int64 {
+        guard let node = cluster.withLock({ $0?.node }) else { return 0 }
+        let milliseconds = (wallNow - 1_577_836_800) * 1_000 + Int64((clock.now - wallStart.at).nanoseconds / 1_000_000 % 1_000)
+        return max(milliseconds, 0) << 22 | node << 12
+    }
+
+    // MARK: Hearing the others
+
+    private func receive(_ event: String, _ payload: JSONValue?, from uid: String) {
+        guard let object = payload?.objectValue else { return }
+        switch event {
+        case Self.sessionEvent:
+            guard let sessionID = object["sessionID"]?.stringValue, Self.isHex(sessionID, length: 32),
+                let userID = object["userID"]?.stringValue, Self.isHex(userID, length: 16),
+                let raw = object["username"]?.stringValue, case .success(let username) = Username.validate(raw),
+                let lastSeen = object["lastSeen"]?.intValue
+            else { return refuse(event, from: uid) }
+            records.withLock { records in
+                guard records.directory.count < options.maxUsers else { return }
+                records.directory.add(StoredSession(sessionID: sessionID, userID: userID, username: username, connected: false, lastSeen: Int64(lastSeen)))
+            }
+        case Self.presenceEvent:
+            guard let userID = object["userID"]?.stringValue, Self.isHex(userID, length: 16), let online = object["online"]?.boolValue
+            else { return refuse(event, from: uid) }
+            setRemote([userID], online: online, on: uid, replacing: false)
+        case Self.onlineEvent:
+            guard let users = object["users"]?.arrayValue, users.count <= options.maxUsers else { return refuse(event, from: uid) }
+            let userIDs = users.compactMap(\.stringValue).filter { Self.isHex($0, length: 16) }
+            setRemote(userIDs, online: true, on: uid, replacing: true)
+        case Self.messageEvent:
+            guard case .success(let message) = ServerPayload.privateMessage([.object(object)]),
+                message.content.utf8.count <= options.maxMessageBytes
+            else { return refuse(event, from: uid) }
+            guard records.withLock({ $0.directory.contains(message.from) && $0.directory.contains(message.to) }) else { return }
+            // Kept here for the histories this server hands out, under a seq of its own: the
+            // database has it once, under the sender's server's.
+            let minimumSeq = clusterSeq()
+            _ = log.withLock { $0.append(message, reportingDrops: false, minimumSeq: minimumSeq) }
+        default:
+            break
+        }
+    }
+
+    /// Users online (or not) on server `uid`; with `replacing`, the whole list of that
+    /// server's. The directory follows the users whose presence changed cluster-wide.
+    private func setRemote(_ userIDs: [String], online: Bool, on uid: String, replacing: Bool) {
+        var changed: [(String, Bool)] = []
+        cluster.withLock { state in
+            guard state != nil else { return }
+            if replacing {
+                for userID in state!.onlineOn[uid] ?? [] where !userIDs.contains(userID) {
+                    state!.remoteOnline[userID]?.remove(uid)
+                    if state!.remoteOnline[userID]?.isEmpty == true {
+                        state!.remoteOnline.removeValue(forKey: userID)
+                        changed.append((userID, false))
+                    }
+                }
+                state!.onlineOn[uid] = []
+            }
+            for userID in userIDs {
+                let before = !(state!.remoteOnline[userID]?.isEmpty ?? true)
+                if online {
+                    state!.remoteOnline[userID, default: []].insert(uid)
+                    state!.onlineOn[uid, default: []].insert(userID)
+                } else {
+                    state!.remoteOnline[userID]?.remove(uid)
+                    state!.onlineOn[uid]?.remove(userID)
+                    if state!.remoteOnline[userID]?.isEmpty == true { state!.remoteOnline.removeValue(forKey: userID) }
+                }
+                let after = !(state!.remoteOnline[userID]?.isEmpty ?? true)
+                if before != after { changed.append((userID, after)) }
+            }
+        }
+        guard !changed.isEmpty else { return }
+        let wall = wallNow
+        records.withLock { records in
+            for (userID, online) in changed {
+                // Sockets here keep a user online whatever the others say.
+                records.directory.update(userID) { user in if user.sockets == 0 { user.setConnected(online, at: wall) } }
+            }
+        }
+    }
+
+    /// A malformed message from another server: counted, and logged at most once per 10 s.
+    private func refuse(_ event: String, from uid: String) {
+        let now = clock.now
+        let count = cluster.withLock { state -> Int? in
+            guard state != nil else { return nil }
+            state!.malformed += 1
+            guard state!.lastComplaint.map({ now - $0 >= .seconds(10) }) ?? true else { return nil }
+            state!.lastComplaint = now
+            defer { state!.malformed = 0 }
+            return state!.malformed
+        }
+        if let count { logger.warning("malformed messages from another server of the cluster: dropped", metadata: ["last": "\(event)", "server": "\(uid)", "count": "\(count)"]) }
+    }
+
+    static func isHex(_ text: String, length: Int) -> Bool {
+        text.utf8.count == length && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+}

@@ -1,0 +1,101 @@
+import ChatServer
+import Foundation
+import JSON
+import Logging
+@testable import Postgres
+import SocketIO
+import SocketIOCluster
+import SocketIOTesting
+import Testing
+
+/// Two parley chat servers on one PostgreSQL database, acting as one (issue "Many servers,
+/// one chat"): in-process, each with its own store and bus, on the tests' own PostgreSQL.
+extension ServerSuites {
+    @Suite(.timeLimit(.minutes(2))) struct ChatClusterTests {
+        struct Node {
+            let server: ChatServerHarness
+            let bus: PostgresClusterBus
+        }
+
+        func start(_ location: PostgresChatStore.Location) async throws -> Node {
+            let store = try await PostgresChatStore.open(location, logger: quietLogger)
+            let server = try await ChatServerHarness.start(store: store)
+            let node = try await store.clusterNode()
+            let bus = try await PostgresClusterBus.start(
+                location, options: ClusterBusTests.quick, logger: quietLogger,
+                onMessage: { server.socketIO.receive($0) }, onJoin: { server.chat.serverJoined($0) }, onLeave: { server.chat.serversLeft($0) }
+            )
+            server.socketIO.join(cluster: bus)
+            server.chat.joinCluster(node: node)
+            return Node(server: server, bus: bus)
+        }
+
+        @Test func clientsOnTwoServersChatAsOnOne() async throws {
+            let location = try PostgresChatStore.Location(url: try await PrivatePostgres.shared().database())
+            let a = try await start(location)
+            let b = try await start(location)
+            #expect(await eventually(within: .seconds(10)) { a.bus.servers == [b.bus.uid] && b.bus.servers == [a.bus.uid] })
+
+            // alice on A; B learns of her, and bob on B sees her online.
+            let alice = try await a.server.login(["username": "alice"])
+            #expect(await eventually(within: .seconds(10)) { b.server.chat.userCount == 1 })
+            let bob = try await b.server.login(["username": "bob"])
+            let bobsList = try #require(try await bob.events.event(named: "users").arguments.first?.arrayValue)
+            #expect(bobsList.contains { $0["userID"] == .string(alice.userID) && $0["connected"] == true }, "\(bobsList)")
+            // alice hears bob come, once, though he is on the other server.
+            let came = try await alice.events.event(named: "user connected")
+            #expect(came.arguments.first?["userID"] == .string(bob.userID))
+
+            // Both ways, across the servers.
+            _ = try await alice.socket.emitWithAck("private message", ["content": "hi bob", "to": .string(bob.userID)])
+            let toBob = try await bob.events.event(named: "private message")
+            #expect(toBob.arguments.first == ["content": "hi bob", "from": .string(alice.userID), "to": .string(bob.userID)])
+            _ = try await bob.socket.emitWithAck("private message", ["content": "hi alice", "to": .string(alice.userID)])
+            let toAlice = try await alice.events.event(named: "private message")
+            #expect(toAlice.arguments.first?["content"] == "hi alice")
+
+            // bob leaves: alice hears it once; a message to him waits for him, on either server.
+            await bob.socket.disconnect()
+            let left = try await alice.events.event(named: "user disconnected")
+            #expect(left.arguments.first == .string(bob.userID))
+            _ = try await alice.socket.emitWithAck("private message", ["content": "see this later", "to": .string(bob.userID)])
+            for node in [b, a] {
+                // Each server has it for the history it hands out (B heard it from A).
+                let back = try await node.server.login(["sessionID": .string(bob.sessionID)])
+                #expect(back.userID == bob.userID)
+                let users = try #require(try await back.events.event(named: "users").arguments.first?.arrayValue)
+                let entry = try #require(users.first { $0["userID"] == .string(alice.userID) })
+                let texts = entry["messages"]?.arrayValue?.compactMap { $0["content"]?.stringValue } ?? []
+                #expect(texts == ["hi bob", "hi alice", "see this later"], "on \(node.bus.uid)")
+                await back.socket.disconnect()
+            }
+            await alice.socket.disconnect()
+            for node in [a, b] {
+                await node.bus.close()
+                await node.server.stop()
+            }
+        }
+
+        /// A server that dies (no word, no heartbeat): its users are offline for the others
+        /// within the heartbeat timeout, and their clients are told.
+        @Test func theUsersOfADeadServerGoOffline() async throws {
+            let location = try PostgresChatStore.Location(url: try await PrivatePostgres.shared().database())
+            let a = try await start(location)
+            let b = try await start(location)
+            #expect(await eventually(within: .seconds(10)) { b.bus.servers == [a.bus.uid] })
+            let alice = try await a.server.login(["username": "alice"])
+            #expect(await eventually(within: .seconds(10)) { b.server.chat.userCount == 1 })
+            let bob = try await b.server.login(["username": "bob"])
+            let list = try #require(try await bob.events.event(named: "users").arguments.first?.arrayValue)
+            #expect(list.contains { $0["userID"] == .string(alice.userID) && $0["connected"] == true })
+            await a.bus.stop()  // dies: no adapter close
+            let gone = try await bob.events.event(named: "user disconnected", timeout: .seconds(10))
+            #expect(gone.arguments.first == .string(alice.userID))
+            await alice.socket.disconnect()
+            await bob.socket.disconnect()
+            await a.server.stop()
+            await b.bus.close()
+            await b.server.stop()
+        }
+    }
+}
