@@ -355,10 +355,20 @@ public final class ChatApplication: Sendable {
             let durable = store.isDurable
             let minimumSeq = clusterSeq()
             let (entry, dropped) = log.withLock { $0.append(message, reportingDrops: durable, minimumSeq: minimumSeq) }
-            if durable { store.record(dropped.isEmpty ? [.message(entry)] : [.message(entry), .dropMessages(dropped)]) }
+            var written: (@Sendable () async -> Bool)?
+            if durable { written = store.recordAwaitingWrite(dropped.isEmpty ? [.message(entry)] : [.message(entry), .dropMessages(dropped)]) }
             share(message)
+            socket.to(payload.to, member.userID).emit(ChatEventName.privateMessage, message.json)
+            if let written, let ack {
+                // A store that says when it wrote (PostgreSQL's): the acknowledgement means the
+                // message is in the database, whatever happens to this server next.
+                Task {
+                    let stored = await written()
+                    ack(stored ? ["ok": true] : ["error": "delivered to who is online, not stored yet: the database does not answer"])
+                }
+                return
+            }
         }
-        socket.to(payload.to, member.userID).emit(ChatEventName.privateMessage, message.json)
         ack?(["ok": true])
     }
 

@@ -36,6 +36,17 @@ public protocol ChatStore: Sendable {
     func record(_ changes: [StoreChange])
     /// Writes everything recorded, and makes it durable.
     func close() async throws
+    /// Queues changes as `record` does, and returns a wait for them to be written (true) or
+    /// given up (false: shed, or the store could not write them in time); nil when the store
+    /// does not wait (an acknowledgement then goes out at once).
+    func recordAwaitingWrite(_ changes: [StoreChange]) -> (@Sendable () async -> Bool)?
+}
+
+extension ChatStore {
+    public func recordAwaitingWrite(_ changes: [StoreChange]) -> (@Sendable () async -> Bool)? {
+        record(changes)
+        return nil
+    }
 }
 
 /// The guide's store: nothing outlives the process.

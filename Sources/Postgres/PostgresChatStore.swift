@@ -64,6 +64,8 @@ public final class PostgresChatStore: ChatStore {
     private let closeTimeout: Duration
     /// How long a write may wait for the database before the log says it cannot be reached.
     private let stallWarning: Duration
+    /// How long an acknowledgement waits for its message to be written.
+    private let writeWait: Duration
 
     struct Pending {
         var changes: [StoreChange] = []
@@ -76,6 +78,15 @@ public final class PostgresChatStore: ChatStore {
         /// Shutting down and the database still out of reach: what waits is given up.
         var givingUp = false
         var givenUp = 0
+        /// Changes accepted so far, and written (or given up) so far, in the order recorded:
+        /// a change's number says when it is written.
+        var accepted: Int64 = 0
+        var settled: Int64 = 0
+        /// Who waits for which change, and the changes given up (numbers past `settled`
+        /// cannot be, so only a few ranges are kept).
+        var writeWaiters: [Int: (number: Int64, continuation: CheckedContinuation<Bool, Never>)] = [:]
+        var nextWaiter = 0
+        var failed: [ClosedRange<Int64>] = []
     }
 
     /// The schema this build writes; older ones are migrated at start.
@@ -86,13 +97,14 @@ public final class PostgresChatStore: ChatStore {
     /// refuses the login is an error here, with the server's words.
     public static func open(
         _ location: Location, logger: Logger = Logger(label: "parley.store"), maxPendingChanges: Int = PostgresChatStore.defaultMaxPendingChanges,
-        closeTimeout: Duration = PostgresChatStore.closeTimeout, stallWarning: Duration = .seconds(5)
+        closeTimeout: Duration = PostgresChatStore.closeTimeout, stallWarning: Duration = .seconds(5),
+        writeWait: Duration = PostgresChatStore.writeWait
     ) async throws -> PostgresChatStore {
         // One connection first, outside the pool (which would retry without end): an address
         // that does not answer or a login refused is an error now, in the server's words.
         let first = try await PostgresConnection.connect(configuration: location.connection, id: 0, logger: logger)
         try await first.close()
-        let store = PostgresChatStore(location: location, logger: logger, maxPendingChanges: maxPendingChanges, closeTimeout: closeTimeout, stallWarning: stallWarning)
+        let store = PostgresChatStore(location: location, logger: logger, maxPendingChanges: maxPendingChanges, closeTimeout: closeTimeout, stallWarning: stallWarning, writeWait: writeWait)
         do {
             try await store.migrate()
         } catch let error as PostgresTransactionError {
@@ -105,8 +117,9 @@ public final class PostgresChatStore: ChatStore {
         return store
     }
 
-    private init(location: Location, logger: Logger, maxPendingChanges: Int, closeTimeout: Duration, stallWarning: Duration) {
+    private init(location: Location, logger: Logger, maxPendingChanges: Int, closeTimeout: Duration, stallWarning: Duration, writeWait: Duration) {
         self.closeTimeout = closeTimeout
+        self.writeWait = writeWait
         self.stallWarning = stallWarning
         var configuration = PostgresClient.Configuration(
             host: location.host, port: location.port, username: location.username, password: location.password,
@@ -205,28 +218,88 @@ public final class PostgresChatStore: ChatStore {
     }
 
     public func record(_ changes: [StoreChange]) {
-        guard !changes.isEmpty else { return }
-        let (start, complaint) = pending.withLock { pending -> (Bool, Int?) in
+        _ = enqueue(changes)
+    }
+
+    /// How long an acknowledgement waits, by default, for its message to be written.
+    public static let writeWait = Duration.seconds(10)
+
+    public func recordAwaitingWrite(_ changes: [StoreChange]) -> (@Sendable () async -> Bool)? {
+        guard let number = enqueue(changes) else { return { false } }
+        return { await self.waitUntilWritten(number) }
+    }
+
+    /// Queues what fits; the number of the last change when all of them were accepted.
+    private func enqueue(_ changes: [StoreChange]) -> Int64? {
+        guard !changes.isEmpty else { return nil }
+        let (start, complaint, number) = pending.withLock { pending -> (Bool, Int?, Int64?) in
             var complaint: Int?
+            var number: Int64?
             if pending.changes.count >= maxPendingChanges {
                 // Messages are shed; sessions and forgotten users never are.
                 let kept = changes.filter { if case .session = $0 { true } else if case .forgetUser = $0 { true } else { false } }
                 pending.shed += changes.count - kept.count
                 pending.changes.append(contentsOf: kept)
+                pending.accepted += Int64(kept.count)
+                if kept.count == changes.count { number = pending.accepted }
                 if pending.shed > 0, Self.isDue(&pending.lastComplaint) {
                     complaint = pending.shed
                     pending.shed = 0
                 }
             } else {
                 pending.changes.append(contentsOf: changes)
+                pending.accepted += Int64(changes.count)
+                number = pending.accepted
             }
             defer { pending.writing = true }
-            return (!pending.writing, complaint)
+            return (!pending.writing, complaint, number)
         }
         if let complaint {
             logger.error("the database does not keep up: messages not written", metadata: ["messages": "\(complaint)"])
         }
         if start { Task { await self.writeAll() } }
+        return number
+    }
+
+    /// Whether change `number` was written, within `writeWait`.
+    private func waitUntilWritten(_ number: Int64) async -> Bool {
+        let id = pending.withLock { pending -> Int in
+            defer { pending.nextWaiter += 1 }
+            return pending.nextWaiter
+        }
+        let timer = Task {
+            try? await Task.sleep(for: writeWait)
+            guard !Task.isCancelled else { return }
+            pending.withLock { $0.writeWaiters.removeValue(forKey: id) }?.continuation.resume(returning: false)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let answer = pending.withLock { pending -> Bool? in
+                if number <= pending.settled { return !pending.failed.contains { $0.contains(number) } }
+                pending.writeWaiters[id] = (number, continuation)
+                return nil
+            }
+            if let answer { continuation.resume(returning: answer) }
+        }
+    }
+
+    /// A batch of `count` changes was written (or given up: `written` false).
+    private func settle(_ count: Int, written: Bool) {
+        let ready = pending.withLock { pending -> [(CheckedContinuation<Bool, Never>, Bool)] in
+            let range = (pending.settled + 1)...(pending.settled + Int64(count))
+            pending.settled += Int64(count)
+            if !written { pending.failed.append(range) }
+            // Only ranges some waiter could still ask about are kept.
+            let oldestWaiting = pending.writeWaiters.values.map(\.number).min() ?? pending.settled + 1
+            pending.failed.removeAll { $0.upperBound < oldestWaiting && $0 != range }
+            var ready: [(CheckedContinuation<Bool, Never>, Bool)] = []
+            for (id, waiter) in pending.writeWaiters where waiter.number <= pending.settled {
+                ready.append((waiter.continuation, !pending.failed.contains { $0.contains(waiter.number) }))
+                pending.writeWaiters.removeValue(forKey: id)
+            }
+            return ready
+        }
+        for (continuation, answer) in ready { continuation.resume(returning: answer) }
     }
 
     /// Whether a log line last written at `last` may be written again now (one per 10 s).
@@ -288,12 +361,19 @@ public final class PostgresChatStore: ChatStore {
                     for run in Self.runs(of: batch) { try await run.write(on: connection, logger: self.logger) }
                 }
                 pending.withLock { $0.transactions += 1 }
+                settle(batch.count, written: true)
                 if failures > 0 || stalled.isSet {
                     logger.notice("the database is back: written", metadata: ["changes": "\(batch.count)", "tries": "\(failures + 1)"])
                 }
                 return
             } catch {
                 failures += 1
+                if pending.withLock({ $0.givingUp }) {
+                    // Shutting down with the database gone: `close` counts what is given up.
+                    pending.withLock { $0.givenUp += batch.count }
+                    settle(batch.count, written: false)
+                    return
+                }
                 let transient = Self.isTransient(error)
                 let (due, waiting) = pending.withLock { (Self.isDue(&$0.lastFailure), $0.changes.count) }
                 if due {
@@ -302,11 +382,10 @@ public final class PostgresChatStore: ChatStore {
                         metadata: ["error": "\(String(reflecting: error))", "changes": "\(batch.count)", "waiting": "\(waiting)"]
                     )
                 }
-                let givingUp = pending.withLock { pending in
-                    if pending.givingUp { pending.givenUp += batch.count }
-                    return pending.givingUp
+                guard transient else {
+                    settle(batch.count, written: false)
+                    return
                 }
-                guard transient, !givingUp else { return }
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(8))
             }

@@ -179,5 +179,43 @@ extension ServerSuites {
             try await store.close()
             #expect(!log.lines(containing: "could not be reached before the shutdown").isEmpty)
         }
+
+        /// A change's wait ends when its batch is written: true; a change shed, or given up at
+        /// a shutdown with the database gone: false.
+        @Test func aWriteCanBeAwaited() async throws {
+            let postgres = try await PrivatePostgres.start()
+            let store = try await PostgresChatStore.open(try PostgresChatStore.Location(url: try await postgres.database()), logger: quietLogger, closeTimeout: .milliseconds(300))
+            let written = try #require(store.recordAwaitingWrite([.message(.init(seq: 1, message: PrivateMessage(content: "a", from: "u1", to: "u2")))]))
+            #expect(await written())
+            try await postgres.stop()
+            let lost = try #require(store.recordAwaitingWrite([.message(.init(seq: 2, message: PrivateMessage(content: "b", from: "u1", to: "u2")))]))
+            async let answer = lost()
+            try await store.close()  // gives up after its timeout
+            #expect(await answer == false)
+        }
+
+        /// The server's acknowledgement of a message means it is in the database: with the
+        /// database gone, the sender is told it was not stored (and who is online still got it).
+        @Test func anAcknowledgementMeansStored() async throws {
+            let postgres = try await PrivatePostgres.start()
+            let url = try await postgres.database()
+            let store = try await PostgresChatStore.open(
+                try PostgresChatStore.Location(url: url), logger: quietLogger, closeTimeout: .milliseconds(300), writeWait: .milliseconds(500)
+            )
+            let server = try await ChatServerHarness.start(store: store)
+            let alice = try await server.login(["username": "alice"])
+            let bob = try await server.login(["username": "bob"])
+            let stored = try await alice.socket.emitWithAck("private message", ["content": "kept", "to": .string(bob.userID)])
+            #expect(stored.first?["ok"] == true)
+            let check = try await PostgresChatStore.open(try PostgresChatStore.Location(url: url), logger: quietLogger)
+            #expect(try await check.load().messages.map(\.message.content) == ["kept"])
+            try await check.close()
+            try await postgres.stop()
+            let answer = try await alice.socket.emitWithAck("private message", ["content": "not kept", "to": .string(bob.userID)], timeout: .seconds(30))
+            #expect(answer.first?["error"]?.stringValue?.contains("not stored yet") == true, "\(answer)")
+            #expect(try await bob.events.event(named: "private message").arguments.first?["content"] == "kept")
+            #expect(try await bob.events.event(named: "private message").arguments.first?["content"] == "not kept")
+            await server.stop()
+        }
     }
 }
