@@ -122,6 +122,9 @@ public final class ChatApplication: Sendable {
     /// The wall clock, from the server's clock: seconds since 1970 when the server started,
     /// and the server clock's reading then.
     let wallStart: (seconds: Int64, at: NIODeadline)
+    /// The real-time clock in milliseconds when the server started (for the cluster's seqs,
+    /// which order the servers' messages by time: a second's precision would not).
+    let wallStartMilliseconds: Int64
 
     /// The users, under one lock.
     struct Records {
@@ -149,6 +152,9 @@ public final class ChatApplication: Sendable {
         self.refusals = RefusalLog(logger: logger, clock: server.clock)
         let now = server.clock.now
         self.wallStart = (wallClock(), now)
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        wallStartMilliseconds = Int64(spec.tv_sec) * 1_000 + Int64(spec.tv_nsec) / 1_000_000
         var log = MessageLog(perConversation: options.keepPerConversation, maxBytesPerSender: options.keepBytesPerUser, maxBytes: options.keepBytes)
         var records = Records(nextExpiry: now)
         let stored = try await store.load()

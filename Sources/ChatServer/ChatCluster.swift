@@ -125,7 +125,7 @@ extension ChatApplication {
     /// order of time; 0 alone.
     func clusterSeq() -> Int64 {
         guard let node = cluster.withLock({ $0?.node }) else { return 0 }
-        let milliseconds = (wallNow - 1_577_836_800) * 1_000 + Int64((clock.now - wallStart.at).nanoseconds / 1_000_000 % 1_000)
+        let milliseconds = wallStartMilliseconds - 1_577_836_800_000 + (clock.now - wallStart.at).nanoseconds / 1_000_000
         return max(milliseconds, 0) << 22 | node << 12
     }
 

@@ -69,12 +69,22 @@ public final class PostgresClusterBus: ClusterLink {
         onLeave: @escaping @Sendable ([String]) -> Void = { _ in }
     ) async throws -> PostgresClusterBus {
         let bus = PostgresClusterBus(location: location, options: options, logger: logger, onMessage: onMessage, onJoin: onJoin, onLeave: onLeave)
-        try await bus.client.query(
-            PostgresQuery(
-                unsafeSQL: "CREATE TABLE IF NOT EXISTS \(options.tableName) (id bigserial UNIQUE, created_at timestamptz DEFAULT NOW(), payload bytea)"
-            ),
-            logger: logger
-        )
+        // Servers starting together would race to create the table (IF NOT EXISTS does not
+        // hold against a concurrent CREATE): one at a time, under the schema's advisory lock.
+        do {
+            try await bus.client.withTransaction(logger: logger) { connection in
+                try await connection.query("SELECT pg_advisory_xact_lock(1885434465)", logger: logger)
+                try await connection.query(
+                    PostgresQuery(
+                        unsafeSQL: "CREATE TABLE IF NOT EXISTS \(options.tableName) (id bigserial UNIQUE, created_at timestamptz DEFAULT NOW(), payload bytea)"
+                    ),
+                    logger: logger
+                )
+            }
+        } catch let error as PostgresTransactionError {
+            bus.clientRunner.cancel()
+            throw error.closureError ?? error
+        }
         bus.startTasks()
         await bus.untilListening()
         try await bus.publish(ClusterMessage(uid: bus.uid, nsp: options.nsp, type: .initialHeartbeat))

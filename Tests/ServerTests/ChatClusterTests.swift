@@ -59,6 +59,9 @@ extension ServerSuites {
             let left = try await alice.events.event(named: "user disconnected")
             #expect(left.arguments.first == .string(bob.userID))
             _ = try await alice.socket.emitWithAck("private message", ["content": "see this later", "to": .string(bob.userID)])
+            // B keeps it once the bus brings it (milliseconds: a login on B before then would
+            // not have it in its history yet; README says so).
+            #expect(await eventually(within: .seconds(10)) { b.server.chat.messageCount == 3 })
             for node in [b, a] {
                 // Each server has it for the history it hands out (B heard it from A).
                 let back = try await node.server.login(["sessionID": .string(bob.sessionID)])

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import Glibc
 import Synchronization
 
@@ -7,11 +7,11 @@ import Synchronization
 /// tests run as root (PostgreSQL refuses root), logins by password (SCRAM), fsync off. Started
 /// once per test process, when a test first asks; stopped, and its directory removed, when
 /// the process exits. Each test takes a database of its own (`database()`).
-final class PrivatePostgres: Sendable {
-    let port: Int
-    let directory: String
-    static let user = "parley"
-    static let password = "parley-test-password"
+public final class PrivatePostgres: Sendable {
+    public let port: Int
+    public let directory: String
+    public static let user = "parley"
+    public static let password = "parley-test-password"
 
     private static let started = Mutex<Task<PrivatePostgres, any Error>?>(nil)
     private let databases = Mutex(0)
@@ -20,7 +20,7 @@ final class PrivatePostgres: Sendable {
     private let data: String
 
     /// The one instance, started on first use.
-    static func shared() async throws -> PrivatePostgres {
+    public static func shared() async throws -> PrivatePostgres {
         let task = started.withLock { task in
             if let task { return task }
             let new = Task { try await PrivatePostgres.start() }
@@ -36,12 +36,12 @@ final class PrivatePostgres: Sendable {
         data = directory + "/data"
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
     }
 
     /// The URL of a new, empty database (no password in it: `PGPASSWORD` has it).
-    func database() async throws -> String {
+    public func database() async throws -> String {
         let name = databases.withLock { count in
             count += 1
             return "test_\(getpid())_\(count)"
@@ -50,40 +50,43 @@ final class PrivatePostgres: Sendable {
         return url(name)
     }
 
-    func url(_ database: String, password: Bool = true) -> String {
+    public func url(_ database: String, password: Bool = true) -> String {
         "postgres://\(Self.user)\(password ? ":" + Self.password : "")@127.0.0.1:\(port)/\(database)"
     }
 
-    /// Runs one SQL command with psql, as the tests' superuser.
-    func psql(_ command: String, database: String = "postgres") async throws {
+    /// Runs one SQL command with psql, as the tests' superuser; what it printed (unaligned,
+    /// tuples only: one row a line, fields apart by "|").
+    @discardableResult
+    public func psql(_ command: String, database: String = "postgres") async throws -> String {
         let (status, output) = try await Self.run(
-            Self.binary("psql"), ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", "\(port)", "-U", Self.user, "-d", database, "-c", command],
+            Self.binary("psql"), ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", "\(port)", "-U", Self.user, "-d", database, "-c", command],
             environment: ["PGPASSWORD": Self.password], asPostgres: false
         )
         guard status == 0 else { throw Failure(description: "psql \(command): \(output)") }
+        return output
     }
 
     // MARK: Starting and stopping
 
     /// Stops the server (a fast shutdown: connections are closed) and waits until it is gone.
-    func stop() async throws {
+    public func stop() async throws {
         guard let running = process.withLock({ $0 }) else { return }
         if let text = try? String(contentsOfFile: data + "/postmaster.pid", encoding: .utf8),
             let pid = text.split(separator: "\n").first.flatMap({ pid_t($0) })
         {
             kill(pid, SIGINT)
         }
-        try await onThread { running.waitUntilExit() }
+        try await Self.onThread { running.waitUntilExit() }
         process.withLock { $0 = nil }
     }
 
     /// Starts it again, on the same port and data.
-    func restart() async throws {
+    public func restart() async throws {
         try await launch(data: data)
     }
 
     /// A server of one test's own, to stop and start (the shared one is never stopped).
-    static func start() async throws -> PrivatePostgres {
+    public static func start() async throws -> PrivatePostgres {
         let directory = try makeDirectory()
         let data = directory + "/data"
         let passwordFile = directory + "/password"
@@ -143,7 +146,7 @@ final class PrivatePostgres: Sendable {
         }
         // Read its log until it is ready (or it ends).
         let reader = log.fileHandleForReading
-        let ready = try await onThread { () -> (Bool, String) in
+        let ready = try await Self.onThread { () -> (Bool, String) in
             var text = ""
             while true {
                 let chunk = reader.availableData
@@ -159,6 +162,13 @@ final class PrivatePostgres: Sendable {
 
     private static let toStop = Mutex<[(String, String)]>([])
 
+    /// Blocking work on a thread of its own.
+    private static func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            Thread { continuation.resume(with: Result { try work() }) }.start()
+        }
+    }
+
     private static func makeDirectory() throws -> String {
         var template = Array((NSTemporaryDirectory() + "parley-postgres-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw Failure(description: "mkdtemp: \(String(cString: strerror(errno)))") }
@@ -173,7 +183,7 @@ final class PrivatePostgres: Sendable {
     }
 
     /// A PostgreSQL program: Debian keeps them in /usr/lib/postgresql/<version>/bin.
-    static func binary(_ name: String) throws -> String {
+    public static func binary(_ name: String) throws -> String {
         let root = "/usr/lib/postgresql"
         let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).compactMap(Int.init).sorted(by: >)
         for version in versions where FileManager.default.isExecutableFile(atPath: "\(root)/\(version)/bin/\(name)") {
@@ -217,7 +227,7 @@ final class PrivatePostgres: Sendable {
         process.standardOutput = output
         process.standardError = output
         try process.run()
-        let text = try await onThread { String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
+        let text = try await Self.onThread { String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
         process.waitUntilExit()
         return (process.terminationStatus, text)
     }
