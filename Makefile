@@ -6,6 +6,7 @@ PORT ?= 3000
 # Where `make run` and `make server` keep sessions and messages (SQLite).
 DATA ?= .build/parley-server.sqlite
 DEMO_PORT ?= 3100
+CLUSTER_PORT ?= 3200
 # The release build of every target that runs something (release, run, demo, server,
 # conformance): one whole-package build, in a fixed environment. SwiftPM keys its build plan
 # on the whole environment, so make's own variables and a terminal's (TMUX_PANE differs in
@@ -14,7 +15,7 @@ DEMO_PORT ?= 3100
 # nothing (a release build made outside make is not reused: use `make release`).
 RELEASE_BUILD = env -i PATH="$(PATH)" HOME="$(HOME)" $(SWIFT) build -c release
 
-.PHONY: all build test run demo server server-python release clean deps fuzz conformance
+.PHONY: all build test run demo cluster-demo server server-python release clean deps fuzz conformance
 
 all: build
 
@@ -49,6 +50,12 @@ run: deps
 demo: deps
 	@$(RELEASE_BUILD)
 	@scripts/demo.sh $(DEMO_PORT)
+
+## cluster-demo: PostgreSQL, two parley-servers on it, nginx in front, alice and bob in tmux
+##               on different servers (scripts/cluster-demo.sh; `scripts/cluster-demo.sh stop`)
+cluster-demo: deps
+	@$(RELEASE_BUILD)
+	scripts/cluster-demo.sh $(CLUSTER_PORT)
 
 ## server: parley-server on PORT in the foreground (data in DATA; Ctrl-C stops it)
 server: deps

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing Parley needs, when it is missing:
-# Debian packages (ncursesw headers, pkg-config, tmux, PostgreSQL for the store's tests,
-# which start a private server of their own) and the Python packages
-# of the interop server (python-socketio, aiohttp). Safe to run again.
+# Debian packages (ncursesw headers, pkg-config, tmux; PostgreSQL, whose tests and the
+# cluster demo start private servers of their own; nginx, for the cluster demo) and the
+# Python packages of the interop server (python-socketio, aiohttp). Safe to run again.
 set -euo pipefail
 
-apt_packages=(libncurses-dev libsqlite3-dev pkg-config tmux postgresql)
+apt_packages=(libncurses-dev libsqlite3-dev pkg-config tmux postgresql nginx)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
