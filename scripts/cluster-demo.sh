@@ -11,6 +11,8 @@
 # kill one, and its clients come back through the other, the same users. Everything lives in .build/cluster-demo; the tmux session is
 # parley-cluster: `tmux kill-session -t parley-cluster` and `scripts/cluster-demo.sh stop`.
 set -euo pipefail
+action=start
+if [[ ${1:-} == stop ]]; then action=stop; shift; fi
 port=${1:-3200}
 root=$(cd "$(dirname "$0")/.." && pwd)
 demo="$root/.build/cluster-demo"
@@ -30,7 +32,7 @@ stop() {
     [[ -f $demo/pg/data/postmaster.pid ]] && kill -INT "$(head -1 "$demo/pg/data/postmaster.pid")" 2>/dev/null || true
     for _ in $(seq 50); do [[ -f $demo/pg/data/postmaster.pid ]] || break; sleep 0.1; done
 }
-if [[ ${1:-} == stop ]]; then stop; exit 0; fi
+if [[ $action == stop ]]; then stop; exit 0; fi
 
 for tool in tmux nginx; do command -v $tool >/dev/null || { echo "cluster-demo: $tool is not installed (make deps installs it)" >&2; exit 2; }; done
 [[ -n $(bin initdb) ]] || { echo "cluster-demo: PostgreSQL is not installed (make deps installs it)" >&2; exit 2; }
