@@ -363,7 +363,6 @@ public final class ChatApplication: Sendable {
             let (entry, dropped) = log.withLock { $0.append(message, reportingDrops: durable, minimumSeq: minimumSeq) }
             var written: (@Sendable () async -> Bool)?
             if durable { written = store.recordAwaitingWrite(dropped.isEmpty ? [.message(entry)] : [.message(entry), .dropMessages(dropped)]) }
-            share(message)
             socket.to(payload.to, member.userID).emit(ChatEventName.privateMessage, message.json)
             if let written, let ack {
                 // A store that says when it wrote (PostgreSQL's): the acknowledgement means the

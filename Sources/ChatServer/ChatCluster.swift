@@ -16,8 +16,9 @@ import Synchronization
 ///   is online while any server has a socket of theirs; `user connected` goes out once when
 ///   the first appears cluster-wide, `user disconnected` once when the last leaves.
 /// - `parley:online` — the users online here, to a server that just joined.
-/// - `parley:message` — a message stored here: the others keep it too, for the histories
-///   they hand out at login (the database keeps it once, under this server's seq).
+/// - A message stored here reaches the others as the `private message` broadcast that
+///   delivers it: they keep it too, for the histories they hand out at login (the database
+///   keeps it once, under this server's seq).
 ///
 /// A server that leaves without a word (no heartbeat for the bus's timeout) has its users
 /// marked offline by the others, who tell their own clients.
@@ -40,7 +41,6 @@ extension ChatApplication {
     static let sessionEvent = "parley:session"
     static let presenceEvent = "parley:presence"
     static let onlineEvent = "parley:online"
-    static let messageEvent = "parley:message"
 
     /// Joins the cluster the Socket.IO server is in (`SocketIOServer.join(cluster:)`):
     /// `node` (0–1023) tells this server's messages apart from the others' in the database.
@@ -48,6 +48,12 @@ extension ChatApplication {
         cluster.withLock { $0 = ClusterState(node: Int64(node & 0x3FF)) }
         socketIO.onServerSideEmit { [self] event, arguments, from in
             receive(event, arguments.first, from: from)
+        }
+        // A message sent on another server reaches every server as the broadcast that
+        // delivers it: each keeps it for the histories it hands out.
+        socketIO.onClusterBroadcast { [self] event, arguments, from in
+            guard event == ChatEventName.privateMessage else { return }
+            keep(arguments, from: from)
         }
     }
 
@@ -101,12 +107,6 @@ extension ChatApplication {
         ]])
     }
 
-    /// A message stored here.
-    func share(_ message: PrivateMessage) {
-        guard cluster.withLock({ $0 != nil }) else { return }
-        socketIO.serverSideEmit(Self.messageEvent, [message.json])
-    }
-
     /// A user's first socket here came (`online`) or their last one left: the others are
     /// told; whether the user's presence changed cluster-wide (always, alone).
     func localPresenceChanged(_ userID: String, online: Bool) -> Bool {
@@ -152,18 +152,20 @@ extension ChatApplication {
             guard let users = object["users"]?.arrayValue, users.count <= options.maxUsers else { return refuse(event, from: uid) }
             let userIDs = users.compactMap(\.stringValue).filter { Self.isHex($0, length: 16) }
             setRemote(userIDs, online: true, on: uid, replacing: true)
-        case Self.messageEvent:
-            guard case .success(let message) = ServerPayload.privateMessage([.object(object)]),
-                message.content.utf8.count <= options.maxMessageBytes
-            else { return refuse(event, from: uid) }
-            guard records.withLock({ $0.directory.contains(message.from) && $0.directory.contains(message.to) }) else { return }
-            // Kept here for the histories this server hands out, under a seq of its own: the
-            // database has it once, under the sender's server's.
-            let minimumSeq = clusterSeq()
-            _ = log.withLock { $0.append(message, reportingDrops: false, minimumSeq: minimumSeq) }
         default:
             break
         }
+    }
+
+    /// A message another server stored (the arguments of its `private message` broadcast):
+    /// kept here for the histories this server hands out, under a seq of its own (the
+    /// database has it once, under the sender's server's).
+    private func keep(_ arguments: [JSONValue], from uid: String) {
+        guard case .success(let message) = ServerPayload.privateMessage(arguments), message.content.utf8.count <= options.maxMessageBytes
+        else { return refuse(ChatEventName.privateMessage, from: uid) }
+        guard records.withLock({ $0.directory.contains(message.from) && $0.directory.contains(message.to) }) else { return }
+        let minimumSeq = clusterSeq()
+        _ = log.withLock { $0.append(message, reportingDrops: false, minimumSeq: minimumSeq) }
     }
 
     /// Users online (or not) on server `uid`; with `replacing`, the whole list of that

@@ -43,9 +43,9 @@ public final class PostgresClusterBus: ClusterLink {
     private let onLeave: @Sendable ([String]) -> Void
     private let onJoin: @Sendable (String) -> Void
     private let state = Mutex(State())
-    /// What `send` queued, published in order by one task.
-    private let outbox: AsyncStream<ClusterMessage>.Continuation
-    private let queued: AsyncStream<ClusterMessage>
+    /// Rings when `send` queued something (`State.outbox`), for the one task that publishes.
+    private let doorbell: AsyncStream<Void>.Continuation
+    private let rings: AsyncStream<Void>
 
     private struct State {
         var members = Membership<ContinuousClock.Instant>()
@@ -53,8 +53,8 @@ public final class PostgresClusterBus: ClusterLink {
         var tasks: [Task<Void, Never>] = []
         var lastComplaint: ContinuousClock.Instant?
         var listening = false
-        /// Messages queued by `send` and not published yet.
-        var unsent = 0
+        /// Messages queued by `send` and not published yet, in order.
+        var outbox: [ClusterMessage] = []
         var dropped = 0
         var listeningWaiters: [CheckedContinuation<Void, Never>] = []
     }
@@ -103,7 +103,7 @@ public final class PostgresClusterBus: ClusterLink {
         self.onMessage = onMessage
         self.onJoin = onJoin
         self.onLeave = onLeave
-        (queued, outbox) = AsyncStream.makeStream(of: ClusterMessage.self, bufferingPolicy: .unbounded)
+        (rings, doorbell) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         var configuration = PostgresClient.Configuration(
             host: location.host, port: location.port, username: location.username, password: location.password,
             database: location.database, tls: .disable
@@ -127,7 +127,7 @@ public final class PostgresClusterBus: ClusterLink {
     /// Queues a message for the other servers; they get what is sent in the order sent.
     public func send(_ message: ClusterMessage) {
         let (accepted, report) = state.withLock { state -> (Bool, Int?) in
-            guard state.unsent < Self.maximumUnsent else {
+            guard state.outbox.count < Self.maximumUnsent else {
                 state.dropped += 1
                 let now = ContinuousClock.now
                 guard state.lastComplaint.map({ now - $0 >= .seconds(10) }) ?? true else { return (false, nil) }
@@ -135,21 +135,65 @@ public final class PostgresClusterBus: ClusterLink {
                 defer { state.dropped = 0 }
                 return (false, state.dropped)
             }
-            state.unsent += 1
+            state.outbox.append(message)
             return (true, nil)
         }
         if let report { logger.error("the cluster's database does not keep up: messages to the other servers dropped", metadata: ["messages": "\(report)"]) }
-        if accepted { outbox.yield(message) }
+        if accepted { doorbell.yield() }
     }
 
+    /// Most notifications sent in one statement.
+    static let batch = 256
+
+    /// Publishes what is queued, in order: the notifications of many messages in one statement
+    /// (one round trip and one transaction, which PostgreSQL delivers in order), a message
+    /// that needs an attachment on its own.
     private func drain() async {
-        for await message in queued {
-            defer { state.withLock { $0.unsent -= 1 } }
-            do {
-                try await publish(message)
-            } catch {
-                complain("a cluster message could not be sent", error: error)
+        for await _ in rings {
+            while true {
+                let messages = state.withLock { state -> [ClusterMessage] in
+                    let taken = Array(state.outbox.prefix(Self.batch))
+                    state.outbox.removeFirst(taken.count)
+                    return taken
+                }
+                if messages.isEmpty { break }
+                var payloads: [String] = []
+                for message in messages {
+                    let (text, attached) = payload(of: message)
+                    if attached {
+                        await flush(&payloads)
+                        do { try await publish(message) } catch { complain("a cluster message could not be sent", error: error) }
+                    } else {
+                        payloads.append(text)
+                    }
+                }
+                await flush(&payloads)
             }
+        }
+    }
+
+    /// The JSON of a message as sent, and whether it must go as an attachment instead.
+    private func payload(of message: ClusterMessage) -> (String, attached: Bool) {
+        var message = message
+        message.uid = uid
+        message.nsp = options.nsp
+        let text = message.json.serialized()
+        let withBytes = [.broadcast, .broadcastAck, .serverSideEmit, .serverSideEmitResponse].contains(message.type) && (message.data?.containsBinary ?? false)
+        return (text, withBytes || text.utf8.count >= options.payloadThreshold)
+    }
+
+    /// Sends the payloads gathered so far, in one statement.
+    private func flush(_ payloads: inout [String]) async {
+        guard !payloads.isEmpty else { return }
+        defer { payloads = [] }
+        state.withLock { $0.lastPublished = ContinuousClock.now }
+        do {
+            try await client.query(
+                "SELECT pg_notify(\(channel), payload) FROM unnest(\(payloads)::text[]) WITH ORDINALITY AS sent(payload, n) ORDER BY n",
+                logger: logger
+            )
+        } catch {
+            complain("cluster messages could not be sent", error: error)
         }
     }
 
@@ -342,7 +386,7 @@ public final class PostgresClusterBus: ClusterLink {
 
     /// Stops without a word, as a server that dies (for tests of the expiry).
     func stop() async {
-        outbox.finish()
+        doorbell.finish()
         let tasks = state.withLock { $0.tasks }
         for task in tasks { task.cancel() }
         for task in tasks { await task.value }

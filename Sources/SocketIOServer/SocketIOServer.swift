@@ -112,6 +112,14 @@ public final class SocketIOServer: Sendable {
 
     private let serverSideEmitHandlers = Mutex<[@Sendable (String, [JSONValue], String) -> Void]>([])
 
+    /// Broadcasts from the other servers, as they come (before they reach the sockets here):
+    /// an application may keep what they carry.
+    public func onClusterBroadcast(_ handler: @escaping @Sendable (_ event: String, _ arguments: [JSONValue], _ from: String) -> Void) {
+        clusterBroadcastHandlers.withLock { $0.append(handler) }
+    }
+
+    private let clusterBroadcastHandlers = Mutex<[@Sendable (String, [JSONValue], String) -> Void]>([])
+
     /// An event for the other servers of the cluster themselves (socket.io's `serverSideEmit`).
     public func serverSideEmit(_ event: String, _ arguments: [JSONValue], nsp: String = "/") {
         guard let link = cluster.withLock({ $0 }) else { return }
@@ -123,6 +131,7 @@ public final class SocketIOServer: Sendable {
     /// emit goes to its handlers. The rest is not asked for by Parley and is let go.
     public func receive(_ message: ClusterMessage) {
         if let broadcast = message.broadcast, let namespace = existingNamespace(message.nsp) {
+            for handler in clusterBroadcastHandlers.withLock({ $0 }) { handler(broadcast.event, broadcast.arguments, message.uid) }
             // Each socket is in a room named by its ID: `except` leaves out rooms and sockets.
             SocketIOBroadcast(namespace: namespace, rooms: broadcast.rooms, exceptRooms: broadcast.except, exceptSockets: broadcast.except)
                 .emitHere(broadcast.event, arguments: broadcast.arguments)

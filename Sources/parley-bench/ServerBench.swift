@@ -3,6 +3,7 @@ import Foundation
 import JSON
 import NIOCore
 import NIOPosix
+import SocketIOTesting
 import Synchronization
 
 #if canImport(Glibc)
@@ -120,8 +121,21 @@ struct ServerLoad: AsyncParsableCommand {
     ))
     var clientsPerAddress = 4
 
+    @Flag(help: ArgumentHelp(
+        "The same load on one parley-server on PostgreSQL, then on two on one database with each pair of clients split between them.",
+        discussion: """
+            Starts a PostgreSQL of its own (initdb in a temporary directory, as the postgres user when root) and, \
+            for each run, a new database. Prints each run (the server's CPU is the servers' and the database's), \
+            then a comparison with the database's CPU and its transactions per second (each notification is one).
+            """
+    ))
+    var postgres = false
+
     func validate() throws {
         guard clients >= 2 else { throw ValidationError("--clients must be at least 2") }
+        guard !postgres || (url == nil && !compare && attack == 0 && server == "parley") else {
+            throw ValidationError("--postgres starts its servers itself: leave out --url, --compare, --attack and --server")
+        }
         guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
         guard rate >= 0 else { throw ValidationError("--rate must be 0 (maximum) or positive") }
         guard tick >= 0.01, tick <= 100 else { throw ValidationError("--tick must be between 0.01 and 100 ms") }
@@ -168,6 +182,10 @@ struct ServerLoad: AsyncParsableCommand {
         }
         if attack > 0 {
             try await runUnderAttack()
+            return
+        }
+        if postgres {
+            try await runOnPostgres()
             return
         }
         let kinds = compare ? ["parley", "python"] : [server]
@@ -282,6 +300,79 @@ struct ServerLoad: AsyncParsableCommand {
             ]))
         }
         emit(orderedJSON(fields))
+    }
+
+    /// One parley-server on PostgreSQL, then two on one database with the pairs split: the
+    /// same load, each run on a new database. What a message crossing servers costs.
+    private func runOnPostgres() async throws {
+        let database = try await PrivatePostgres.start()
+        defer { Task { try? await database.stop() } }
+        struct Run {
+            var result: LoadResult
+            var databaseCPU: Double
+            var transactions: Double
+        }
+        var runs: [(String, Run)] = []
+        for (name, servers) in [("one server", 1), ("two servers", 2)] {
+            let url = try await database.database()
+            let dbName = String(url.split(separator: "/").last!)
+            var started: [StartedServer] = []
+            for _ in 0..<servers { started.append(try await start("parley", arguments: (parleyArgs.split(whereSeparator: \.isWhitespace).map(String.init)) + ["--postgres", url])) }
+            let targets = try started.map { try LoadTarget(url: "http://127.0.0.1:\($0.port)") }
+            // The database's own processes (the postmaster and its backends), by name.
+            let postgresPIDs: @Sendable () -> [String] = {
+                ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { pid in
+                    pid.allSatisfy(\.isNumber) && ((try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "").hasPrefix("postgres")
+                }
+            }
+            func databaseCPU() -> Double { postgresPIDs().compactMap { CPUTime.of($0)?.total }.reduce(0, +) }
+            /// Transactions committed in the run's database so far (a notification is one).
+            func transactions() async throws -> Double {
+                let row = try await database.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = '\(dbName)'")
+                return Double(row.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            }
+            var run = LoadRun(
+                target: targets[0], clients: clients, seconds: seconds, rate: rate, window: window, tick: tick, contentSize: size,
+                concurrency: concurrency, connectTimeout: connectTimeout, settle: settle, warmup: warmup,
+                clientsPerAddress: clientsPerAddress, attackers: nil
+            )
+            run.others = Array(targets.dropFirst())
+            // The other servers' CPU and the database's count as the server's.
+            let otherPIDs = started.dropFirst().map { String($0.pid) }
+            run.alsoServer = { otherPIDs + postgresPIDs() }
+            let cpuBefore = databaseCPU()
+            let before = try await transactions()
+            let clock = ContinuousClock.now
+            let result: LoadResult
+            do {
+                result = try await run.run(server: started[0])
+            } catch {
+                for server in started { await server.stop() }
+                throw error
+            }
+            let elapsed = (ContinuousClock.now - clock).seconds
+            let after = try await transactions()
+            let cpu = databaseCPU() - cpuBefore
+            for server in started { await server.stop() }
+            emit(line(result, server: ("parley on PostgreSQL, \(name)", result.serverMemory)))
+            runs.append((name, Run(result: result, databaseCPU: cpu / elapsed * 100, transactions: (after - before) / elapsed)))
+        }
+        let (one, two) = (runs[0].1, runs[1].1)
+        emit(orderedJSON([
+            ("benchmark", "server-cluster"),
+            ("clients", .int(clients)),
+            ("target_rate", .int(Int(rate))),
+            ("one_per_second", .int(Int(one.result.perSecond.rounded()))),
+            ("two_per_second", .int(Int(two.result.perSecond.rounded()))),
+            ("one_p50_ms", .double(milliseconds(one.result.histogram.percentile(0.50)))),
+            ("two_p50_ms", .double(milliseconds(two.result.histogram.percentile(0.50)))),
+            ("one_p99_ms", .double(milliseconds(one.result.histogram.percentile(0.99)))),
+            ("two_p99_ms", .double(milliseconds(two.result.histogram.percentile(0.99)))),
+            ("one_database_cpu_pct", .double(round1(one.databaseCPU))),
+            ("two_database_cpu_pct", .double(round1(two.databaseCPU))),
+            ("one_database_xact_per_second", .int(Int(one.transactions.rounded()))),
+            ("two_database_xact_per_second", .int(Int(two.transactions.rounded()))),
+        ]))
     }
 
     /// `attacked` over `quiet`, to two places (0 when there is no quiet figure).
@@ -438,6 +529,11 @@ struct LoadResult: Sendable {
 /// One measurement: connect, pair, settle, warm up, measure, close.
 struct LoadRun: Sendable {
     let target: LoadTarget
+    /// More servers of one cluster: client n connects to the n-th of `target` and these, in
+    /// turn, so that each pair (2k, 2k+1) is split between two servers.
+    var others: [LoadTarget] = []
+    /// Processes whose CPU counts as the server's too (a database), by pid.
+    var alsoServer: @Sendable () -> [String] = { [] }
     let clients: Int
     let seconds: Double
     let rate: Double
@@ -487,16 +583,18 @@ struct LoadRun: Sendable {
                 + "Host: \(target.host):\(target.port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 + "Sec-WebSocket-Version: 13\r\n"
         )
-        let address: SocketAddress
-        do {
-            address = try SocketAddress.makeAddressResolvingHost(target.host, port: target.port)
-        } catch {
-            throw ServerBenchError("cannot resolve \(target.host): \(error)")
+        var addresses: [SocketAddress] = []
+        for each in [target] + others {
+            do {
+                addresses.append(try SocketAddress.makeAddressResolvingHost(each.host, port: each.port))
+            } catch {
+                throw ServerBenchError("cannot resolve \(each.host): \(error)")
+            }
         }
 
         // 1. Connect and log in, `concurrency` handshakes at a time.
         let connectStart = clock.now
-        let outcome = try await connectAll(address: address, loops: loops, states: states, control: control, deadline: deadline)
+        let outcome = try await connectAll(addresses: addresses, loops: loops, states: states, control: control, deadline: deadline)
         connected = outcome.clients
         let connectSeconds = (clock.now - connectStart).seconds
         if let failure = outcome.abort { throw failure }
@@ -567,10 +665,15 @@ struct LoadRun: Sendable {
         try await watch(for: warmup, loops: loops, states: states, control: control)
         control.set(.measuring)
         let measureStart = clock.now
-        let cpuAtStart = (server: server?.cpu(), bench: CPUTime.of("self"))
+        let serverPIDs = (server.map { [String($0.pid)] } ?? []) + alsoServer()
+        func serverCPU() -> CPUTime? {
+            let times = serverPIDs.compactMap { CPUTime.of($0) }
+            return times.isEmpty ? nil : times.reduce(CPUTime(user: 0, system: 0)) { CPUTime(user: $0.user + $1.user, system: $0.system + $1.system) }
+        }
+        let cpuAtStart = (server: serverCPU(), bench: CPUTime.of("self"))
         try await watch(for: seconds, loops: loops, states: states, control: control)
         control.set(.stopped)
-        let cpuAtEnd = (server: server?.cpu(), bench: CPUTime.of("self"))
+        let cpuAtEnd = (server: serverCPU(), bench: CPUTime.of("self"))
         let measured = (clock.now - measureStart).seconds
 
         // 5. Let the messages in flight arrive (at most 10 s, or until none came for 1 s): what
@@ -674,7 +777,7 @@ struct LoadRun: Sendable {
     }
 
     private func connectAll(
-        address: SocketAddress, loops: [any EventLoop], states: [NIOLoopBound<LoadLoopState>], control: LoadControl, deadline: NIODeadline
+        addresses: [SocketAddress], loops: [any EventLoop], states: [NIOLoopBound<LoadLoopState>], control: LoadControl, deadline: NIODeadline
     ) async throws -> ConnectOutcome {
         var ready: [ReadyClient?] = Array(repeating: nil, count: clients)
         var count = 0
@@ -691,6 +794,7 @@ struct LoadRun: Sendable {
                 next += 1
                 let loop = loops[index % loops.count]
                 let state = states[index % loops.count]
+                let address = addresses[index % addresses.count]
                 group.addTask {
                     do {
                         return (index, .success(try await connectOne(
