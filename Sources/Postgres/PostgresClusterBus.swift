@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 import JSON
 public import Logging
 import NIOCore
@@ -209,7 +209,7 @@ public final class PostgresClusterBus: ClusterLink {
             // Too large for a notification, or bytes JSON cannot carry: the attachments table.
             var id: Int64 = 0
             let rows = try await client.query(
-                PostgresQuery(unsafeSQL: "INSERT INTO \(options.tableName) (payload) VALUES ($1) RETURNING id", binds: try Self.binds(ByteBuffer(bytes: MessagePack.encode(message.json)))),
+                PostgresQuery(unsafeSQL: "INSERT INTO \(options.tableName) (payload) VALUES ($1) RETURNING id", binds: Self.binds(ByteBuffer(bytes: MessagePack.encode(message.json)))),
                 logger: logger
             )
             for try await found in rows.decode(Int64.self) { id = found }
@@ -225,9 +225,9 @@ public final class PostgresClusterBus: ClusterLink {
         try await client.query("SELECT pg_notify(\(channel), \(payload))", logger: logger)
     }
 
-    private static func binds(_ buffer: ByteBuffer) throws -> PostgresBindings {
+    private static func binds(_ buffer: ByteBuffer) -> PostgresBindings {
         var bindings = PostgresBindings()
-        try bindings.append(buffer, context: .default)
+        bindings.append(buffer, context: .default)
         return bindings
     }
 
@@ -299,10 +299,10 @@ public final class PostgresClusterBus: ClusterLink {
         let rows = try await client.query(
             PostgresQuery(
                 unsafeSQL: "SELECT payload, octet_length(payload) FROM \(options.tableName) WHERE id = $1 AND octet_length(payload) <= $2",
-                binds: try {
+                binds: {
                     var bindings = PostgresBindings()
-                    try bindings.append(id, context: .default)
-                    try bindings.append(Int64(options.maximumAttachment), context: .default)
+                    bindings.append(id, context: .default)
+                    bindings.append(Int64(options.maximumAttachment), context: .default)
                     return bindings
                 }()
             ),
