@@ -69,6 +69,26 @@ import Testing
     }
 }
 
+
+/// python-socketio's clients (an independent Socket.IO implementation) run the whole
+/// private-messaging scenario across two parley-servers on one database: bob and alice's
+/// second tab on the other server, bob back on the first; on long-polling with the upgrade,
+/// and on WebSocket only.
+@Suite(.timeLimit(.minutes(3))) struct PythonClusterInteropTests {
+    @Test(arguments: [false, true]) func theWholeScenarioAcrossTwoServers(webSocketOnly: Bool) async throws {
+        let database = try await PrivatePostgres.shared().database()
+        let a = try await InteropServer.start(.parley, extraArguments: ["--postgres", database])
+        let b = try await InteropServer.start(.parley, extraArguments: ["--postgres", database])
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("client_scenario.py")
+        let python = ProcessInfo.processInfo.environment["PARLEY_PYTHON"] ?? "python3"
+        let output = try await runToEnd("/usr/bin/env", [python, script.path, a.url, b.url] + (webSocketOnly ? ["--websocket-only"] : []))
+        _ = await a.shutdown()
+        _ = await b.shutdown()
+        #expect(output.status == 0, "\(output.text)")
+        #expect(output.text.contains("SCENARIO OK"), "\(output.text)")
+    }
+}
+
 /// `failover_proxy.py`: new connections to the first of its backends that accepts them.
 struct FailoverProxy {
     let url: String

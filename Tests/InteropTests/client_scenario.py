@@ -4,7 +4,10 @@ against a server: login, users, user connected, delivery with from/to and no ech
 sender, a second tab of the same user, an invalid username, an offline message kept and
 delivered on return, reconnection with the sessionID.
 
-Usage: client_scenario.py URL [--websocket-only]
+Usage: client_scenario.py URL [URL2] [--websocket-only]
+
+With URL2 (another server of the same cluster), bob logs in there, alice's second tab too,
+and bob comes back on the first: every step crosses servers.
 Prints "SCENARIO OK" and exits 0 when every step holds; otherwise the failed step and 1.
 """
 
@@ -55,7 +58,8 @@ def check(condition, what):
         raise AssertionError(what)
 
 
-async def scenario(url, transports):
+async def scenario(url, transports, other=None):
+    other = other or url
     # Login: session, then users with oneself in it.
     alice = User("alice", transports)
     await alice.connect(url, {"username": "alice"})
@@ -70,9 +74,20 @@ async def scenario(url, transports):
 
     # A second user: the first is told.
     bob = User("bob", transports)
-    await bob.connect(url, {"username": "bob"})
+    await bob.connect(other, {"username": "bob"})
     bob_session = await bob.next("session")
     bob_users = await bob.next("users")
+    # On another server of a cluster, alice's account may reach it a few milliseconds after
+    # she was created: bob logs in again (his session) until his list has her, 2 s at most.
+    for _ in range(40):
+        if other == url or any(u["username"] == "alice" for u in bob_users):
+            break
+        await bob.client.disconnect()
+        bob = User("bob", transports)
+        await asyncio.sleep(0.05)
+        await bob.connect(other, {"sessionID": bob_session["sessionID"]})
+        await bob.next("session")
+        bob_users = await bob.next("users")
     check({u["username"] for u in bob_users} >= {"alice", "bob"}, f"bob sees alice and bob: {bob_users}")
     joined = await alice.next("user connected")
     check(joined["userID"] == bob_session["userID"] and joined["username"] == "bob" and joined["connected"] is True,
@@ -87,7 +102,7 @@ async def scenario(url, transports):
 
     # A second tab of alice: same userID; a message to alice reaches both tabs.
     tab = User("alice-tab", transports)
-    await tab.connect(url, {"sessionID": alice_session["sessionID"]})
+    await tab.connect(other, {"sessionID": alice_session["sessionID"]})
     tab_session = await tab.next("session")
     check(tab_session["userID"] == alice_session["userID"], "the second tab is the same user")
     await bob.client.emit("private message", {"content": "hi alice", "to": alice_session["userID"]})
@@ -140,8 +155,9 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     transports = ["websocket"] if "--websocket-only" in sys.argv[2:] else None
+    urls = [argument for argument in sys.argv[1:] if not argument.startswith("--")]
     try:
-        asyncio.run(scenario(sys.argv[1], transports))
+        asyncio.run(scenario(urls[0], transports, urls[1] if len(urls) > 1 else None))
     except (AssertionError, asyncio.TimeoutError, socketio.exceptions.SocketIOError) as error:
         print(f"SCENARIO FAILED: {type(error).__name__}: {error}")
         return 1
