@@ -165,7 +165,7 @@ let package = Package(
         .target(
             name: "ChatServer",
             dependencies: [
-                "SocketIOServer", "SocketIOProtocol", "EngineIOServer", "EngineIOProtocol", "JSON", "ChatSchema",
+                "SocketIOServer", "SocketIOCluster", "SocketIOProtocol", "EngineIOServer", "EngineIOProtocol", "JSON", "ChatSchema",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),

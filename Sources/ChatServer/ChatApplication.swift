@@ -313,9 +313,12 @@ public final class ChatApplication: Sendable {
         // or one that reconnects over and over, would make the server write to all for each).
         // In a cluster, only when no other server has a socket of the user either.
         if cameOnline, localPresenceChanged(member.userID, online: true) {
-            socket.broadcast.emit(
+            // To this server's sockets only: in a cluster, each server tells its own clients
+            // when a user's presence changes as it sees it (`ChatCluster.setRemote`), so a
+            // user whose first sockets come on two servers at once is announced once to each.
+            socket.broadcast.emitHere(
                 ChatEventName.userConnected,
-                UserEntry(userID: member.userID, username: member.username, connected: true, messages: []).json
+                arguments: [UserEntry(userID: member.userID, username: member.username, connected: true, messages: []).json]
             )
         }
 
@@ -369,7 +372,7 @@ public final class ChatApplication: Sendable {
                 // message is in the database, whatever happens to this server next.
                 Task {
                     let stored = await written()
-                    ack(stored ? ["ok": true] : ["error": "delivered to who is online, not stored yet: the database does not answer"])
+                    ack(stored ? ["ok": true] : ["error": "delivered to who is online, not confirmed stored: the database does not answer (it may still be stored)"])
                 }
                 return
             }
@@ -395,7 +398,7 @@ public final class ChatApplication: Sendable {
         // and telling each of n clients about the others would be n² frames on the way out.
         // (In a cluster, the others learn that its users left when it says it goes.)
         if offline, reason != EngineIOCloseReason.serverShutdown.name {
-            namespace.emit(ChatEventName.userDisconnected, .string(member.userID))
+            namespace.except().emitHere(ChatEventName.userDisconnected, arguments: [.string(member.userID)])
         }
     }
 

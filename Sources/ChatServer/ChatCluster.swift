@@ -2,6 +2,7 @@ import ChatSchema
 import JSON
 import Logging
 import NIOCore
+public import SocketIOCluster
 import SocketIOServer
 import Synchronization
 
@@ -32,6 +33,9 @@ struct ClusterState: Sendable {
     var remoteOnline: [String: Set<String>] = [:]
     /// For each other server: its users online.
     var onlineOn: [String: Set<String>] = [:]
+    /// The other servers the bus has heard (`serverJoined`), and not seen leave: what comes
+    /// from any other uid is not taken.
+    var servers: Set<String> = []
     /// Malformed messages from other servers since the last log line, and when that was.
     var malformed = 0
     var lastComplaint: NIODeadline?
@@ -57,9 +61,37 @@ extension ChatApplication {
         }
     }
 
+    /// What the chat takes from the other servers' broadcasts: a `private message`, with its
+    /// arguments as the protocol has them, to exactly the rooms of its recipient and sender
+    /// (a writer of the database cannot make the servers tell their clients anything else).
+    public static func delivers(_ broadcast: ClusterMessage.Broadcast) -> Bool {
+        guard broadcast.event == ChatEventName.privateMessage, broadcast.requestID == nil,
+            case .success(let message) = ServerPayload.privateMessage(broadcast.arguments)
+        else { return false }
+        return Set(broadcast.rooms) == Set([message.to, message.from])
+    }
+
+    /// Sessions read from the database: the users this server did not hear of (created by
+    /// another server while it was starting, or while its channel was down) are added.
+    public func adopt(_ sessions: [StoredSession]) {
+        let added = records.withLock { records in
+            var added = 0
+            for session in sessions where !records.directory.contains(session.userID) && records.directory.count < options.maxUsers {
+                records.directory.add(session)
+                added += 1
+            }
+            return added
+        }
+        if added > 0 { logger.notice("users of the other servers caught up from the database", metadata: ["users": "\(added)"]) }
+    }
+
     /// A server joined: it is told who is online here.
     public func serverJoined(_ uid: String) {
-        guard cluster.withLock({ $0 != nil }) else { return }
+        guard cluster.withLock({ state in
+            guard state != nil else { return false }
+            state!.servers.insert(uid)
+            return true
+        }) else { return }
         let online = records.withLock { records in
             records.directory.users.values.filter { $0.sockets > 0 }.map { JSONValue.string($0.session.userID) }
         }
@@ -73,6 +105,7 @@ extension ChatApplication {
             guard state != nil else { return [] }
             var offline: [String] = []
             for uid in uids {
+                state!.servers.remove(uid)
                 for userID in state!.onlineOn.removeValue(forKey: uid) ?? [] {
                     state!.remoteOnline[userID]?.remove(uid)
                     if state!.remoteOnline[userID]?.isEmpty == true {
@@ -132,7 +165,8 @@ extension ChatApplication {
     // MARK: Hearing the others
 
     private func receive(_ event: String, _ payload: JSONValue?, from uid: String) {
-        guard let object = payload?.objectValue else { return }
+        guard cluster.withLock({ $0?.servers.contains(uid) ?? false }) else { return refuse(event, from: uid) }
+        guard let object = payload?.objectValue else { return refuse(event, from: uid) }
         switch event {
         case Self.sessionEvent:
             guard let sessionID = object["sessionID"]?.stringValue, Self.isHex(sessionID, length: 32),
@@ -147,11 +181,10 @@ extension ChatApplication {
         case Self.presenceEvent:
             guard let userID = object["userID"]?.stringValue, Self.isHex(userID, length: 16), let online = object["online"]?.boolValue
             else { return refuse(event, from: uid) }
-            setRemote([userID], online: online, on: uid, replacing: false)
+            setRemote(known([userID]), online: online, on: uid, replacing: false)
         case Self.onlineEvent:
             guard let users = object["users"]?.arrayValue, users.count <= options.maxUsers else { return refuse(event, from: uid) }
-            let userIDs = users.compactMap(\.stringValue).filter { Self.isHex($0, length: 16) }
-            setRemote(userIDs, online: true, on: uid, replacing: true)
+            setRemote(known(users.compactMap(\.stringValue)), online: true, on: uid, replacing: true)
         default:
             break
         }
@@ -166,6 +199,12 @@ extension ChatApplication {
         guard records.withLock({ $0.directory.contains(message.from) && $0.directory.contains(message.to) }) else { return }
         let minimumSeq = clusterSeq()
         _ = log.withLock { $0.append(message, reportingDrops: false, minimumSeq: minimumSeq) }
+    }
+
+    /// The users of `userIDs` known here: presence is kept for them only (bounded by the
+    /// directory, whatever another writer of the database sends).
+    private func known(_ userIDs: [String]) -> [String] {
+        records.withLock { records in userIDs.filter { records.directory.contains($0) } }
     }
 
     /// Users online (or not) on server `uid`; with `replacing`, the whole list of that
@@ -200,10 +239,24 @@ extension ChatApplication {
         }
         guard !changed.isEmpty else { return }
         let wall = wallNow
-        records.withLock { records in
-            for (userID, online) in changed {
+        let told = records.withLock { records in
+            changed.compactMap { userID, online -> (String, String, Bool)? in
                 // Sockets here keep a user online whatever the others say.
-                records.directory.update(userID) { user in if user.sockets == 0 { user.setConnected(online, at: wall) } }
+                records.directory.update(userID) { user -> (String, String, Bool)? in
+                    guard user.sockets == 0 else { return nil }
+                    user.setConnected(online, at: wall)
+                    return (userID, user.session.username, online)
+                } ?? nil
+            }
+        }
+        // This server's clients hear of a change as this server sees it (the others tell theirs).
+        for (userID, username, online) in told {
+            if online {
+                socketIO.main.except().emitHere(
+                    ChatEventName.userConnected, arguments: [UserEntry(userID: userID, username: username, connected: true, messages: []).json]
+                )
+            } else {
+                socketIO.main.except().emitHere(ChatEventName.userDisconnected, arguments: [.string(userID)])
             }
         }
     }

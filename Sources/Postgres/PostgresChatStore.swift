@@ -221,6 +221,17 @@ public final class PostgresChatStore: ChatStore {
         _ = enqueue(changes)
     }
 
+    /// The sessions kept now (for a server of a cluster catching up with what it did not
+    /// hear), oldest first.
+    public func loadSessions() async throws -> [StoredSession] {
+        var sessions: [StoredSession] = []
+        let rows = try await client.query("SELECT session_id, user_id, username, last_seen FROM parley_session ORDER BY seq", logger: logger)
+        for try await (sessionID, userID, username, lastSeen) in rows.decode((String, String, String, Int64).self) {
+            sessions.append(StoredSession(sessionID: sessionID, userID: userID, username: username, connected: false, lastSeen: lastSeen))
+        }
+        return sessions
+    }
+
     /// How long an acknowledgement waits, by default, for its message to be written.
     public static let writeWait = Duration.seconds(10)
 
@@ -289,9 +300,10 @@ public final class PostgresChatStore: ChatStore {
             let range = (pending.settled + 1)...(pending.settled + Int64(count))
             pending.settled += Int64(count)
             if !written { pending.failed.append(range) }
-            // Only ranges some waiter could still ask about are kept.
-            let oldestWaiting = pending.writeWaiters.values.map(\.number).min() ?? pending.settled + 1
-            pending.failed.removeAll { $0.upperBound < oldestWaiting && $0 != range }
+            // A waiter may register after its batch settled (it waits from a task of its own):
+            // the last 1,024 failed ranges are kept for it (failures are rare; a waiter of an
+            // older one is long past its wait).
+            if pending.failed.count > 1_024 { pending.failed.removeFirst(pending.failed.count - 1_024) }
             var ready: [(CheckedContinuation<Bool, Never>, Bool)] = []
             for (id, waiter) in pending.writeWaiters where waiter.number <= pending.settled {
                 ready.append((waiter.continuation, !pending.failed.contains { $0.contains(waiter.number) }))

@@ -42,6 +42,7 @@ public final class PostgresClusterBus: ClusterLink {
     private let onMessage: @Sendable (ClusterMessage) -> Void
     private let onLeave: @Sendable ([String]) -> Void
     private let onJoin: @Sendable (String) -> Void
+    private let onListening: @Sendable () -> Void
     private let state = Mutex(State())
     /// Rings when `send` queued something (`State.outbox`), for the one task that publishes.
     private let doorbell: AsyncStream<Void>.Continuation
@@ -53,8 +54,9 @@ public final class PostgresClusterBus: ClusterLink {
         var tasks: [Task<Void, Never>] = []
         var lastComplaint: ContinuousClock.Instant?
         var listening = false
-        /// Messages queued by `send` and not published yet, in order.
+        /// Messages queued by `send` and not published yet, in order, and their bytes.
         var outbox: [ClusterMessage] = []
+        var outboxBytes = 0
         var dropped = 0
         var listeningWaiters: [CheckedContinuation<Void, Never>] = []
     }
@@ -62,13 +64,16 @@ public final class PostgresClusterBus: ClusterLink {
     /// Joins the cluster: listens, says it is there (`initialHeartbeat`), and keeps the
     /// heartbeat, the expiry of silent servers and the cleanup going. `onMessage` hears every
     /// message from another server but heartbeats and closes; `onJoin` each server first
-    /// heard; `onLeave` the servers that left.
+    /// heard (or that says it starts); `onLeave` the servers that left; `onListening` each
+    /// time the channel is listened to (at start, and after it was lost).
     public static func start(
         _ location: PostgresChatStore.Location, options: Options = Options(), logger: Logger = Logger(label: "parley.cluster"),
         onMessage: @escaping @Sendable (ClusterMessage) -> Void, onJoin: @escaping @Sendable (String) -> Void = { _ in },
-        onLeave: @escaping @Sendable ([String]) -> Void = { _ in }
+        onLeave: @escaping @Sendable ([String]) -> Void = { _ in }, onListening: @escaping @Sendable () -> Void = {}
     ) async throws -> PostgresClusterBus {
-        let bus = PostgresClusterBus(location: location, options: options, logger: logger, onMessage: onMessage, onJoin: onJoin, onLeave: onLeave)
+        let bus = PostgresClusterBus(
+            location: location, options: options, logger: logger, onMessage: onMessage, onJoin: onJoin, onLeave: onLeave, onListening: onListening
+        )
         // Servers starting together would race to create the table (IF NOT EXISTS does not
         // hold against a concurrent CREATE): one at a time, under the schema's advisory lock.
         do {
@@ -94,7 +99,7 @@ public final class PostgresClusterBus: ClusterLink {
     private init(
         location: PostgresChatStore.Location, options: Options, logger: Logger,
         onMessage: @escaping @Sendable (ClusterMessage) -> Void, onJoin: @escaping @Sendable (String) -> Void,
-        onLeave: @escaping @Sendable ([String]) -> Void
+        onLeave: @escaping @Sendable ([String]) -> Void, onListening: @escaping @Sendable () -> Void
     ) {
         uid = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         self.options = options
@@ -103,6 +108,7 @@ public final class PostgresClusterBus: ClusterLink {
         self.onMessage = onMessage
         self.onJoin = onJoin
         self.onLeave = onLeave
+        self.onListening = onListening
         (rings, doorbell) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         var configuration = PostgresClient.Configuration(
             host: location.host, port: location.port, username: location.username, password: location.password,
@@ -127,7 +133,8 @@ public final class PostgresClusterBus: ClusterLink {
     /// Queues a message for the other servers; they get what is sent in the order sent.
     public func send(_ message: ClusterMessage) {
         let (accepted, report) = state.withLock { state -> (Bool, Int?) in
-            guard state.outbox.count < Self.maximumUnsent else {
+            let bytes = Self.estimate(message)
+            guard state.outbox.count < Self.maximumUnsent, state.outboxBytes + bytes <= Self.maximumUnsentBytes else {
                 state.dropped += 1
                 let now = ContinuousClock.now
                 guard state.lastComplaint.map({ now - $0 >= .seconds(10) }) ?? true else { return (false, nil) }
@@ -136,10 +143,28 @@ public final class PostgresClusterBus: ClusterLink {
                 return (false, state.dropped)
             }
             state.outbox.append(message)
+            state.outboxBytes += bytes
             return (true, nil)
         }
         if let report { logger.error("the cluster's database does not keep up: messages to the other servers dropped", metadata: ["messages": "\(report)"]) }
         if accepted { doorbell.yield() }
+    }
+
+    /// Bytes of messages waiting to be published at most (their texts, counted as sent).
+    public static let maximumUnsentBytes = 64 << 20
+
+    /// What a message will weigh: its text's bytes, escapes counted at their worst.
+    static func estimate(_ message: ClusterMessage) -> Int {
+        func size(_ value: JSONValue?) -> Int {
+            switch value {
+            case .none, .null, .bool, .int, .double: return 8
+            case .string(let text): return text.utf8.count * 6 + 2
+            case .binary(let bytes): return bytes.count + 8
+            case .array(let items): return items.reduce(2) { $0 + size($1) + 1 }
+            case .object(let object): return object.reduce(2) { $0 + $1.key.utf8.count * 6 + size($1.value) + 4 }
+            }
+        }
+        return 64 + size(message.data)
     }
 
     /// Most notifications sent in one statement.
@@ -154,6 +179,7 @@ public final class PostgresClusterBus: ClusterLink {
                 let messages = state.withLock { state -> [ClusterMessage] in
                     let taken = Array(state.outbox.prefix(Self.batch))
                     state.outbox.removeFirst(taken.count)
+                    state.outboxBytes -= taken.reduce(0) { $0 + Self.estimate($1) }
                     return taken
                 }
                 if messages.isEmpty { break }
@@ -187,13 +213,26 @@ public final class PostgresClusterBus: ClusterLink {
         guard !payloads.isEmpty else { return }
         defer { payloads = [] }
         state.withLock { $0.lastPublished = ContinuousClock.now }
-        do {
-            try await client.query(
-                "SELECT pg_notify(\(channel), payload) FROM unnest(\(payloads)::text[]) WITH ORDINALITY AS sent(payload, n) ORDER BY n",
-                logger: logger
-            )
-        } catch {
-            complain("cluster messages could not be sent", error: error)
+        // While the database cannot be reached, the batch is tried again (what comes meanwhile
+        // waits behind it, within the bounds); for at most 30 s, then it is given up.
+        var delay = Duration.milliseconds(250)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            do {
+                try await client.query(
+                    "SELECT pg_notify(\(channel), payload) FROM unnest(\(payloads)::text[]) WITH ORDINALITY AS sent(payload, n) ORDER BY n",
+                    logger: logger
+                )
+                return
+            } catch {
+                guard PostgresChatStore.isTransient(error), ContinuousClock.now + delay < deadline, !Task.isCancelled else {
+                    complain("cluster messages could not be sent: dropped", error: error)
+                    return
+                }
+                complain("cluster messages could not be sent yet: trying again", error: error)
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(4))
+            }
         }
     }
 
@@ -259,12 +298,29 @@ public final class PostgresClusterBus: ClusterLink {
                 let connection = try await PostgresConnection.connect(configuration: location.connection, id: 1, logger: logger)
                 defer { Task { try? await connection.close() } }
                 try await connection.listen(on: channel) { notifications in
-                    let waiters = state.withLock { state in
-                        state.listening = true
-                        defer { state.listeningWaiters = [] }
-                        return state.listeningWaiters
+                    let (waiters, again) = state.withLock { state in
+                        defer {
+                            state.listening = true
+                            state.listeningWaiters = []
+                        }
+                        return (state.listeningWaiters, state.listening)
                     }
                     for waiter in waiters { waiter.resume() }
+                    // Listening (first, or again): what was said before is not heard; the
+                    // application catches up from the database.
+                    onListening()
+                    if again {
+                        // What was said while this server was not listening is lost (NOTIFY keeps
+                        // nothing): it says it is here again, and every server answers as to a
+                        // newcomer (who is online there), as this one does to them.
+                        logger.notice("the cluster's channel is back: asking the others to say again who is online")
+                        try? await publish(ClusterMessage(uid: uid, type: .initialHeartbeat))
+                        let known = state.withLock { state in
+                            defer { state.members = Membership() }
+                            return state.members.servers
+                        }
+                        for server in known { onJoin(server) }
+                    }
                     for try await notification in notifications {
                         await receive(notification.payload)
                     }
@@ -287,7 +343,11 @@ public final class PostgresClusterBus: ClusterLink {
                 guard let id = attachment.stringValue.flatMap({ Int64($0) }) ?? attachment.intValue.map(Int64.init) else {
                     throw ClusterMessage.DecodingError(description: "an attachmentId that is no number")
                 }
-                message = try await fetchAttachment(id)
+                let attached = try await fetchAttachment(id)
+                guard attached.uid == message.uid, attached.type == message.type else {
+                    throw ClusterMessage.DecodingError(description: "an attachment that is not what its notification says")
+                }
+                message = attached
             }
             handle(message)
         } catch {
@@ -317,7 +377,8 @@ public final class PostgresClusterBus: ClusterLink {
     private func handle(_ message: ClusterMessage) {
         guard message.nsp == options.nsp else { return }
         let joined = state.withLock { $0.members.heard(message.uid, at: ContinuousClock.now) }
-        if joined, message.type != .adapterClose { onJoin(message.uid) }
+        // A server that says it starts (or listens again) is new, whether heard before or not.
+        if (joined || message.type == .initialHeartbeat), message.type != .adapterClose { onJoin(message.uid) }
         switch message.type {
         case .initialHeartbeat:
             // A server just came: it learns of this one.
@@ -344,7 +405,10 @@ public final class PostgresClusterBus: ClusterLink {
             }
             if due { try? await publish(ClusterMessage(uid: uid, type: .heartbeat)) }
             if !gone.isEmpty {
-                logger.notice("servers left the cluster without a word (no heartbeat)", metadata: ["servers": "\(gone.joined(separator: ","))"])
+                logger.notice(
+                    "servers left the cluster without a word (no heartbeat)",
+                    metadata: ["count": "\(gone.count)", "servers": "\(gone.prefix(10).joined(separator: ","))\(gone.count > 10 ? ",…" : "")"]
+                )
                 onLeave(gone)
             }
         }

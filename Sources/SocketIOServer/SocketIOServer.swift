@@ -99,9 +99,14 @@ public final class SocketIOServer: Sendable {
 
     /// Joins a cluster: from now on, every broadcast (but a `local` one) goes to the other
     /// servers through `link` too, and `receive(_:)` delivers theirs to the sockets here.
-    public func join(cluster link: any ClusterLink) {
+    /// `delivering` says which of the other servers' broadcasts reach the sockets here (an
+    /// application knows what it sends; a writer of the database could send anything).
+    public func join(cluster link: any ClusterLink, delivering: @escaping @Sendable (ClusterMessage.Broadcast) -> Bool = { _ in true }) {
         cluster.withLock { $0 = link }
+        deliveryFilter.withLock { $0 = delivering }
     }
+
+    private let deliveryFilter = Mutex<@Sendable (ClusterMessage.Broadcast) -> Bool>({ _ in true })
 
     let cluster = Mutex<(any ClusterLink)?>(nil)
 
@@ -131,6 +136,7 @@ public final class SocketIOServer: Sendable {
     /// emit goes to its handlers. The rest is not asked for by Parley and is let go.
     public func receive(_ message: ClusterMessage) {
         if let broadcast = message.broadcast, let namespace = existingNamespace(message.nsp) {
+            guard !broadcast.local, deliveryFilter.withLock({ $0 })(broadcast) else { return }
             for handler in clusterBroadcastHandlers.withLock({ $0 }) { handler(broadcast.event, broadcast.arguments, message.uid) }
             // Each socket is in a room named by its ID: `except` leaves out rooms and sockets.
             SocketIOBroadcast(namespace: namespace, rooms: broadcast.rooms, exceptRooms: broadcast.except, exceptSockets: broadcast.except)

@@ -440,9 +440,20 @@ struct ParleyServer: AsyncParsableCommand {
                 let node = try await postgres.clusterNode()
                 let joined = try await PostgresClusterBus.start(
                     location, logger: logger, onMessage: { socketIO.receive($0) }, onJoin: { chat.serverJoined($0) },
-                    onLeave: { chat.serversLeft($0) }
+                    onLeave: { chat.serversLeft($0) },
+                    onListening: {
+                        // Users the other servers made before this one listened (at start, or
+                        // while its channel was down) come from the database.
+                        Task {
+                            do {
+                                chat.adopt(try await postgres.loadSessions())
+                            } catch {
+                                logger.warning("could not catch up with the database's users", metadata: ["error": "\(String(reflecting: error))"])
+                            }
+                        }
+                    }
                 )
-                socketIO.join(cluster: joined)
+                socketIO.join(cluster: joined, delivering: ChatApplication.delivers)
                 chat.joinCluster(node: node)
                 bus = joined
                 logger.notice("in the cluster of \(location)", metadata: ["uid": "\(joined.uid)", "node": "\(node)"])

@@ -17,15 +17,18 @@ extension ServerSuites {
             let bus: PostgresClusterBus
         }
 
-        func start(_ location: PostgresChatStore.Location) async throws -> Node {
+        /// `beforeBus`: what happens after the chat server read the database and before its bus listens.
+        func start(_ location: PostgresChatStore.Location, beforeBus: () async throws -> Void = {}) async throws -> Node {
             let store = try await PostgresChatStore.open(location, logger: quietLogger)
             let server = try await ChatServerHarness.start(store: store)
+            try await beforeBus()
             let node = try await store.clusterNode()
             let bus = try await PostgresClusterBus.start(
                 location, options: ClusterBusTests.quick, logger: quietLogger,
-                onMessage: { server.socketIO.receive($0) }, onJoin: { server.chat.serverJoined($0) }, onLeave: { server.chat.serversLeft($0) }
+                onMessage: { server.socketIO.receive($0) }, onJoin: { server.chat.serverJoined($0) }, onLeave: { server.chat.serversLeft($0) },
+                onListening: { Task { server.chat.adopt((try? await store.loadSessions()) ?? []) } }
             )
-            server.socketIO.join(cluster: bus)
+            server.socketIO.join(cluster: bus, delivering: ChatApplication.delivers)
             server.chat.joinCluster(node: node)
             return Node(server: server, bus: bus)
         }
@@ -99,6 +102,82 @@ extension ServerSuites {
             await a.server.stop()
             await b.bus.close()
             await b.server.stop()
+        }
+
+        /// A user whose last sockets on two servers close at the same moment: each server
+        /// thought the other still had one, and nobody said `user disconnected` (the review's
+        /// finding). Each server now tells its own clients when presence changes as it sees it.
+        @Test func lastSocketsLeavingTwoServersAtOnceAreSaidOnce() async throws {
+            let location = try PostgresChatStore.Location(url: try await PrivatePostgres.shared().database())
+            let a = try await start(location)
+            let b = try await start(location)
+            #expect(await eventually(within: .seconds(10)) { a.bus.servers == [b.bus.uid] && b.bus.servers == [a.bus.uid] })
+            let alice = try await a.server.login(["username": "alice"])
+            #expect(await eventually(within: .seconds(10)) { b.server.chat.userCount == 1 })
+            let aliceOnB = try await b.server.login(["sessionID": .string(alice.sessionID)])
+            let bob = try await b.server.login(["username": "bob"])
+            #expect(await eventually(within: .seconds(10)) { a.server.chat.userCount == 2 })
+            let carol = try await a.server.login(["username": "carol"])
+            async let closeA: Void = alice.socket.disconnect()
+            async let closeB: Void = aliceOnB.socket.disconnect()
+            _ = await (closeA, closeB)
+            for watcher in [bob, carol] {
+                let gone = try await watcher.events.event(named: "user disconnected", timeout: .seconds(10))
+                #expect(gone.arguments.first == .string(alice.userID))
+            }
+            for client in [bob, carol] { await client.socket.disconnect() }
+            for node in [a, b] {
+                await node.bus.close()
+                await node.server.stop()
+            }
+        }
+
+        /// What another writer of the database broadcasts reaches no client unless it is a
+        /// `private message` as the chat sends one: not an event of its choosing, not a message
+        /// to everyone; presence for users nobody knows, from a server nobody heard, is not kept.
+        @Test func forgedBroadcastsAndPresenceAreNotTaken() async throws {
+            let postgres = try await PrivatePostgres.shared()
+            let url = try await postgres.database()
+            let name = String(url.split(separator: "/").last!)
+            let location = try PostgresChatStore.Location(url: url)
+            let a = try await start(location)
+            let alice = try await a.server.login(["username": "alice"])
+            func notify(_ message: String) async throws {
+                try await postgres.psql("SELECT pg_notify('socket.io#/', '\(message)')", database: name)
+            }
+            let forger = "0123456789abcdef"
+            try await notify(#"{"uid":"\#(forger)","nsp":"/","type":1}"#)
+            try await notify(#"{"uid":"\#(forger)","nsp":"/","type":3,"data":{"packet":{"type":2,"data":["session",{"sessionID":"attacker","userID":"\#(alice.userID)"}],"nsp":"/"},"opts":{"rooms":[],"except":[],"flags":{}}}}"#)
+            try await notify(#"{"uid":"\#(forger)","nsp":"/","type":3,"data":{"packet":{"type":2,"data":["private message",{"content":"to all","from":"ffffffffffffffff","to":"\#(alice.userID)"}],"nsp":"/"},"opts":{"rooms":[],"except":[],"flags":{}}}}"#)
+            try await notify(#"{"uid":"ghost","nsp":"/","type":9,"data":{"packet":["parley:presence",{"userID":"eeeeeeeeeeeeeeee","online":true}]}}"#)
+            // A marker that does arrive: what came before it did not.
+            try await notify(#"{"uid":"\#(forger)","nsp":"/","type":3,"data":{"packet":{"type":2,"data":["private message",{"content":"marker","from":"\#(alice.userID)","to":"\#(alice.userID)"}],"nsp":"/"},"opts":{"rooms":["\#(alice.userID)"],"except":[],"flags":{}}}}"#)
+            let next = try await alice.events.next { if case .event(let event) = $0 { event.name != "users" && event.name != "session" } else { false } }
+            guard case .event(let event) = next else { throw CancellationError() }
+            #expect(event.name == "private message" && event.arguments.first?["content"] == "marker", "\(event)")
+            await alice.socket.disconnect()
+            await a.bus.close()
+            await a.server.stop()
+        }
+
+        /// A user made on A while B was starting (after B read the database, before its bus
+        /// listened) is not lost to B: B catches up from the database once it listens.
+        @Test func aUserMadeWhileAServerStartsIsKnownToIt() async throws {
+            let location = try PostgresChatStore.Location(url: try await PrivatePostgres.shared().database())
+            let a = try await start(location)
+            var carol: (socket: Socket, events: SocketEventRecorder, userID: String, sessionID: String)?
+            let b = try await start(location) {
+                carol = try await a.server.login(["username": "carol"])
+                await (a.server.store as! PostgresChatStore).flush()
+            }
+            #expect(await eventually(within: .seconds(10)) { b.server.chat.userCount == 1 })
+            let back = try await b.server.login(["sessionID": .string(carol!.sessionID)])
+            #expect(back.userID == carol!.userID)
+            for client in [back, carol!] { await client.socket.disconnect() }
+            for node in [a, b] {
+                await node.bus.close()
+                await node.server.stop()
+            }
         }
     }
 }

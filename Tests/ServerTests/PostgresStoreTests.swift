@@ -212,7 +212,7 @@ extension ServerSuites {
             try await check.close()
             try await postgres.stop()
             let answer = try await alice.socket.emitWithAck("private message", ["content": "not kept", "to": .string(bob.userID)], timeout: .seconds(30))
-            #expect(answer.first?["error"]?.stringValue?.contains("not stored yet") == true, "\(answer)")
+            #expect(answer.first?["error"]?.stringValue?.contains("not confirmed stored") == true, "\(answer)")
             #expect(try await bob.events.event(named: "private message").arguments.first?["content"] == "kept")
             #expect(try await bob.events.event(named: "private message").arguments.first?["content"] == "not kept")
             await server.stop()
