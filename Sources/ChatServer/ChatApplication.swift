@@ -112,6 +112,7 @@ public final class ChatApplication: Sendable {
     let socketIO: SocketIOServer
     /// Set once it joins a cluster (`joinCluster`).
     let cluster = Mutex<ClusterState?>(nil)
+    let sessionLookUp = Mutex<(@Sendable (String) async -> StoredSession?)?>(nil)
     let logger: Logger
     let clock: any ServerClock
     let records: Mutex<Records>
@@ -267,8 +268,7 @@ public final class ChatApplication: Sendable {
         case .failure(let reason):
             return refuse(reason)
         case .success(let session):
-            store.record([.session(session)])
-            announce(session)
+            announce(session, written: store.recordAwaitingWrite([.session(session)]))
             socket.data = Member(sessionID: session.sessionID, userID: session.userID, username: session.username)
             return .accept
         }

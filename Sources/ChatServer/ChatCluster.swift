@@ -47,9 +47,12 @@ extension ChatApplication {
     static let onlineEvent = "parley:online"
 
     /// Joins the cluster the Socket.IO server is in (`SocketIOServer.join(cluster:)`):
-    /// `node` (0–1023) tells this server's messages apart from the others' in the database.
-    public func joinCluster(node: Int) {
+    /// `node` (0–1023) tells this server's messages apart from the others' in the database;
+    /// `lookUp` reads a user's session from the database (a user another server made is
+    /// announced by ID only: the session ID, a secret, never goes over the bus).
+    public func joinCluster(node: Int, lookUp: @escaping @Sendable (_ userID: String) async -> StoredSession?) {
         cluster.withLock { $0 = ClusterState(node: Int64(node & 0x3FF)) }
+        sessionLookUp.withLock { $0 = lookUp }
         socketIO.onServerSideEmit { [self] event, arguments, from in
             receive(event, arguments.first, from: from)
         }
@@ -73,16 +76,29 @@ extension ChatApplication {
 
     /// Sessions read from the database: the users this server did not hear of (created by
     /// another server while it was starting, or while its channel was down) are added.
-    public func adopt(_ sessions: [StoredSession]) {
-        let added = records.withLock { records in
+    /// `catchingUp`: the whole table was read (at start, or after the channel came back):
+    /// the log says how many users were new.
+    public func adopt(_ sessions: [StoredSession], catchingUp: Bool = false) {
+        let (added, online) = records.withLock { records in
             var added = 0
+            var online: [StoredSession] = []
             for session in sessions where !records.directory.contains(session.userID) && records.directory.count < options.maxUsers {
+                // Online already, when another server said so before this one knew the user.
+                var session = session
+                session.connected = cluster.withLock { !($0?.remoteOnline[session.userID]?.isEmpty ?? true) }
                 records.directory.add(session)
                 added += 1
+                if session.connected { online.append(session) }
             }
-            return added
+            return (added, online)
         }
-        if added > 0 { logger.notice("users of the other servers caught up from the database", metadata: ["users": "\(added)"]) }
+        // This server's clients hear of them as of any user who comes.
+        for session in online {
+            socketIO.main.except().emitHere(
+                ChatEventName.userConnected, arguments: [UserEntry(userID: session.userID, username: session.username, connected: true, messages: []).json]
+            )
+        }
+        if catchingUp, added > 0 { logger.notice("users of the other servers caught up from the database", metadata: ["users": "\(added)"]) }
     }
 
     /// A server joined: it is told who is online here.
@@ -132,12 +148,14 @@ extension ChatApplication {
     // MARK: Telling the others
 
     /// A user created here.
-    func announce(_ session: StoredSession) {
+    /// By ID only, once its session is in the database (where the others read it).
+    func announce(_ session: StoredSession, written: (@Sendable () async -> Bool)?) {
         guard cluster.withLock({ $0 != nil }) else { return }
-        socketIO.serverSideEmit(Self.sessionEvent, [[
-            "sessionID": .string(session.sessionID), "userID": .string(session.userID), "username": .string(session.username),
-            "lastSeen": .int(Int(session.lastSeen)),
-        ]])
+        let userID = session.userID
+        Task { [socketIO] in
+            if let written { _ = await written() }
+            socketIO.serverSideEmit(Self.sessionEvent, [["userID": .string(userID)]])
+        }
     }
 
     /// A user's first socket here came (`online`) or their last one left: the others are
@@ -169,22 +187,19 @@ extension ChatApplication {
         guard let object = payload?.objectValue else { return refuse(event, from: uid) }
         switch event {
         case Self.sessionEvent:
-            guard let sessionID = object["sessionID"]?.stringValue, Self.isHex(sessionID, length: 32),
-                let userID = object["userID"]?.stringValue, Self.isHex(userID, length: 16),
-                let raw = object["username"]?.stringValue, case .success(let username) = Username.validate(raw),
-                let lastSeen = object["lastSeen"]?.intValue
-            else { return refuse(event, from: uid) }
-            records.withLock { records in
-                guard records.directory.count < options.maxUsers else { return }
-                records.directory.add(StoredSession(sessionID: sessionID, userID: userID, username: username, connected: false, lastSeen: Int64(lastSeen)))
+            guard let userID = object["userID"]?.stringValue, Self.isHex(userID, length: 16) else { return refuse(event, from: uid) }
+            guard !records.withLock({ $0.directory.contains(userID) }), let lookUp = sessionLookUp.withLock({ $0 }) else { return }
+            Task {
+                guard let session = await lookUp(userID) else { return }
+                adopt([session])
             }
         case Self.presenceEvent:
             guard let userID = object["userID"]?.stringValue, Self.isHex(userID, length: 16), let online = object["online"]?.boolValue
             else { return refuse(event, from: uid) }
-            setRemote(known([userID]), online: online, on: uid, replacing: false)
+            setRemote([userID], online: online, on: uid, replacing: false)
         case Self.onlineEvent:
             guard let users = object["users"]?.arrayValue, users.count <= options.maxUsers else { return refuse(event, from: uid) }
-            setRemote(known(users.compactMap(\.stringValue)), online: true, on: uid, replacing: true)
+            setRemote(users.compactMap(\.stringValue).filter { Self.isHex($0, length: 16) }, online: true, on: uid, replacing: true)
         default:
             break
         }
@@ -199,12 +214,6 @@ extension ChatApplication {
         guard records.withLock({ $0.directory.contains(message.from) && $0.directory.contains(message.to) }) else { return }
         let minimumSeq = clusterSeq()
         _ = log.withLock { $0.append(message, reportingDrops: false, minimumSeq: minimumSeq) }
-    }
-
-    /// The users of `userIDs` known here: presence is kept for them only (bounded by the
-    /// directory, whatever another writer of the database sends).
-    private func known(_ userIDs: [String]) -> [String] {
-        records.withLock { records in userIDs.filter { records.directory.contains($0) } }
     }
 
     /// Users online (or not) on server `uid`; with `replacing`, the whole list of that
@@ -225,6 +234,9 @@ extension ChatApplication {
             }
             for userID in userIDs {
                 let before = !(state!.remoteOnline[userID]?.isEmpty ?? true)
+                // A server says at most `maxUsers` users are online on it (a user this server
+                // does not know yet, announced a moment later, counts: bounded all the same).
+                if online, state!.onlineOn[uid, default: []].count >= options.maxUsers, state!.onlineOn[uid]?.contains(userID) != true { continue }
                 if online {
                     state!.remoteOnline[userID, default: []].insert(uid)
                     state!.onlineOn[uid, default: []].insert(userID)

@@ -221,6 +221,22 @@ public final class PostgresChatStore: ChatStore {
         _ = enqueue(changes)
     }
 
+    /// A user's session, as kept now (nil when there is none, or the database cannot be read).
+    public func loadSession(userID: String) async -> StoredSession? {
+        do {
+            let rows = try await client.query(
+                "SELECT session_id, user_id, username, last_seen FROM parley_session WHERE user_id = \(userID) ORDER BY seq DESC LIMIT 1",
+                logger: logger
+            )
+            for try await (sessionID, userID, username, lastSeen) in rows.decode((String, String, String, Int64).self) {
+                return StoredSession(sessionID: sessionID, userID: userID, username: username, connected: false, lastSeen: lastSeen)
+            }
+        } catch {
+            logger.warning("a session could not be read", metadata: ["error": "\(String(reflecting: error))"])
+        }
+        return nil
+    }
+
     /// The sessions kept now (for a server of a cluster catching up with what it did not
     /// hear), oldest first.
     public func loadSessions() async throws -> [StoredSession] {

@@ -438,6 +438,9 @@ struct ParleyServer: AsyncParsableCommand {
         if let (postgres, location) = postgresStore {
             do {
                 let node = try await postgres.clusterNode()
+                // The chat is in the cluster before the bus hears anyone: a server heard at once
+                // is then one it takes messages from.
+                chat.joinCluster(node: node) { await postgres.loadSession(userID: $0) }
                 let joined = try await PostgresClusterBus.start(
                     location, logger: logger, onMessage: { socketIO.receive($0) }, onJoin: { chat.serverJoined($0) },
                     onLeave: { chat.serversLeft($0) },
@@ -446,7 +449,7 @@ struct ParleyServer: AsyncParsableCommand {
                         // while its channel was down) come from the database.
                         Task {
                             do {
-                                chat.adopt(try await postgres.loadSessions())
+                                chat.adopt(try await postgres.loadSessions(), catchingUp: true)
                             } catch {
                                 logger.warning("could not catch up with the database's users", metadata: ["error": "\(String(reflecting: error))"])
                             }
@@ -454,7 +457,6 @@ struct ParleyServer: AsyncParsableCommand {
                     }
                 )
                 socketIO.join(cluster: joined, delivering: ChatApplication.delivers)
-                chat.joinCluster(node: node)
                 bus = joined
                 logger.notice("in the cluster of \(location)", metadata: ["uid": "\(joined.uid)", "node": "\(node)"])
             } catch {

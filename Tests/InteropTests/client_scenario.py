@@ -17,6 +17,8 @@ import sys
 import socketio
 
 TIMEOUT = 10
+# The step under way, for the failure's message.
+STEP = ["start"]
 
 
 class User:
@@ -34,8 +36,9 @@ class User:
         return record
 
     async def connect(self, url, auth, attempts=1):
+        STEP[0] = f"{self.name} connects to {url} with {sorted(auth)}"
         """With `attempts`: a session made on another server of a cluster may reach this one
-        a few milliseconds late; a refusal is tried again, 50 ms apart."""
+        a few milliseconds late; a refusal is tried again, 200 ms apart (a server limits new sessions per address)."""
         for attempt in range(attempts):
             try:
                 await self.client.connect(url, auth=auth, transports=self.transports, wait_timeout=TIMEOUT)
@@ -49,7 +52,7 @@ class User:
                 self.client = socketio.AsyncClient(reconnection=False)
                 for event in ("session", "users", "user connected", "user disconnected", "private message", "connect_error"):
                     self.client.on(event, self._recorder(event))
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)
 
     async def next(self, wanted):
         """The next event named `wanted`, skipping others."""
@@ -76,7 +79,7 @@ def check(condition, what):
 async def scenario(url, transports, other=None):
     other = other or url
     # Across servers, a login by session may come before the session does: a few tries.
-    tries = 1 if other == url else 40
+    tries = 1 if other == url else 15
     # Login: session, then users with oneself in it.
     alice = User("alice", transports)
     await alice.connect(url, {"username": "alice"})
@@ -96,12 +99,12 @@ async def scenario(url, transports, other=None):
     bob_users = await bob.next("users")
     # On another server of a cluster, alice's account may reach it a few milliseconds after
     # she was created: bob logs in again (his session) until his list has her, 2 s at most.
-    for _ in range(40):
+    for _ in range(15):
         if other == url or any(u["username"] == "alice" for u in bob_users):
             break
         await bob.client.disconnect()
         bob = User("bob", transports)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
         await bob.connect(other, {"sessionID": bob_session["sessionID"]}, tries)
         await bob.next("session")
         bob_users = await bob.next("users")
@@ -176,7 +179,7 @@ def main():
     try:
         asyncio.run(scenario(urls[0], transports, urls[1] if len(urls) > 1 else None))
     except (AssertionError, asyncio.TimeoutError, socketio.exceptions.SocketIOError) as error:
-        print(f"SCENARIO FAILED: {type(error).__name__}: {error}")
+        print(f"SCENARIO FAILED: {type(error).__name__}: {error} (during: {STEP[0]})")
         return 1
     print("SCENARIO OK")
     return 0

@@ -1,6 +1,8 @@
 import ChatServer
 import Foundation
 import JSON
+import PostgresNIO
+import Synchronization
 import Logging
 @testable import Postgres
 import SocketIO
@@ -23,13 +25,13 @@ extension ServerSuites {
             let server = try await ChatServerHarness.start(store: store)
             try await beforeBus()
             let node = try await store.clusterNode()
+            server.chat.joinCluster(node: node) { await store.loadSession(userID: $0) }
             let bus = try await PostgresClusterBus.start(
                 location, options: ClusterBusTests.quick, logger: quietLogger,
                 onMessage: { server.socketIO.receive($0) }, onJoin: { server.chat.serverJoined($0) }, onLeave: { server.chat.serversLeft($0) },
                 onListening: { Task { server.chat.adopt((try? await store.loadSessions()) ?? []) } }
             )
             server.socketIO.join(cluster: bus, delivering: ChatApplication.delivers)
-            server.chat.joinCluster(node: node)
             return Node(server: server, bus: bus)
         }
 
@@ -39,6 +41,14 @@ extension ServerSuites {
             let b = try await start(location)
             #expect(await eventually(within: .seconds(10)) { a.bus.servers == [b.bus.uid] && b.bus.servers == [a.bus.uid] })
 
+            // What goes over the bus, as anyone who may LISTEN on the database hears it.
+            let heard = Mutex<[String]>([])
+            let listener = try await PostgresConnection.connect(configuration: location.connection, id: 9, logger: quietLogger)
+            let listening = Task {
+                try? await listener.listen(on: "socket.io#/") { notifications in
+                    for try await notification in notifications { heard.withLock { $0.append(notification.payload) } }
+                }
+            }
             // alice on A; B learns of her, and bob on B sees her online.
             let alice = try await a.server.login(["username": "alice"])
             #expect(await eventually(within: .seconds(10)) { b.server.chat.userCount == 1 })
@@ -76,6 +86,12 @@ extension ServerSuites {
                 await back.socket.disconnect()
             }
             await alice.socket.disconnect()
+            // The session IDs, bearer secrets, never went over the bus.
+            let payloads = heard.withLock { $0 }
+            #expect(payloads.contains { $0.contains(alice.userID) })
+            #expect(!payloads.contains { $0.contains(alice.sessionID) || $0.contains(bob.sessionID) })
+            listening.cancel()
+            try? await listener.close()
             for node in [a, b] {
                 await node.bus.close()
                 await node.server.stop()
