@@ -19,27 +19,14 @@ public final class SQLiteChatStore: ChatStore {
     private let database: DatabaseQueue
     private let logger: Logger
     public let path: String
-    private let pending = Mutex(Pending())
-
-    struct Pending {
-        var changes: [StoreChange] = []
-        var writing = false
-        /// Messages not written because the queue was full, since the last log line.
-        var shed = 0
-        var lastComplaint: ContinuousClock.Instant?
-        var lastFailure: ContinuousClock.Instant?
-        /// Transactions written so far (for tests: a burst of changes takes few).
-        var transactions = 0
-        /// Callers of `flush`, resumed when nothing is left to write.
-        var waiters: [CheckedContinuation<Void, Never>] = []
-    }
+    private let queue: WriteBehind
 
     /// - Parameter maxPendingChanges: changes waiting to be written at most; past them new
     ///   messages are shed (kept in memory only), sessions never are.
     public init(path: String, logger: Logger = Logger(label: "parley.store"), maxPendingChanges: Int = SQLiteChatStore.defaultMaxPendingChanges) throws {
         self.path = path
         self.logger = logger
-        self.maxPendingChanges = maxPendingChanges
+        queue = WriteBehind(maxPending: maxPendingChanges, logger: logger, complaint: "the store does not keep up: messages not written to disk")
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -92,6 +79,15 @@ public final class SQLiteChatStore: ChatStore {
             try db.execute(sql: "UPDATE session SET last_seen = CAST(strftime('%s','now') AS INTEGER)")
         }
         try migrator.migrate(database)
+        queue.writes { [database, logger, queue] batch in
+            do {
+                try await database.write { db in try Self.apply(batch, to: db) }
+                return true
+            } catch {
+                if queue.failureIsDue() { logger.error("storage failed", metadata: ["error": "\(error)", "changes": "\(batch.count)"]) }
+                return false
+            }
+        }
     }
 
     public enum StoreError: Error, CustomStringConvertible {
@@ -124,74 +120,9 @@ public final class SQLiteChatStore: ChatStore {
     /// Changes waiting to be written at most (a disk slower than the messages coming in
     /// does not make the queue grow without end).
     public static let defaultMaxPendingChanges = 200_000
-    private let maxPendingChanges: Int
 
     public func record(_ changes: [StoreChange]) {
-        guard !changes.isEmpty else { return }
-        let (start, complaint) = pending.withLock { pending -> (Bool, Int?) in
-            var complaint: Int?
-            if pending.changes.count >= maxPendingChanges {
-                // Messages are shed (sessions never are: they are few, and identities matter
-                // more than history). They stay in memory; they do not survive a restart.
-                let kept = changes.filter { if case .session = $0 { true } else if case .forgetUser = $0 { true } else { false } }
-                pending.shed += changes.count - kept.count
-                pending.changes.append(contentsOf: kept)
-                complaint = Self.dueComplaint(&pending)
-            } else {
-                pending.changes.append(contentsOf: changes)
-            }
-            defer { pending.writing = true }
-            return (!pending.writing, complaint)
-        }
-        if let complaint {
-            logger.error("the store does not keep up: messages not written to disk", metadata: ["messages": "\(complaint)"])
-        }
-        if start { Task { await self.writeAll() } }
-    }
-
-    /// What to say about shed messages, at most once per 10 s.
-    private static func dueComplaint(_ pending: inout Pending) -> Int? {
-        guard pending.shed > 0, isDue(&pending.lastComplaint) else { return nil }
-        defer { pending.shed = 0 }
-        return pending.shed
-    }
-
-    /// Whether a log line last written at `last` may be written again now (one per 10 s,
-    /// however often the trouble comes); if so, now is the new `last`.
-    private static func isDue(_ last: inout ContinuousClock.Instant?) -> Bool {
-        let now = ContinuousClock.now
-        guard last.map({ now - $0 >= .seconds(10) }) ?? true else { return false }
-        last = now
-        return true
-    }
-
-    /// Writes batches until nothing is queued; one writer at a time.
-    private func writeAll() async {
-        while true {
-            let batch = pending.withLock { pending -> [StoreChange] in
-                defer { pending.changes.removeAll(keepingCapacity: true) }
-                return pending.changes
-            }
-            if batch.isEmpty {
-                let waiters = pending.withLock { pending -> [CheckedContinuation<Void, Never>]? in
-                    // Something may have come in since the batch was taken.
-                    guard pending.changes.isEmpty else { return nil }
-                    pending.writing = false
-                    defer { pending.waiters = [] }
-                    return pending.waiters
-                }
-                guard let waiters else { continue }
-                for waiter in waiters { waiter.resume() }
-                return
-            }
-            do {
-                try await database.write { db in try Self.apply(batch, to: db) }
-                pending.withLock { $0.transactions += 1 }
-            } catch {
-                let due = pending.withLock { Self.isDue(&$0.lastFailure) }
-                if due { logger.error("storage failed", metadata: ["error": "\(error)", "changes": "\(batch.count)"]) }
-            }
-        }
+        queue.enqueue(changes)
     }
 
     private static func apply(_ batch: [StoreChange], to db: Database) throws {
@@ -219,18 +150,11 @@ public final class SQLiteChatStore: ChatStore {
         }
     }
 
-    var transactions: Int { pending.withLock { $0.transactions } }
+    var transactions: Int { queue.transactions }
 
     /// Waits until everything recorded so far is written.
     public func flush() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let done = pending.withLock { pending -> Bool in
-                guard pending.writing || !pending.changes.isEmpty else { return true }
-                pending.waiters.append(continuation)
-                return false
-            }
-            if done { continuation.resume() }
-        }
+        await queue.flush()
     }
 
     public func close() async throws {

@@ -59,35 +59,15 @@ public final class PostgresChatStore: ChatStore {
     private let runner: Task<Void, Never>
     private let logger: Logger
     public let location: Location
-    private let pending = Mutex(Pending())
-    private let maxPendingChanges: Int
+    /// The changes waiting to be written, in order (the SQLite store's queue).
+    private let queue: WriteBehind
+    /// Shutting down and the database still out of reach: what waits is given up, and counted.
+    private let shutdown = Mutex((givingUp: false, givenUp: 0))
     private let closeTimeout: Duration
     /// How long a write may wait for the database before the log says it cannot be reached.
     private let stallWarning: Duration
     /// How long an acknowledgement waits for its message to be written.
     private let writeWait: Duration
-
-    struct Pending {
-        var changes: [StoreChange] = []
-        var writing = false
-        var shed = 0
-        var lastComplaint: ContinuousClock.Instant?
-        var lastFailure: ContinuousClock.Instant?
-        var transactions = 0
-        var waiters: [CheckedContinuation<Void, Never>] = []
-        /// Shutting down and the database still out of reach: what waits is given up.
-        var givingUp = false
-        var givenUp = 0
-        /// Changes accepted so far, and written (or given up) so far, in the order recorded:
-        /// a change's number says when it is written.
-        var accepted: Int64 = 0
-        var settled: Int64 = 0
-        /// Who waits for which change, and the changes given up (numbers past `settled`
-        /// cannot be, so only a few ranges are kept).
-        var writeWaiters: [Int: (number: Int64, continuation: CheckedContinuation<Bool, Never>)] = [:]
-        var nextWaiter = 0
-        var failed: [ClosedRange<Int64>] = []
-    }
 
     /// The schema this build writes; older ones are migrated at start.
     public static let schemaVersion = 2
@@ -105,6 +85,7 @@ public final class PostgresChatStore: ChatStore {
         let first = try await PostgresConnection.connect(configuration: location.connection, id: 0, logger: logger)
         try await first.close()
         let store = PostgresChatStore(location: location, logger: logger, maxPendingChanges: maxPendingChanges, closeTimeout: closeTimeout, stallWarning: stallWarning, writeWait: writeWait)
+        store.queue.writes { [weak store] batch in await store?.write(batch) ?? false }
         do {
             try await store.migrate()
         } catch let error as PostgresTransactionError {
@@ -136,7 +117,7 @@ public final class PostgresChatStore: ChatStore {
         runner = Task { [client] in await client.run() }
         self.location = location
         self.logger = logger
-        self.maxPendingChanges = maxPendingChanges
+        queue = WriteBehind(maxPending: maxPendingChanges, logger: logger, complaint: "the database does not keep up: messages not written")
     }
 
     private static let migrations: [Int: [PostgresQuery]] = [
@@ -218,7 +199,7 @@ public final class PostgresChatStore: ChatStore {
     }
 
     public func record(_ changes: [StoreChange]) {
-        _ = enqueue(changes)
+        queue.enqueue(changes)
     }
 
     /// A user's session, as kept now (nil when there is none, or the database cannot be read).
@@ -252,111 +233,8 @@ public final class PostgresChatStore: ChatStore {
     public static let writeWait = Duration.seconds(10)
 
     public func recordAwaitingWrite(_ changes: [StoreChange]) -> (@Sendable () async -> Bool)? {
-        guard let number = enqueue(changes) else { return { false } }
-        return { await self.waitUntilWritten(number) }
-    }
-
-    /// Queues what fits; the number of the last change when all of them were accepted.
-    private func enqueue(_ changes: [StoreChange]) -> Int64? {
-        guard !changes.isEmpty else { return nil }
-        let (start, complaint, number) = pending.withLock { pending -> (Bool, Int?, Int64?) in
-            var complaint: Int?
-            var number: Int64?
-            if pending.changes.count >= maxPendingChanges {
-                // Messages are shed; sessions and forgotten users never are.
-                let kept = changes.filter { if case .session = $0 { true } else if case .forgetUser = $0 { true } else { false } }
-                pending.shed += changes.count - kept.count
-                pending.changes.append(contentsOf: kept)
-                pending.accepted += Int64(kept.count)
-                if kept.count == changes.count { number = pending.accepted }
-                if pending.shed > 0, Self.isDue(&pending.lastComplaint) {
-                    complaint = pending.shed
-                    pending.shed = 0
-                }
-            } else {
-                pending.changes.append(contentsOf: changes)
-                pending.accepted += Int64(changes.count)
-                number = pending.accepted
-            }
-            defer { pending.writing = true }
-            return (!pending.writing, complaint, number)
-        }
-        if let complaint {
-            logger.error("the database does not keep up: messages not written", metadata: ["messages": "\(complaint)"])
-        }
-        if start { Task { await self.writeAll() } }
-        return number
-    }
-
-    /// Whether change `number` was written, within `writeWait`.
-    private func waitUntilWritten(_ number: Int64) async -> Bool {
-        let id = pending.withLock { pending -> Int in
-            defer { pending.nextWaiter += 1 }
-            return pending.nextWaiter
-        }
-        let timer = Task {
-            try? await Task.sleep(for: writeWait)
-            guard !Task.isCancelled else { return }
-            pending.withLock { $0.writeWaiters.removeValue(forKey: id) }?.continuation.resume(returning: false)
-        }
-        defer { timer.cancel() }
-        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            let answer = pending.withLock { pending -> Bool? in
-                if number <= pending.settled { return !pending.failed.contains { $0.contains(number) } }
-                pending.writeWaiters[id] = (number, continuation)
-                return nil
-            }
-            if let answer { continuation.resume(returning: answer) }
-        }
-    }
-
-    /// A batch of `count` changes was written (or given up: `written` false).
-    private func settle(_ count: Int, written: Bool) {
-        let ready = pending.withLock { pending -> [(CheckedContinuation<Bool, Never>, Bool)] in
-            let range = (pending.settled + 1)...(pending.settled + Int64(count))
-            pending.settled += Int64(count)
-            if !written { pending.failed.append(range) }
-            // A waiter may register after its batch settled (it waits from a task of its own):
-            // the last 1,024 failed ranges are kept for it (failures are rare; a waiter of an
-            // older one is long past its wait).
-            if pending.failed.count > 1_024 { pending.failed.removeFirst(pending.failed.count - 1_024) }
-            var ready: [(CheckedContinuation<Bool, Never>, Bool)] = []
-            for (id, waiter) in pending.writeWaiters where waiter.number <= pending.settled {
-                ready.append((waiter.continuation, !pending.failed.contains { $0.contains(waiter.number) }))
-                pending.writeWaiters.removeValue(forKey: id)
-            }
-            return ready
-        }
-        for (continuation, answer) in ready { continuation.resume(returning: answer) }
-    }
-
-    /// Whether a log line last written at `last` may be written again now (one per 10 s).
-    private static func isDue(_ last: inout ContinuousClock.Instant?) -> Bool {
-        let now = ContinuousClock.now
-        guard last.map({ now - $0 >= .seconds(10) }) ?? true else { return false }
-        last = now
-        return true
-    }
-
-    private func writeAll() async {
-        while true {
-            let batch = pending.withLock { pending -> [StoreChange] in
-                defer { pending.changes.removeAll(keepingCapacity: true) }
-                return pending.changes
-            }
-            if batch.isEmpty {
-                let waiters = pending.withLock { pending -> [CheckedContinuation<Void, Never>]? in
-                    guard pending.changes.isEmpty else { return nil }
-                    pending.writing = false
-                    defer { pending.waiters = [] }
-                    return pending.waiters
-                }
-                guard let waiters else { continue }
-                for waiter in waiters { waiter.resume() }
-                return
-            }
-            await write(batch)
-        }
+        guard let number = queue.enqueue(changes) else { return { false } }
+        return { [queue, writeWait] in await queue.waitUntilWritten(number, within: writeWait) }
     }
 
     /// Writes one batch. While the database cannot be reached (restarting, the network gone)
@@ -364,7 +242,7 @@ public final class PostgresChatStore: ChatStore {
     /// meanwhile waits behind it (within `maxPendingChanges`): nothing is dropped for a
     /// database that comes back. A batch the database refuses for what it holds is dropped
     /// with a log line, rather than block every later change.
-    private func write(_ batch: [StoreChange]) async {
+    private func write(_ batch: [StoreChange]) async -> Bool {
         var delay = Duration.milliseconds(250)
         var failures = 0
         // The pool waits for a database that does not answer (it reconnects with its own
@@ -377,7 +255,7 @@ public final class PostgresChatStore: ChatStore {
                 try? await Task.sleep(for: wait)
                 guard !Task.isCancelled else { return }
                 stalled.set()
-                let waiting = pending.withLock { $0.changes.count }
+                let waiting = queue.waiting
                 logger.error("the database cannot be reached: changes wait for it", metadata: ["changes": "\(batch.count + waiting)"])
                 wait = .seconds(10)
             }
@@ -388,32 +266,27 @@ public final class PostgresChatStore: ChatStore {
                 try await client.withTransaction(logger: logger) { connection in
                     for run in Self.runs(of: batch) { try await run.write(on: connection, logger: self.logger) }
                 }
-                pending.withLock { $0.transactions += 1 }
-                settle(batch.count, written: true)
                 if failures > 0 || stalled.isSet {
                     logger.notice("the database is back: written", metadata: ["changes": "\(batch.count)", "tries": "\(failures + 1)"])
                 }
-                return
+                return true
             } catch {
                 failures += 1
-                if pending.withLock({ $0.givingUp }) {
+                let givingUp = shutdown.withLock { state in
                     // Shutting down with the database gone: `close` counts what is given up.
-                    pending.withLock { $0.givenUp += batch.count }
-                    settle(batch.count, written: false)
-                    return
+                    if state.givingUp { state.givenUp += batch.count }
+                    return state.givingUp
                 }
+                if givingUp { return false }
                 let transient = Self.isTransient(error)
-                let (due, waiting) = pending.withLock { (Self.isDue(&$0.lastFailure), $0.changes.count) }
-                if due {
+                let waiting = queue.waiting
+                if queue.failureIsDue() {
                     logger.error(
                         transient ? "the database cannot be reached: trying again" : "the database refused a batch: dropped",
                         metadata: ["error": "\(String(reflecting: error))", "changes": "\(batch.count)", "waiting": "\(waiting)"]
                     )
                 }
-                guard transient else {
-                    settle(batch.count, written: false)
-                    return
-                }
+                guard transient else { return false }
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(8))
             }
@@ -525,18 +398,11 @@ public final class PostgresChatStore: ChatStore {
         return runs
     }
 
-    var transactions: Int { pending.withLock { $0.transactions } }
+    var transactions: Int { queue.transactions }
 
     /// Waits until everything recorded so far is written.
     public func flush() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let done = pending.withLock { pending -> Bool in
-                guard pending.writing || !pending.changes.isEmpty else { return true }
-                pending.waiters.append(continuation)
-                return false
-            }
-            if done { continuation.resume() }
-        }
+        await queue.flush()
     }
 
     /// How long a shutdown waits, by default, for an unreachable database before it gives up
@@ -549,14 +415,14 @@ public final class PostgresChatStore: ChatStore {
         let deadline = Task {
             try? await Task.sleep(for: self.closeTimeout)
             guard !Task.isCancelled else { return }
-            self.pending.withLock { $0.givingUp = true }
+            self.shutdown.withLock { $0.givingUp = true }
             self.runner.cancel()  // the pool closes: every try fails at once
         }
         await flush()
         deadline.cancel()
         runner.cancel()
         await runner.value
-        let lost = pending.withLock { $0.givenUp }
+        let lost = shutdown.withLock { $0.givenUp }
         if lost > 0 {
             logger.error("the database could not be reached before the shutdown: changes not written", metadata: ["changes": "\(lost)"])
         }

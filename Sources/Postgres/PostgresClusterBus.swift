@@ -1,3 +1,4 @@
+import ChatServer
 import Foundation
 import JSON
 public import Logging
@@ -136,9 +137,7 @@ public final class PostgresClusterBus: ClusterLink {
             let bytes = Self.estimate(message)
             guard state.outbox.count < Self.maximumUnsent, state.outboxBytes + bytes <= Self.maximumUnsentBytes else {
                 state.dropped += 1
-                let now = ContinuousClock.now
-                guard state.lastComplaint.map({ now - $0 >= .seconds(10) }) ?? true else { return (false, nil) }
-                state.lastComplaint = now
+                guard WriteBehind.isDue(&state.lastComplaint) else { return (false, nil) }
                 defer { state.dropped = 0 }
                 return (false, state.dropped)
             }
@@ -431,13 +430,7 @@ public final class PostgresClusterBus: ClusterLink {
     }
 
     private func complain(_ what: Logger.Message, error: any Error) {
-        let now = ContinuousClock.now
-        let due = state.withLock { state in
-            guard state.lastComplaint.map({ now - $0 >= .seconds(10) }) ?? true else { return false }
-            state.lastComplaint = now
-            return true
-        }
-        if due { logger.warning(what, metadata: ["error": "\(String(reflecting: error))"]) }
+        if state.withLock({ WriteBehind.isDue(&$0.lastComplaint) }) { logger.warning(what, metadata: ["error": "\(String(reflecting: error))"]) }
     }
 
     // MARK: Leaving
