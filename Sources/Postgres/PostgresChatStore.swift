@@ -44,6 +44,18 @@ public final class PostgresChatStore: ChatStore {
 
         public var description: String { "postgres://\(username)@\(host):\(port)/\(database)" }
 
+        /// A pool of a few connections to it (run it with `run()`). The pool's own chatter (it
+        /// warns when a lease comes a moment before its run loop starts) stays out of the log:
+        /// every failure that matters reaches a query, whose error its user logs.
+        func pool(logger: Logger, options: (inout PostgresClient.Configuration.Options) -> Void = { _ in }) -> PostgresClient {
+            var configuration = PostgresClient.Configuration(host: host, port: port, username: username, password: password, database: database, tls: .disable)
+            configuration.options.maximumConnections = 4
+            options(&configuration.options)
+            var background = logger
+            background.logLevel = .error
+            return PostgresClient(configuration: configuration, backgroundLogger: background)
+        }
+
         var connection: PostgresConnection.Configuration {
             var configuration = PostgresConnection.Configuration(host: host, port: port, username: username, password: password, database: database, tls: .disable)
             configuration.options.connectTimeout = .seconds(5)
@@ -102,18 +114,7 @@ public final class PostgresChatStore: ChatStore {
         self.closeTimeout = closeTimeout
         self.writeWait = writeWait
         self.stallWarning = stallWarning
-        var configuration = PostgresClient.Configuration(
-            host: location.host, port: location.port, username: location.username, password: location.password,
-            database: location.database, tls: .disable
-        )
-        configuration.options.maximumConnections = 4
-        configuration.options.connectTimeout = .seconds(5)
-        // The pool's own chatter (it warns when a lease comes a moment before its run loop
-        // starts) stays out of the log; every failure that matters reaches a query, whose
-        // error this store logs.
-        var background = logger
-        background.logLevel = .error
-        client = PostgresClient(configuration: configuration, backgroundLogger: background)
+        client = location.pool(logger: logger) { $0.connectTimeout = .seconds(5) }
         runner = Task { [client] in await client.run() }
         self.location = location
         self.logger = logger

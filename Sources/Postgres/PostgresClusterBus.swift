@@ -111,14 +111,7 @@ public final class PostgresClusterBus: ClusterLink {
         self.onLeave = onLeave
         self.onListening = onListening
         (rings, doorbell) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        var configuration = PostgresClient.Configuration(
-            host: location.host, port: location.port, username: location.username, password: location.password,
-            database: location.database, tls: .disable
-        )
-        configuration.options.maximumConnections = 4
-        var background = logger
-        background.logLevel = .error
-        client = PostgresClient(configuration: configuration, backgroundLogger: background)
+        client = location.pool(logger: logger)
         clientRunner = Task { [client] in await client.run() }
     }
 
