@@ -46,33 +46,16 @@ public enum MessagePack {
             }
         case .string(let s):
             let utf8 = Array(s.utf8)
-            switch utf8.count {
-            case 0..<32: out.append(0xA0 | UInt8(utf8.count))
-            case 32..<256: out += [0xD9, UInt8(utf8.count)]
-            case 256..<65_536:
-                out.append(0xDA)
-                append(UInt64(utf8.count), bytes: 2, to: &out)
-            default:
-                out.append(0xDB)
-                append(UInt64(utf8.count), bytes: 4, to: &out)
-            }
+            header(count: utf8.count, fix: (0xA0, 32), eight: 0xD9, sixteen: 0xDA, thirtyTwo: 0xDB, into: &out)
             out += utf8
         case .binary(let bytes):
-            switch bytes.count {
-            case 0..<256: out += [0xC4, UInt8(bytes.count)]
-            case 256..<65_536:
-                out.append(0xC5)
-                append(UInt64(bytes.count), bytes: 2, to: &out)
-            default:
-                out.append(0xC6)
-                append(UInt64(bytes.count), bytes: 4, to: &out)
-            }
+            header(count: bytes.count, fix: nil, eight: 0xC4, sixteen: 0xC5, thirtyTwo: 0xC6, into: &out)
             out += bytes
         case .array(let items):
-            header(count: items.count, fix: 0x90, sixteen: 0xDC, thirtyTwo: 0xDD, into: &out)
+            header(count: items.count, fix: (0x90, 16), eight: nil, sixteen: 0xDC, thirtyTwo: 0xDD, into: &out)
             for item in items { encode(item, into: &out) }
         case .object(let object):
-            header(count: object.count, fix: 0x80, sixteen: 0xDE, thirtyTwo: 0xDF, into: &out)
+            header(count: object.count, fix: (0x80, 16), eight: nil, sixteen: 0xDE, thirtyTwo: 0xDF, into: &out)
             for (key, item) in object {
                 encode(.string(key), into: &out)
                 encode(item, into: &out)
@@ -80,13 +63,18 @@ public enum MessagePack {
         }
     }
 
-    private static func header(count: Int, fix: UInt8, sixteen: UInt8, thirtyTwo: UInt8, into out: inout [UInt8]) {
-        switch count {
-        case 0..<16: out.append(fix | UInt8(count))
-        case 16..<65_536:
+    /// The length of a string, bytes, an array or a map, in its smallest form: the count in
+    /// the type byte (`fix`, below its limit), then 1, 2 or 4 bytes of count (a form a type
+    /// lacks is nil).
+    private static func header(count: Int, fix: (base: UInt8, limit: Int)?, eight: UInt8?, sixteen: UInt8, thirtyTwo: UInt8, into out: inout [UInt8]) {
+        if let fix, count < fix.limit {
+            out.append(fix.base | UInt8(count))
+        } else if let eight, count < 256 {
+            out += [eight, UInt8(count)]
+        } else if count < 65_536 {
             out.append(sixteen)
             append(UInt64(count), bytes: 2, to: &out)
-        default:
+        } else {
             out.append(thirtyTwo)
             append(UInt64(count), bytes: 4, to: &out)
         }
