@@ -93,11 +93,7 @@ extension ChatApplication {
             return (added, online)
         }
         // This server's clients hear of them as of any user who comes.
-        for session in online {
-            socketIO.main.except().emitHere(
-                ChatEventName.userConnected, arguments: [UserEntry(userID: session.userID, username: session.username, connected: true, messages: []).json]
-            )
-        }
+        for session in online { tellClients(session.userID, cameAs: session.username) }
         if catchingUp, added > 0 { logger.notice("users of the other servers caught up from the database", metadata: ["users": "\(added)"]) }
     }
 
@@ -142,7 +138,7 @@ extension ChatApplication {
                 } ?? false
             }
         }
-        for userID in told { socketIO.main.except().emitHere(ChatEventName.userDisconnected, arguments: [.string(userID)]) }
+        for userID in told { tellClients(userID, cameAs: nil) }
     }
 
     // MARK: Telling the others
@@ -262,14 +258,18 @@ extension ChatApplication {
             }
         }
         // This server's clients hear of a change as this server sees it (the others tell theirs).
-        for (userID, username, online) in told {
-            if online {
-                socketIO.main.except().emitHere(
-                    ChatEventName.userConnected, arguments: [UserEntry(userID: userID, username: username, connected: true, messages: []).json]
-                )
-            } else {
-                socketIO.main.except().emitHere(ChatEventName.userDisconnected, arguments: [.string(userID)])
-            }
+        for (userID, username, online) in told { tellClients(userID, cameAs: online ? username : nil) }
+    }
+
+    /// This server's clients hear that a user came under `username` (`user connected`), or,
+    /// with nil, left.
+    private func tellClients(_ userID: String, cameAs username: String?) {
+        if let username {
+            socketIO.main.except().emitHere(
+                ChatEventName.userConnected, arguments: [UserEntry(userID: userID, username: username, connected: true, messages: []).json]
+            )
+        } else {
+            socketIO.main.except().emitHere(ChatEventName.userDisconnected, arguments: [.string(userID)])
         }
     }
 
