@@ -177,7 +177,7 @@ public final class PostgresClusterBus: ClusterLink {
                 if messages.isEmpty { break }
                 var payloads: [String] = []
                 for message in messages {
-                    let (text, attached) = payload(of: message)
+                    let (_, text, attached) = payload(of: message)
                     if attached {
                         await flush(&payloads)
                         do { try await publish(message) } catch { complain("a cluster message could not be sent", error: error) }
@@ -190,14 +190,15 @@ public final class PostgresClusterBus: ClusterLink {
         }
     }
 
-    /// The JSON of a message as sent, and whether it must go as an attachment instead.
-    private func payload(of message: ClusterMessage) -> (String, attached: Bool) {
+    /// The message as sent (this bus's uid and namespace), its JSON, and whether it must go as
+    /// an attachment instead: 8,000 bytes or more, or bytes JSON cannot carry.
+    private func payload(of message: ClusterMessage) -> (message: ClusterMessage, text: String, attached: Bool) {
         var message = message
         message.uid = uid
         message.nsp = options.nsp
         let text = message.json.serialized()
         let withBytes = [.broadcast, .broadcastAck, .serverSideEmit, .serverSideEmitResponse].contains(message.type) && (message.data?.containsBinary ?? false)
-        return (text, withBytes || text.utf8.count >= options.payloadThreshold)
+        return (message, text, withBytes || text.utf8.count >= options.payloadThreshold)
     }
 
     /// Sends the payloads gathered so far, in one statement.
@@ -230,13 +231,9 @@ public final class PostgresClusterBus: ClusterLink {
 
     /// Sends a message to the other servers (its `uid` and `nsp` are this bus's).
     public func publish(_ message: ClusterMessage) async throws {
-        var message = message
-        message.uid = uid
-        message.nsp = options.nsp
+        let (message, text, attached) = payload(of: message)
         state.withLock { $0.lastPublished = ContinuousClock.now }
-        let text = message.json.serialized()
-        let withBytes = [.broadcast, .broadcastAck, .serverSideEmit, .serverSideEmitResponse].contains(message.type) && (message.data?.containsBinary ?? false)
-        if withBytes || text.utf8.count >= options.payloadThreshold {
+        if attached {
             // Too large for a notification, or bytes JSON cannot carry: the attachments table.
             var id: Int64 = 0
             let rows = try await client.query(
